@@ -1,0 +1,1 @@
+"""LangChain integration for ModelsLab's LLM API (install with the `[langchain]` extra)."""

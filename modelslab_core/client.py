@@ -1,0 +1,468 @@
+"""``ModelsLabClient`` and ``AsyncModelsLabClient``: thin twins over :class:`BaseClient`.
+
+They differ only in ``await``: each sends bytes, applies the one retry policy and hands the answer
+to the shared pure parsers. A stream is retried only until its first event has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from itertools import chain
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, SecretStr
+
+from . import _pools
+from ._base_client import BaseClient, translate_transport_error
+from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV, ClientConfig, KeyPlacement
+from .errors import APIError
+from .streaming import (
+    AsyncStream,
+    Stream,
+    aiter_sse_data,
+    answer_as_chunk,
+    decode_event,
+    iter_sse_data,
+)
+from .types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Completion,
+    CompletionRequest,
+    ModelList,
+)
+from .validation import check_chat_request, check_completion_request
+
+__all__ = [
+    "AsyncModelsLabClient",
+    "AsyncModelsLabCompletionsClient",
+    "ModelsLabClient",
+    "ModelsLabCompletionsClient",
+]
+
+logger = logging.getLogger("modelslab_core")
+
+T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
+
+ChatInput = ChatRequest | Mapping[str, Any]
+CompletionInput = CompletionRequest | Mapping[str, Any]
+
+
+def _chat_body(request: ChatInput, *, stream: bool) -> dict[str, Any]:
+    req = request if isinstance(request, ChatRequest) else ChatRequest.model_validate(request)
+    check_chat_request(req)
+    body = req.to_body()
+    body["stream"] = stream
+    if not stream:
+        body.pop("stream_options", None)
+    return body
+
+
+def _completion_body(request: CompletionInput, *, stream: bool) -> dict[str, Any]:
+    req = (
+        request
+        if isinstance(request, CompletionRequest)
+        else CompletionRequest.model_validate(request)
+    )
+    check_completion_request(req)
+    body = req.to_body()
+    body["stream"] = stream
+    if not stream:
+        body.pop("stream_options", None)
+    return body
+
+
+class _Slot:
+    """One place among ``max_in_flight``; released exactly once."""
+
+    __slots__ = ("_release",)
+
+    def __init__(self, release: Callable[[], None] | None) -> None:
+        self._release = release
+
+    def release(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+
+_END: Any = object()
+
+
+class ModelsLabClient(BaseClient):
+    """Synchronous client. ``http_client`` lets tests pass ``httpx.Client(transport=...)``;
+    without it the process-wide pool is shared by every client."""
+
+    def __init__(
+        self,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        key_placement: KeyPlacement = "bearer",
+        max_in_flight: int | None = None,
+        http_client: httpx.Client | None = None,
+        config: ClientConfig | None = None,
+    ) -> None:
+        super().__init__(
+            api_key,
+            base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+            key_placement=key_placement,
+            max_in_flight=max_in_flight,
+            config=config,
+        )
+        self._own_http = http_client
+        limit = self.config.max_in_flight
+        self._gate = threading.BoundedSemaphore(limit) if limit else None
+
+    @property
+    def _http(self) -> httpx.Client:
+        return self._own_http if self._own_http is not None else _pools.sync_pool()
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def chat(self, request: ChatInput) -> ChatCompletion:
+        """POST ``/chat/completions`` and return the completion."""
+        body = self._encode(_chat_body(request, stream=False))
+        return self._retrying(lambda: self._send("POST", "chat/completions", body, ChatCompletion))
+
+    def chat_stream(self, request: ChatInput) -> Stream[ChatCompletionChunk]:
+        """POST ``/chat/completions`` with ``stream: true``; an iterator of chunks."""
+        body = self._encode(_chat_body(request, stream=True))
+        return self._retrying(
+            lambda: self._open_stream("chat/completions", body, ChatCompletion, ChatCompletionChunk)
+        )
+
+    def complete(self, request: CompletionInput) -> Completion:
+        """POST ``/completions`` (text completion) and return it."""
+        body = self._encode(_completion_body(request, stream=False))
+        return self._retrying(lambda: self._send("POST", "completions", body, Completion))
+
+    def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
+        """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""
+        body = self._encode(_completion_body(request, stream=True))
+        return self._retrying(
+            lambda: self._open_stream("completions", body, Completion, Completion)
+        )
+
+    def list_models(self) -> ModelList:
+        """GET the model list (``/v1/models``, falling back to ``/models``)."""
+        from .errors import NotFoundError
+
+        try:
+            return self._retrying(lambda: self._send("GET", "v1/models", None, ModelList))
+        except NotFoundError:
+            return self._retrying(lambda: self._send("GET", "models", None, ModelList))
+
+    def close(self) -> None:
+        """Close the ``http_client`` this client was given; the shared pool stays open."""
+        if self._own_http is not None:
+            self._own_http.close()
+
+    def __enter__(self) -> ModelsLabClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- the I/O loop -------------------------------------------------------------------------
+
+    def _retrying(self, attempt: Callable[[], R]) -> R:
+        retries = 0
+        while True:
+            try:
+                return attempt()
+            except APIError as error:
+                if not self.retry_policy.should_retry(error, retries):
+                    raise
+                delay = self.retry_policy.delay(error, retries)
+                logger.info("retrying in %.2fs after %s", delay, type(error).__name__)
+            time.sleep(delay)
+            retries += 1
+
+    def _acquire(self) -> _Slot:
+        if self._gate is None:
+            return _Slot(None)
+        self._gate.acquire()
+        return _Slot(self._gate.release)
+
+    def _send(self, method: str, path: str, body: bytes | None, model: type[T]) -> T:
+        slot = self._acquire()
+        try:
+            response = self._http.request(
+                method,
+                self._url(path),
+                content=body,
+                headers=self._headers,
+                timeout=self.config.timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise translate_transport_error(exc) from None
+        finally:
+            slot.release()
+        return self._parse(response, model)
+
+    def _open_stream(
+        self, path: str, body: bytes, answer_model: type[BaseModel], chunk_model: type[T]
+    ) -> Stream[T]:
+        slot = self._acquire()
+        try:
+            request = self._http.build_request(
+                "POST",
+                self._url(path),
+                content=body,
+                headers=self._headers,
+                timeout=self.config.timeout,
+            )
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise translate_transport_error(exc) from None
+            try:
+                if not self._is_event_stream(response):
+                    response.read()
+                    response.close()
+                    slot.release()
+                    answer = answer_as_chunk(self._parse(response, answer_model))
+                    return Stream(response, iter([answer, None]))  # type: ignore[list-item]
+                events: Iterator[T | None] = (
+                    decode_event(data, chunk_model, status_code=response.status_code)
+                    for data in iter_sse_data(response.iter_text())
+                )
+                first = next(events, _END)
+            except httpx.HTTPError as exc:
+                response.close()
+                raise translate_transport_error(exc) from None
+            except BaseException:
+                response.close()
+                raise
+        except BaseException:
+            slot.release()
+            raise
+        rest = iter(()) if first is _END else chain([first], events)
+        return Stream(response, rest, on_close=slot.release)
+
+
+class AsyncModelsLabClient(BaseClient):
+    """Asynchronous twin of :class:`ModelsLabClient`. Without ``http_client``, each event loop
+    gets its own shared pool, so one client works from several loops in a row."""
+
+    def __init__(
+        self,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        key_placement: KeyPlacement = "bearer",
+        max_in_flight: int | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        config: ClientConfig | None = None,
+    ) -> None:
+        super().__init__(
+            api_key,
+            base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=default_headers,
+            key_placement=key_placement,
+            max_in_flight=max_in_flight,
+            config=config,
+        )
+        self._own_http = http_client
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def _http(self) -> httpx.AsyncClient:
+        return self._own_http if self._own_http is not None else await _pools.async_pool()
+
+    # --- public API ---------------------------------------------------------------------------
+
+    async def chat(self, request: ChatInput) -> ChatCompletion:
+        """POST ``/chat/completions`` and return the completion."""
+        body = self._encode(_chat_body(request, stream=False))
+        return await self._retrying(
+            lambda: self._send("POST", "chat/completions", body, ChatCompletion)
+        )
+
+    async def chat_stream(self, request: ChatInput) -> AsyncStream[ChatCompletionChunk]:
+        """POST ``/chat/completions`` with ``stream: true``; an async iterator of chunks."""
+        body = self._encode(_chat_body(request, stream=True))
+        return await self._retrying(
+            lambda: self._open_stream("chat/completions", body, ChatCompletion, ChatCompletionChunk)
+        )
+
+    async def complete(self, request: CompletionInput) -> Completion:
+        """POST ``/completions`` (text completion) and return it."""
+        body = self._encode(_completion_body(request, stream=False))
+        return await self._retrying(lambda: self._send("POST", "completions", body, Completion))
+
+    async def complete_stream(self, request: CompletionInput) -> AsyncStream[Completion]:
+        """POST ``/completions`` with ``stream: true``; an async iterator of completion chunks."""
+        body = self._encode(_completion_body(request, stream=True))
+        return await self._retrying(
+            lambda: self._open_stream("completions", body, Completion, Completion)
+        )
+
+    async def list_models(self) -> ModelList:
+        """GET the model list (``/v1/models``, falling back to ``/models``)."""
+        from .errors import NotFoundError
+
+        try:
+            return await self._retrying(lambda: self._send("GET", "v1/models", None, ModelList))
+        except NotFoundError:
+            return await self._retrying(lambda: self._send("GET", "models", None, ModelList))
+
+    async def close(self) -> None:
+        """Close the ``http_client`` this client was given; shared pools close with their loop."""
+        if self._own_http is not None:
+            await self._own_http.aclose()
+
+    async def __aenter__(self) -> AsyncModelsLabClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- the I/O loop -------------------------------------------------------------------------
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[R]]) -> R:
+        retries = 0
+        while True:
+            try:
+                return await attempt()
+            except APIError as error:
+                if not self.retry_policy.should_retry(error, retries):
+                    raise
+                delay = self.retry_policy.delay(error, retries)
+                logger.info("retrying in %.2fs after %s", delay, type(error).__name__)
+            await asyncio.sleep(delay)
+            retries += 1
+
+    async def _acquire(self) -> _Slot:
+        limit = self.config.max_in_flight
+        if not limit:
+            return _Slot(None)
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            gate = self._gates[loop] = asyncio.Semaphore(limit)
+        await gate.acquire()
+        return _Slot(gate.release)
+
+    async def _send(self, method: str, path: str, body: bytes | None, model: type[T]) -> T:
+        http = await self._http()
+        slot = await self._acquire()
+        try:
+            response = await http.request(
+                method,
+                self._url(path),
+                content=body,
+                headers=self._headers,
+                timeout=self.config.timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise translate_transport_error(exc) from None
+        finally:
+            slot.release()
+        return self._parse(response, model)
+
+    async def _open_stream(
+        self, path: str, body: bytes, answer_model: type[BaseModel], chunk_model: type[T]
+    ) -> AsyncStream[T]:
+        http = await self._http()
+        slot = await self._acquire()
+        try:
+            request = http.build_request(
+                "POST",
+                self._url(path),
+                content=body,
+                headers=self._headers,
+                timeout=self.config.timeout,
+            )
+            try:
+                response = await http.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                raise translate_transport_error(exc) from None
+            try:
+                if not self._is_event_stream(response):
+                    await response.aread()
+                    await response.aclose()
+                    slot.release()
+                    answer = answer_as_chunk(self._parse(response, answer_model))
+                    return AsyncStream(response, _aiter([answer, None]))
+                events = _adecode(response, chunk_model)
+                first = await anext(events, _END)
+            except httpx.HTTPError as exc:
+                await response.aclose()
+                raise translate_transport_error(exc) from None
+            except BaseException:
+                await response.aclose()
+                raise
+        except BaseException:
+            slot.release()
+            raise
+        rest = _aiter([]) if first is _END else _aprepend(first, events)
+        return AsyncStream(response, rest, on_close=slot.release)
+
+
+async def _adecode(response: httpx.Response, model: type[T]) -> AsyncGenerator[T | None, None]:
+    async for data in aiter_sse_data(response.aiter_text()):
+        yield decode_event(data, model, status_code=response.status_code)
+
+
+async def _aiter(items: list[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+async def _aprepend(
+    first: T | None, rest: AsyncGenerator[T | None, None]
+) -> AsyncIterator[T | None]:
+    try:
+        yield first
+        async for item in rest:
+            yield item
+    finally:
+        await rest.aclose()
+
+
+class ModelsLabCompletionsClient(ModelsLabClient):
+    """A :class:`ModelsLabClient` whose default base is the v6 text-completions API
+    (``MODELSLAB_COMPLETIONS_BASE_URL`` overrides it)."""
+
+    _default_base_url = COMPLETIONS_BASE_URL
+    _base_url_env = COMPLETIONS_BASE_URL_ENV
+
+
+class AsyncModelsLabCompletionsClient(AsyncModelsLabClient):
+    """Async twin of :class:`ModelsLabCompletionsClient`."""
+
+    _default_base_url = COMPLETIONS_BASE_URL
+    _base_url_env = COMPLETIONS_BASE_URL_ENV

@@ -1,0 +1,379 @@
+"""One error hierarchy for everything the ModelsLab API (or the way to it) can do wrong.
+
+``ModelsLabError`` is the root. ``APIStatusError`` subclasses carry the server's own message, the
+HTTP status and the request id where the server gave one. :func:`error_from_response` is the one
+place that turns a status and a body into the right class; every documented error shape passes
+through it (see ``shared/modelslab-api.md``, "Errors").
+
+No error ever holds the API key: messages and bodies are scrubbed by the client before they get here
+(:func:`redact`), and ``repr`` shows only the class, status and message.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "IncompleteStreamError",
+    "InsufficientCreditsError",
+    "InvalidResponseError",
+    "MissingAPIKeyError",
+    "ModelsLabError",
+    "NotFoundError",
+    "ParameterError",
+    "PermissionDeniedError",
+    "ProcessingResponseError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "ServerError",
+    "StreamError",
+    "UnprocessableEntityError",
+    "error_from_body",
+    "error_from_response",
+    "redact",
+]
+
+
+class ModelsLabError(Exception):
+    """Root of every error this package raises."""
+
+
+class ConfigurationError(ModelsLabError, ValueError):
+    """The client was set up wrongly (raised before any request)."""
+
+
+class MissingAPIKeyError(ConfigurationError):
+    """No API key was passed and ``MODELSLAB_API_KEY`` is not set."""
+
+
+class ParameterError(ModelsLabError, ValueError):
+    """A request parameter is out of the range the API documents (raised before any request)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class APIError(ModelsLabError):
+    """Something went wrong talking to the API.
+
+    ``message`` is the server's own text where it gave one; ``status_code`` is the HTTP status
+    (``200`` for ModelsLab's HTTP-200 error envelopes, ``None`` when no response arrived).
+    """
+
+    #: Whether the retry policy may try again after this error.
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+        code: str | None = None,
+        error_type: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        #: The server's hint (``Retry-After`` header or ``retry_after`` body field), in seconds.
+        self.retry_after = retry_after
+        self.status_code = status_code
+        self.request_id = request_id
+        self.body = body
+        self.code = code
+        self.error_type = error_type
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        parts = []
+        if self.status_code is not None:
+            parts.append(f"HTTP {self.status_code}")
+        if self.code:
+            parts.append(f"code={self.code}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id}")
+        suffix = f" ({', '.join(parts)})" if parts else ""
+        return f"{self.message}{suffix}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, status_code={self.status_code!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors do not pickle by default; errors cross process pools.
+        return (
+            _rebuild,
+            (
+                type(self),
+                self.message,
+                {
+                    "status_code": self.status_code,
+                    "request_id": self.request_id,
+                    "body": self.body,
+                    "code": self.code,
+                    "error_type": self.error_type,
+                    "retry_after": self.retry_after,
+                },
+            ),
+        )
+
+
+def _rebuild(cls: type[APIError], message: str, kwargs: dict[str, Any]) -> APIError:
+    return cls(message, **kwargs)
+
+
+class APIStatusError(APIError):
+    """The server answered with an error (an HTTP error status, or an HTTP-200 error envelope)."""
+
+
+class BadRequestError(APIStatusError):
+    """400: the server refused the request as malformed."""
+
+
+class UnprocessableEntityError(BadRequestError):
+    """422: validation failed on the server (``The messages field is required.``)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401, or ModelsLab's HTTP-200 ``Invalid Api Key`` envelope: the key is missing or wrong."""
+
+
+class PermissionDeniedError(AuthenticationError):
+    """403: the key is not allowed to do this."""
+
+
+class InsufficientCreditsError(APIStatusError):
+    """402: the account has no credits left. Never retried."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown route or model."""
+
+
+class ConflictError(APIStatusError):
+    """409: a conflicting request; retried."""
+
+    retryable = True
+
+
+class RequestTimeoutError(APIStatusError):
+    """408: the server timed out waiting for the request; retried."""
+
+    retryable = True
+
+
+class RateLimitError(APIStatusError):
+    """429: too many queued requests. ``retry_after`` is the server's hint in seconds."""
+
+    retryable = True
+
+
+class ServerError(APIStatusError):
+    """5xx: the server or a proxy in front of it failed; retried."""
+
+    retryable = True
+
+
+class APIConnectionError(APIError):
+    """No response arrived: the connection failed or broke. Retried."""
+
+    retryable = True
+
+
+class APITimeoutError(APIConnectionError):
+    """The request took longer than ``timeout``. Retried."""
+
+
+class InvalidResponseError(APIError):
+    """A 2xx answer that is not a valid API response (not JSON, or the wrong shape)."""
+
+
+class ProcessingResponseError(InvalidResponseError):
+    """A ``{"status": "processing"}`` body: a queued job, not an answer. Never taken for one."""
+
+
+class StreamError(APIError):
+    """A stream failed after it started: an error event inside the stream."""
+
+
+class IncompleteStreamError(StreamError):
+    """The stream ended without ``data: [DONE]``: the answer is cut off, not short."""
+
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: InsufficientCreditsError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    408: RequestTimeoutError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+# Words in an HTTP-200 error envelope's message that tell us which class it really is.
+_AUTH_HINTS = ("api key", "apikey", "api_key", "unauthorized", "unauthenticated")
+_CREDIT_HINTS = ("credit", "insufficient", "balance", "subscription", "wallet")
+_RATE_HINTS = ("rate limit", "too many", "queued requests")
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Return ``text`` with every occurrence of ``secret`` masked."""
+    if secret and secret in text:
+        return text.replace(secret, "***")
+    return text
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, list):
+        joined = "; ".join(t for t in (_as_text(v) for v in value) if t)
+        return joined or None
+    if isinstance(value, Mapping):
+        # Laravel-style {"field": ["message", ...]}
+        return _as_text([_as_text(v) for v in value.values()])
+    return str(value)
+
+
+def _parse_seconds(value: Any) -> float | None:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds >= 0 else None
+
+
+def envelope_message(body: Mapping[str, Any]) -> str | None:
+    """The human message of any documented error shape, or None when ``body`` is not an error."""
+    error = body.get("error")
+    if isinstance(error, Mapping):  # OpenAI style
+        return _as_text(error.get("message")) or _as_text(error) or "Unknown error"
+    if isinstance(error, str) and error.strip():
+        return error.strip()
+    if str(body.get("status", "")).lower() in ("error", "failed", "failure"):
+        # "messege" is how ModelsLab's legacy endpoints spell it.
+        return (
+            _as_text(body.get("message"))
+            or _as_text(body.get("messege"))
+            or _as_text(body.get("errors"))
+            or "Unknown error"
+        )
+    return None
+
+
+def error_from_body(
+    status_code: int,
+    body: Any,
+    *,
+    request_id: str | None = None,
+    retry_after_header: float | None = None,
+    fallback_text: str | None = None,
+) -> APIStatusError | None:
+    """Map a parsed body to an error, or return None when a 2xx body is not an error.
+
+    Used for non-2xx answers (always an error) and for 2xx bodies, which ModelsLab also uses to
+    report errors (``{"status": "error", "message": ...}``).
+    """
+    message: str | None = None
+    code: str | None = None
+    error_type: str | None = None
+    retry_after = retry_after_header
+    if isinstance(body, Mapping):
+        message = envelope_message(body)
+        error = body.get("error")
+        if isinstance(error, Mapping):
+            code = None if error.get("code") is None else str(error.get("code"))
+            error_type = None if error.get("type") is None else str(error.get("type"))
+        body_retry = _parse_seconds(body.get("retry_after"))
+        if body_retry is not None and retry_after is None:
+            retry_after = body_retry
+        if message is None and status_code < 400:
+            return None
+        if message is None:
+            message = _as_text(body.get("message")) or _as_text(body.get("detail"))
+    elif status_code < 400:
+        return None
+    if message is None:
+        message = fallback_text or f"HTTP {status_code}"
+
+    cls = _class_for(status_code, message)
+    kwargs: dict[str, Any] = {
+        "status_code": status_code,
+        "request_id": request_id,
+        "body": body,
+        "code": code,
+        "error_type": error_type,
+        "retry_after": retry_after,
+    }
+    return cls(message, **kwargs)
+
+
+def _class_for(status_code: int, message: str) -> type[APIStatusError]:
+    if status_code in _STATUS_CLASSES:
+        return _STATUS_CLASSES[status_code]
+    if status_code >= 500:
+        return ServerError
+    lowered = message.lower()
+    if status_code < 400:
+        # An HTTP-200 envelope: the message is all we have to classify it.
+        if any(h in lowered for h in _AUTH_HINTS):
+            return AuthenticationError
+        if any(h in lowered for h in _RATE_HINTS):
+            return RateLimitError
+        if any(h in lowered for h in _CREDIT_HINTS):
+            return InsufficientCreditsError
+        return BadRequestError
+    return APIStatusError
+
+
+def _html_title(text: str) -> str | None:
+    lowered = text.lower()
+    start = lowered.find("<title>")
+    end = lowered.find("</title>")
+    if start != -1 and end > start:
+        return " ".join(text[start + 7 : end].split()) or None
+    return None
+
+
+def error_from_response(
+    status_code: int,
+    content: bytes,
+    *,
+    request_id: str | None = None,
+    retry_after_header: float | None = None,
+) -> APIStatusError:
+    """Map a non-2xx HTTP answer (any body: JSON, HTML, empty) to its error class."""
+    text = content.decode("utf-8", errors="replace")
+    body: Any
+    try:
+        body = json.loads(text) if text.strip() else None
+    except ValueError:
+        body = None
+    fallback = None
+    if body is None and text.strip():
+        title = _html_title(text)
+        snippet = title or " ".join(text.split())[:200]
+        fallback = f"HTTP {status_code}: {snippet}"
+    error = error_from_body(
+        status_code,
+        body if body is not None else text[:2000] or None,
+        request_id=request_id,
+        retry_after_header=retry_after_header,
+        fallback_text=fallback,
+    )
+    assert error is not None  # status >= 400 always maps to an error
+    return error

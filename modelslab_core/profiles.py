@@ -1,0 +1,82 @@
+"""What we know of ModelsLab's models: context window, output limit, and capabilities.
+
+ModelsLab's model list gives ids only (no context windows or capabilities), so the project keeps
+this table of the popular models named in seed 000. Unknown ids get :data:`DEFAULT_PROFILE`:
+conservative limits, and tool calling on, because the chat endpoint documents tools for all models.
+Both framework layers read this one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+__all__ = ["DEFAULT_PROFILE", "PROFILES", "ModelProfile", "get_profile"]
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    context_window: int = 8192
+    max_output_tokens: int = 4096
+    tool_calling: bool = True
+    structured_output: bool = True
+    vision: bool = False
+    reasoning: bool = False
+    #: Whether the model is served on the chat endpoint (False: text completions only).
+    chat: bool = True
+
+
+DEFAULT_PROFILE = ModelProfile()
+
+PROFILES: dict[str, ModelProfile] = {
+    "meta-llama-3-8B-instruct": ModelProfile(context_window=8192, max_output_tokens=4096),
+    "meta-llama-Llama-3.3-70B-Instruct-Turbo": ModelProfile(
+        context_window=131072, max_output_tokens=8192
+    ),
+    "meta-llama-Meta-Llama-3.1-405B-Instruct-Turbo": ModelProfile(
+        context_window=131072, max_output_tokens=8192
+    ),
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-70B": ModelProfile(
+        context_window=131072, max_output_tokens=8192, reasoning=True
+    ),
+    "deepseek-ai-DeepSeek-V3": ModelProfile(context_window=131072, max_output_tokens=8192),
+    "gemini-2.0-flash-001": ModelProfile(
+        context_window=1_048_576, max_output_tokens=8192, vision=True
+    ),
+    "gemini-2.5-pro": ModelProfile(
+        context_window=1_048_576, max_output_tokens=65536, vision=True, reasoning=True
+    ),
+    "Qwen-Qwen2.5-72B-Instruct-Turbo": ModelProfile(context_window=32768, max_output_tokens=8192),
+    "Qwen-Qwen2.5-Coder-32B-Instruct": ModelProfile(context_window=32768, max_output_tokens=8192),
+    "mistralai-Mixtral-8x7B-Instruct-v0.1": ModelProfile(
+        context_window=32768, max_output_tokens=4096
+    ),
+    "mistralai-Mistral-Small-24B-Instruct-2501": ModelProfile(
+        context_window=32768, max_output_tokens=8192
+    ),
+    "Qwen/Qwen2.5-VL-72B-Instruct-together": ModelProfile(
+        context_window=32768, max_output_tokens=8192, vision=True
+    ),
+    "ModelsLab/Llama-3.1-8b-Uncensored-Dare": ModelProfile(
+        context_window=131072,
+        max_output_tokens=44000,
+        tool_calling=False,
+        structured_output=False,
+        chat=False,
+    ),
+}
+
+_LOWER = {name.lower(): profile for name, profile in PROFILES.items()}
+
+
+def get_profile(model: str) -> ModelProfile:
+    """The profile of ``model`` (case-insensitive), or a safe default for an unknown id.
+
+    An unknown id that looks like a reasoning model (``r1``, ``reason``, ``think``) is marked so.
+    """
+    profile = _LOWER.get(model.lower())
+    if profile is not None:
+        return profile
+    lowered = model.lower()
+    if "-r1" in lowered or "reason" in lowered or "think" in lowered:
+        return replace(DEFAULT_PROFILE, reasoning=True)
+    return DEFAULT_PROFILE

@@ -1,0 +1,204 @@
+"""Lenient pydantic wire models for ModelsLab's OpenAI-shaped API.
+
+Every model keeps unknown fields (``extra="allow"``) and takes enum-like values (``role``,
+``finish_reason``, ``object``) as plain strings, so a new value from the server never breaks a
+client. Requests accept ModelsLab's aliases on input (``model_id`` for ``model``, ``streaming``
+for ``stream``, seed 000) and always send the canonical names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChatChoice",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatMessage",
+    "ChatRequest",
+    "ChoiceDelta",
+    "ChunkChoice",
+    "Completion",
+    "CompletionChoice",
+    "CompletionRequest",
+    "FunctionCall",
+    "FunctionCallDelta",
+    "ModelInfo",
+    "ModelList",
+    "ToolCall",
+    "ToolCallDelta",
+    "Usage",
+]
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+
+
+# --- messages and tool calls -------------------------------------------------------------------
+
+
+class FunctionCall(WireModel):
+    name: str = ""
+    #: A JSON string, as the API sends it (may be invalid JSON: the converters decide).
+    arguments: str = ""
+
+
+class ToolCall(WireModel):
+    id: str = ""
+    type: str = "function"
+    function: FunctionCall = Field(default_factory=FunctionCall)
+
+
+class ChatMessage(WireModel):
+    """One message of a conversation, sent or received."""
+
+    role: str = "assistant"
+    #: A string, a list of OpenAI content parts (``text``, ``image_url``), or None.
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    #: Reasoning models (DeepSeek R1) put their thinking here, apart from the answer.
+    reasoning_content: str | None = None
+
+
+class Usage(WireModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+class _SamplingFields(WireModel):
+    model: str = Field(
+        default="meta-llama-3-8B-instruct", validation_alias=AliasChoices("model", "model_id")
+    )
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    repetition_penalty: float | None = None
+    n: int | None = None
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool | None = Field(default=None, validation_alias=AliasChoices("stream", "streaming"))
+    stream_options: dict[str, Any] | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body to send: canonical names, no unset fields, extra fields passed through."""
+        return self.model_dump(exclude_none=True, by_alias=False)
+
+
+class ChatRequest(_SamplingFields):
+    """A request to ``/chat/completions``. Fields not modelled here pass through as extras."""
+
+    messages: list[ChatMessage] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class CompletionRequest(_SamplingFields):
+    """A request to ``/completions`` (text completion)."""
+
+    model: str = Field(
+        default="ModelsLab/Llama-3.1-8b-Uncensored-Dare",
+        validation_alias=AliasChoices("model", "model_id"),
+    )
+    prompt: str | list[str] = ""
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+class ChatChoice(WireModel):
+    index: int = 0
+    message: ChatMessage = Field(default_factory=ChatMessage)
+    finish_reason: str | None = None
+
+
+class ChatCompletion(WireModel):
+    id: str = ""
+    object: str = "chat.completion"
+    created: int = 0
+    model: str = ""
+    choices: list[ChatChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
+
+
+class FunctionCallDelta(WireModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class ToolCallDelta(WireModel):
+    """A fragment of a streamed tool call; fragments with the same ``index`` belong together."""
+
+    index: int = 0
+    id: str | None = None
+    type: str | None = None
+    function: FunctionCallDelta | None = None
+
+
+class ChoiceDelta(WireModel):
+    role: str | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+class ChunkChoice(WireModel):
+    index: int = 0
+    delta: ChoiceDelta = Field(default_factory=ChoiceDelta)
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(WireModel):
+    id: str = ""
+    object: str = "chat.completion.chunk"
+    created: int = 0
+    model: str = ""
+    choices: list[ChunkChoice] = Field(default_factory=list)
+    #: Only on the last chunk, with ``stream_options={"include_usage": True}`` (``choices`` empty).
+    usage: Usage | None = None
+
+
+class CompletionChoice(WireModel):
+    index: int = 0
+    text: str = ""
+    logprobs: Any = None
+    finish_reason: str | None = None
+    #: vLLM's field: the stop string or token that ended the text, if any.
+    stop_reason: str | int | None = None
+
+
+class Completion(WireModel):
+    """A text completion, or one chunk of a streamed one (same shape)."""
+
+    id: str = ""
+    object: str = "text_completion"
+    created: int = 0
+    model: str = ""
+    choices: list[CompletionChoice] = Field(default_factory=list)
+    usage: Usage | None = None
+
+
+class ModelInfo(WireModel):
+    id: str
+    object: str = "model"
+    created: int | None = None
+    owned_by: str | None = None
+
+
+class ModelList(WireModel):
+    object: str = "list"
+    data: list[ModelInfo] = Field(default_factory=list)

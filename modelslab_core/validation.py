@@ -1,0 +1,85 @@
+"""Parameter ranges from ModelsLab's docs (seed 000's table, seeds 002 and 004), checked before a
+request is sent, so a bad value fails at once with a message naming the field and the range."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ParameterError
+from .types import ChatRequest, CompletionRequest
+
+__all__ = ["MAX_STOP_SEQUENCES", "check_chat_request", "check_completion_request", "check_params"]
+
+MAX_STOP_SEQUENCES = 4
+#: seed 004: text completions take max_tokens up to 44,000.
+MAX_COMPLETION_TOKENS = 44_000
+
+# field: (low, high); None for an open end.
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "frequency_penalty": (-2.0, 2.0),
+    "presence_penalty": (-2.0, 2.0),
+    "n": (1, 10),
+    "max_tokens": (1, None),
+    "top_k": (0, None),
+}
+_INTEGERS = frozenset({"n", "max_tokens", "top_k", "seed"})
+
+
+def _describe(low: float | None, high: float | None) -> str:
+    if high is None:
+        return f">= {low:g}"
+    return f"between {low:g} and {high:g}"
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Check the sampling parameters in ``params`` (absent or None values are not checked)."""
+    for name, (low, high) in _RANGES.items():
+        value = params.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParameterError(f"{name} must be a number, got {value!r}", field=name)
+        if name in _INTEGERS and not float(value).is_integer():
+            raise ParameterError(f"{name} must be a whole number, got {value!r}", field=name)
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ParameterError(
+                f"{name} must be {_describe(low, high)}, got {value!r}", field=name
+            )
+    stop = params.get("stop")
+    if stop is not None:
+        stops = [stop] if isinstance(stop, str) else list(stop)
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise ParameterError(
+                f"stop takes at most {MAX_STOP_SEQUENCES} sequences, got {len(stops)}",
+                field="stop",
+            )
+        if not all(isinstance(s, str) and s for s in stops):
+            raise ParameterError("stop sequences must be non-empty strings", field="stop")
+
+
+def check_chat_request(request: ChatRequest) -> None:
+    """Check a chat request before it is sent."""
+    if not request.messages:
+        raise ParameterError("messages must hold at least one message", field="messages")
+    if not request.model:
+        raise ParameterError("model must be a non-empty model id", field="model")
+    check_params(request.__dict__)
+
+
+def check_completion_request(request: CompletionRequest) -> None:
+    """Check a text-completion request before it is sent."""
+    prompt = request.prompt
+    if not prompt or (isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt)):
+        raise ParameterError("prompt must be a non-empty string or list of strings", field="prompt")
+    if not request.model:
+        raise ParameterError("model must be a non-empty model id", field="model")
+    check_params(request.__dict__)
+    if request.max_tokens is not None and request.max_tokens > MAX_COMPLETION_TOKENS:
+        raise ParameterError(
+            f"max_tokens must be between 1 and {MAX_COMPLETION_TOKENS} for text completions, "
+            f"got {request.max_tokens}",
+            field="max_tokens",
+        )
