@@ -9,6 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._pools import close_shared_pools
+from .accumulate import StreamAccumulator
 from .client import (
     AsyncModelsLabClient,
     AsyncModelsLabCompletionsClient,
@@ -128,6 +129,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "Stream",
+    "StreamAccumulator",
     "StreamError",
     "ToolCall",
     "ToolCallDelta",
