@@ -1,0 +1,144 @@
+"""Settings resolve from arguments and the environment; bad parameters fail before any request."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelslab_core import (
+    BASE_URLS,
+    CHAT_BASE_URL,
+    COMPLETIONS_BASE_URL,
+    UNCENSORED_BASE_URL,
+    ChatRequest,
+    ClientConfig,
+    CompletionRequest,
+    ConfigurationError,
+    MissingAPIKeyError,
+    ModelsLabClient,
+    ModelsLabCompletionsClient,
+    ParameterError,
+    get_profile,
+)
+from modelslab_core.validation import check_chat_request, check_completion_request, check_params
+
+
+def test_base_urls_are_the_documented_ones() -> None:
+    assert CHAT_BASE_URL == "https://modelslab.com/api/v7/llm"
+    assert COMPLETIONS_BASE_URL == "https://modelslab.com/api/v6"
+    assert UNCENSORED_BASE_URL == "https://modelslab.com/api/uncensored-chat/v1"
+    assert dict(BASE_URLS) == {
+        "chat": CHAT_BASE_URL,
+        "completions": COMPLETIONS_BASE_URL,
+        "uncensored": UNCENSORED_BASE_URL,
+    }
+
+
+def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELSLAB_API_KEY", raising=False)
+    with pytest.raises(MissingAPIKeyError, match="MODELSLAB_API_KEY"):
+        ModelsLabClient()
+
+
+def test_key_and_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELSLAB_API_KEY", "env-key")
+    monkeypatch.setenv("MODELSLAB_BASE_URL", "http://127.0.0.1:9/api/v7/llm/")
+    client = ModelsLabClient()
+    assert client.config.api_key.get_secret_value() == "env-key"
+    assert client.base_url == "http://127.0.0.1:9/api/v7/llm"
+    # The argument wins over the environment; names from BASE_URLS are accepted.
+    assert ModelsLabClient(api_key="k", base_url="uncensored").base_url == UNCENSORED_BASE_URL
+
+
+def test_completions_client_has_its_own_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELSLAB_COMPLETIONS_BASE_URL", raising=False)
+    monkeypatch.setenv("MODELSLAB_BASE_URL", "http://chat.example/api/v7/llm")
+    assert ModelsLabCompletionsClient(api_key="k").base_url == COMPLETIONS_BASE_URL
+    monkeypatch.setenv("MODELSLAB_COMPLETIONS_BASE_URL", "http://x.example/api/v6")
+    assert ModelsLabCompletionsClient(api_key="k").base_url == "http://x.example/api/v6"
+
+
+def test_key_never_in_repr() -> None:
+    config = ClientConfig.build("sk-very-secret")
+    client = ModelsLabClient(api_key="sk-very-secret")
+    for text in (repr(config), str(config), repr(client), str(client), repr(config.api_key)):
+        assert "sk-very-secret" not in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"timeout": 0}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"key_placement": "query"}, "key_placement"),
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"base_url": "modelslab.com/api"}, "base_url"),
+    ],
+)
+def test_bad_settings(kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        ModelsLabClient(api_key="k", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"temperature": 2.5}, "temperature must be between 0 and 2"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"top_p": 1.5}, "top_p must be between 0 and 1"),
+        ({"frequency_penalty": -3}, "frequency_penalty must be between -2 and 2"),
+        ({"presence_penalty": 2.1}, "presence_penalty"),
+        ({"n": 11}, "n must be between 1 and 10"),
+        ({"n": 0}, "n must be"),
+        ({"max_tokens": 0}, "max_tokens must be >= 1"),
+        ({"max_tokens": 1.5}, "whole number"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "at most 4"),
+        ({"stop": [""]}, "non-empty"),
+        ({"temperature": "hot"}, "must be a number"),
+    ],
+)
+def test_out_of_range_parameters(params: dict[str, object], match: str) -> None:
+    with pytest.raises(ParameterError, match=match) as info:
+        check_params(params)
+    assert info.value.field == next(iter(params))
+    assert isinstance(info.value, ValueError)
+
+
+def test_in_range_parameters_pass() -> None:
+    check_params(
+        {"temperature": 0, "top_p": 1, "n": 10, "max_tokens": 1, "stop": ["a"] * 4, "top_k": 40}
+    )
+
+
+def test_requests_need_messages_and_prompt() -> None:
+    with pytest.raises(ParameterError, match="messages"):
+        check_chat_request(ChatRequest(model="m", messages=[]))
+    with pytest.raises(ParameterError, match="prompt"):
+        check_completion_request(CompletionRequest(prompt=""))
+    with pytest.raises(ParameterError, match="44000"):
+        check_completion_request(CompletionRequest(prompt="x", max_tokens=50_000))
+
+
+def test_aliases_in_canonical_out() -> None:
+    request = ChatRequest.model_validate(
+        {
+            "model_id": "m",
+            "streaming": True,
+            "messages": [{"role": "user", "content": "hi"}],
+            "repetition_penalty": 1.1,
+            "custom_field": {"a": 1},
+        }
+    )
+    body = request.to_body()
+    assert body["model"] == "m" and body["stream"] is True
+    assert "model_id" not in body and "streaming" not in body
+    assert body["custom_field"] == {"a": 1}
+    assert body["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_profiles_known_and_default() -> None:
+    assert get_profile("deepseek-ai-DeepSeek-R1-Distill-Llama-70B").reasoning
+    assert get_profile("Qwen/Qwen2.5-VL-72B-Instruct-together").vision
+    assert get_profile("META-LLAMA-3-8B-INSTRUCT").context_window == 8192
+    unknown = get_profile("some-new-model")
+    assert unknown.tool_calling and not unknown.vision and unknown.context_window == 8192
+    assert get_profile("vendor-r1-preview").reasoning

@@ -1,0 +1,54 @@
+"""The retry policy, pure: what is retried, and after how long."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from modelslab_core import errors as e
+from modelslab_core.retry import RetryPolicy, parse_retry_after
+
+
+def test_retries_only_retryable_errors_within_budget() -> None:
+    policy = RetryPolicy(max_retries=2)
+    assert policy.should_retry(e.ServerError("x", status_code=500), 0)
+    assert policy.should_retry(e.RateLimitError("x", status_code=429), 1)
+    assert not policy.should_retry(e.RateLimitError("x", status_code=429), 2)
+    assert not policy.should_retry(e.InsufficientCreditsError("x", status_code=402), 0)
+    assert not policy.should_retry(e.AuthenticationError("x", status_code=401), 0)
+    assert not policy.should_retry(ValueError("x"), 0)
+    assert not RetryPolicy(max_retries=0).should_retry(e.APIConnectionError("x"), 0)
+
+
+def test_exponential_backoff_with_jitter_capped() -> None:
+    policy = RetryPolicy()
+    rng = random.Random(0)
+    delays = [policy.delay(e.ServerError("x"), attempt, rng=rng) for attempt in range(8)]
+    for attempt, delay in enumerate(delays):
+        ceiling = min(0.5 * 2**attempt, 8.0)
+        assert ceiling * 0.75 <= delay <= ceiling
+    assert max(delays) <= 8.0
+
+
+def test_server_hint_wins_up_to_cap() -> None:
+    policy = RetryPolicy(max_retry_after=60)
+    assert policy.delay(e.RateLimitError("x", retry_after=30), 0) == 30
+    assert policy.delay(e.RateLimitError("x", retry_after=600), 0) == 60
+    assert policy.delay(e.ServerError("x", retry_after=2), 3) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("5", 5.0), ("0.25", 0.25), ("-3", 0.0), ("soon", None), ("", None), (None, None)],
+)
+def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    header = format_datetime(now + timedelta(seconds=10), usegmt=True)
+    assert parse_retry_after(header, now=now) == pytest.approx(10)
