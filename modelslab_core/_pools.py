@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import threading
 import weakref
 from collections.abc import AsyncGenerator
@@ -48,13 +49,31 @@ async def _close_with_loop(client: httpx.AsyncClient) -> AsyncGenerator[None, No
         await client.aclose()
 
 
+#: ``MODELSLAB_ASYNC_TRANSPORT=httpx`` keeps httpx's own async pool instead of aiohttp's.
+ASYNC_TRANSPORT_ENV = "MODELSLAB_ASYNC_TRANSPORT"
+
+
+def _async_transport() -> httpx.AsyncBaseTransport | None:
+    """aiohttp's pool when aiohttp is installed (it holds up with many requests in flight where
+    httpx's slows down: see ``_aiohttp_transport``), else httpx's default."""
+    if os.environ.get(ASYNC_TRANSPORT_ENV, "").lower() == "httpx":
+        return None
+    try:
+        from ._aiohttp_transport import AiohttpTransport
+    except ImportError:
+        return None
+    return AiohttpTransport(POOL_LIMITS)
+
+
 async def async_pool() -> httpx.AsyncClient:
     """The pool of the running event loop (created on first use there)."""
     loop = asyncio.get_running_loop()
     entry = _async.get(loop)
     if entry is not None and not entry[0].is_closed:
         return entry[0]
-    client = httpx.AsyncClient(limits=POOL_LIMITS, follow_redirects=True)
+    client = httpx.AsyncClient(
+        limits=POOL_LIMITS, follow_redirects=True, transport=_async_transport()
+    )
     guard = _close_with_loop(client)
     await guard.__anext__()  # started: the loop now tracks it and closes it at shutdown
     _async[loop] = (client, guard)
