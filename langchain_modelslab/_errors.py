@@ -1,0 +1,211 @@
+"""Adapter errors that are also langchain-core's exceptions.
+
+Every class here inherits from the ``modelslab_core`` error it stands for *and* from the matching
+``langchain_core.exceptions.Model*Error``, so both ``except modelslab_core.RateLimitError`` and
+``except ModelRateLimitError`` (LangChain's retry and fallback logic) catch it. The server's
+message, status, request id and body are kept as they were.
+
+:func:`translate_error` is the one place an adapter error becomes one of these; the chat model and
+the LLM apply it (through :func:`translated_errors`) around each of their request paths, streams
+included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from langchain_core.exceptions import (
+    ContextOverflowError,
+    ModelAPIError,
+    ModelAuthenticationError,
+    ModelConnectionError,
+    ModelError,
+    ModelInvalidRequestError,
+    ModelNotFoundError,
+    ModelPermissionDeniedError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+)
+
+from modelslab_core import errors as core
+
+__all__ = [
+    "ModelsLabAuthenticationError",
+    "ModelsLabBadRequestError",
+    "ModelsLabConflictError",
+    "ModelsLabConnectionError",
+    "ModelsLabContextOverflowError",
+    "ModelsLabIncompleteStreamError",
+    "ModelsLabInsufficientCreditsError",
+    "ModelsLabInvalidResponseError",
+    "ModelsLabNotFoundError",
+    "ModelsLabParameterError",
+    "ModelsLabPermissionDeniedError",
+    "ModelsLabProcessingResponseError",
+    "ModelsLabRateLimitError",
+    "ModelsLabRequestTimeoutError",
+    "ModelsLabServerError",
+    "ModelsLabStatusError",
+    "ModelsLabStreamError",
+    "ModelsLabTimeoutError",
+    "ModelsLabUnprocessableEntityError",
+    "translate_error",
+    "translated_errors",
+]
+
+
+class ModelsLabAuthenticationError(core.AuthenticationError, ModelAuthenticationError):
+    """401, or an ``Invalid Api Key`` envelope."""
+
+
+class ModelsLabPermissionDeniedError(core.PermissionDeniedError, ModelPermissionDeniedError):
+    """403: the key may not do this."""
+
+
+class ModelsLabInsufficientCreditsError(core.InsufficientCreditsError, ModelPermissionDeniedError):
+    """402: no credits left. The account may not run the request until it is topped up, so it is
+    a permission error to LangChain (never retried; a fallback model may take over)."""
+
+
+class ModelsLabBadRequestError(core.BadRequestError, ModelInvalidRequestError):
+    """400, or an error envelope that names no other cause."""
+
+
+class ModelsLabUnprocessableEntityError(core.UnprocessableEntityError, ModelInvalidRequestError):
+    """422: the server's validation failed."""
+
+
+class ModelsLabContextOverflowError(core.BadRequestError, ContextOverflowError):
+    """A bad request whose message says the input is longer than the model's context."""
+
+
+class ModelsLabStatusError(core.APIStatusError, ModelInvalidRequestError):
+    """Any other 4xx answer."""
+
+
+class ModelsLabNotFoundError(core.NotFoundError, ModelNotFoundError):
+    """404: unknown model or route."""
+
+
+class ModelsLabRateLimitError(core.RateLimitError, ModelRateLimitError):
+    """429, or a ``Rate limit exceeded`` envelope; ``retry_after`` holds the server's hint."""
+
+
+class ModelsLabServerError(core.ServerError, ModelAPIError):
+    """5xx (also an HTML page from a proxy)."""
+
+
+class ModelsLabConflictError(core.ConflictError, ModelAPIError):
+    """409."""
+
+
+class ModelsLabRequestTimeoutError(core.RequestTimeoutError, ModelTimeoutError):
+    """408: the server gave up waiting for the request."""
+
+
+class ModelsLabConnectionError(core.APIConnectionError, ModelConnectionError):
+    """No answer arrived: the connection failed."""
+
+
+class ModelsLabTimeoutError(core.APITimeoutError, ModelTimeoutError):
+    """The request took longer than ``timeout``."""
+
+
+class ModelsLabInvalidResponseError(core.InvalidResponseError, ModelAPIError):
+    """A 2xx answer that is not a valid API response."""
+
+    is_retryable = False
+
+
+class ModelsLabProcessingResponseError(core.ProcessingResponseError, ModelAPIError):
+    """A ``{"status": "processing"}`` body instead of an answer."""
+
+    is_retryable = False
+
+
+class ModelsLabStreamError(core.StreamError, ModelAPIError):
+    """An error event inside a stream."""
+
+
+class ModelsLabIncompleteStreamError(core.IncompleteStreamError, ModelConnectionError):
+    """The stream was cut off before ``[DONE]``."""
+
+
+class ModelsLabParameterError(core.ParameterError, ModelInvalidRequestError):
+    """A parameter out of the documented range (raised before any request)."""
+
+
+# Most specific first: the first class in an error's MRO found here wins.
+_CLASSES: dict[type[core.ModelsLabError], type[core.ModelsLabError]] = {
+    core.PermissionDeniedError: ModelsLabPermissionDeniedError,
+    core.AuthenticationError: ModelsLabAuthenticationError,
+    core.InsufficientCreditsError: ModelsLabInsufficientCreditsError,
+    core.UnprocessableEntityError: ModelsLabUnprocessableEntityError,
+    core.BadRequestError: ModelsLabBadRequestError,
+    core.NotFoundError: ModelsLabNotFoundError,
+    core.RateLimitError: ModelsLabRateLimitError,
+    core.ServerError: ModelsLabServerError,
+    core.ConflictError: ModelsLabConflictError,
+    core.RequestTimeoutError: ModelsLabRequestTimeoutError,
+    core.APIStatusError: ModelsLabStatusError,
+    core.APITimeoutError: ModelsLabTimeoutError,
+    core.APIConnectionError: ModelsLabConnectionError,
+    core.ProcessingResponseError: ModelsLabProcessingResponseError,
+    core.InvalidResponseError: ModelsLabInvalidResponseError,
+    core.IncompleteStreamError: ModelsLabIncompleteStreamError,
+    core.StreamError: ModelsLabStreamError,
+    core.ParameterError: ModelsLabParameterError,
+}
+
+_OVERFLOW_HINTS = (
+    "context length",
+    "context window",
+    "context_length_exceeded",
+    "maximum context",
+    "prompt is too long",
+)
+
+
+def _target_class(error: core.ModelsLabError) -> type[core.ModelsLabError] | None:
+    if (
+        isinstance(error, core.BadRequestError)
+        and not isinstance(error, core.UnprocessableEntityError)
+        and any(hint in error.message.lower() for hint in _OVERFLOW_HINTS)
+    ):
+        return ModelsLabContextOverflowError
+    for cls in type(error).__mro__:
+        target = _CLASSES.get(cls)
+        if target is not None:
+            return target
+    return None
+
+
+def translate_error(error: core.ModelsLabError) -> Exception:
+    """``error`` as the class that is also langchain-core's exception for it.
+
+    The new error carries the same message, status, request id, body and retry hint. Errors that
+    are already translated, and configuration errors (raised at construction), come back as they
+    are.
+    """
+    if isinstance(error, ModelError):
+        return error
+    target = _target_class(error)
+    if target is None:
+        return error
+    translated = target.__new__(target)
+    translated.__dict__.update(error.__dict__)
+    translated.args = error.args
+    return translated
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Re-raise every adapter error raised inside the block through :func:`translate_error`."""
+    try:
+        yield
+    except core.ModelsLabError as error:
+        translated = translate_error(error)
+        if translated is error:
+            raise
+        raise translated from error

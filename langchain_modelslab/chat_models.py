@@ -1,0 +1,455 @@
+"""``ChatModelsLab``: ModelsLab's chat completions API as a LangChain chat model.
+
+The model builds :class:`modelslab_core.ChatRequest` objects from its fields and the call's
+arguments, sends them with the adapter's clients, and turns the answers into LangChain messages
+with the pure converters in :mod:`langchain_modelslab._convert`. It holds no HTTP of its own.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from operator import itemgetter
+from typing import Any, Literal, Self
+
+import httpx
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models.model_profile import ModelProfile
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.output_parsers.openai_tools import (
+    JsonOutputKeyToolsParser,
+    PydanticToolsParser,
+)
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.tools import BaseTool
+from langchain_core.utils import from_env, secret_from_env
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
+from langchain_core.utils.pydantic import is_basemodel_subclass
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+
+import modelslab_core
+from modelslab_core import (
+    API_KEY_ENV,
+    BASE_URL_ENV,
+    CHAT_BASE_URL,
+    AsyncModelsLabClient,
+    ChatRequest,
+    ModelsLabClient,
+    check_params,
+    get_profile,
+)
+
+from ._common import ClientCache, ClientSettings, check_connection
+from ._convert import (
+    PROVIDER,
+    chunk_to_generation,
+    completion_to_result,
+    messages_to_wire,
+    tool_choice_to_wire,
+    tools_to_wire,
+)
+from ._errors import translated_errors
+
+__all__ = ["DEFAULT_MODEL", "ChatModelsLab"]
+
+DEFAULT_MODEL = "meta-llama-3-8B-instruct"
+
+_SAMPLING = (
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "top_k",
+    "frequency_penalty",
+    "presence_penalty",
+    "seed",
+    "n",
+)
+# Call-time keyword arguments that are LangChain's business, never the API's.
+_LANGCHAIN_KWARGS = ("ls_structured_output_format", "stream")
+
+StructuredMethod = Literal["function_calling", "json_schema", "json_mode"]
+
+
+def _is_pydantic_class(obj: Any) -> bool:
+    return isinstance(obj, type) and is_basemodel_subclass(obj)
+
+
+def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments that are no field go to ``model_kwargs`` (as ChatOpenAI does)."""
+    known = set()
+    for name, info in cls.model_fields.items():
+        known.add(name)
+        if info.alias:
+            known.add(info.alias)
+    if isinstance(values.get("api_key"), str):  # never shown in an error's input_value
+        values["api_key"] = SecretStr(values["api_key"])
+    extra = dict(values.get("model_kwargs") or {})
+    for name in [k for k in values if k not in known]:
+        warnings.warn(
+            f"{name!r} is not a default parameter of {cls.__name__}; it is sent as a "
+            "model_kwargs entry.",
+            stacklevel=4,
+        )
+        extra[name] = values.pop(name)
+    if extra:
+        values["model_kwargs"] = extra
+    return values
+
+
+class ChatModelsLab(BaseChatModel):
+    """ModelsLab's chat completions API (``/api/v7/llm/chat/completions``).
+
+    Example:
+        .. code-block:: python
+
+            from langchain_modelslab import ChatModelsLab
+
+            model = ChatModelsLab(model="meta-llama-3-8B-instruct", temperature=0)
+            model.invoke("Hello")
+
+    The key comes from ``api_key`` or ``MODELSLAB_API_KEY``; the base URL from ``base_url``
+    (a URL or a name in ``modelslab_core.BASE_URLS``), ``MODELSLAB_BASE_URL``, or the v7 chat URL.
+    """
+
+    model_config = ConfigDict(
+        populate_by_name=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+    )
+
+    model: str = Field(default=DEFAULT_MODEL, alias="model_id")
+    """Model id, e.g. ``meta-llama-3-8B-instruct`` (alias ``model_id``)."""
+    api_key: SecretStr | None = Field(default_factory=secret_from_env(API_KEY_ENV, default=None))
+    """ModelsLab API key; defaults to ``MODELSLAB_API_KEY``."""
+    base_url: str | None = Field(default_factory=from_env(BASE_URL_ENV, default=None))
+    """Chat base URL (``.../api/v7/llm``) or a named one (``chat``, ``uncensored``)."""
+    timeout: float | None = None
+    """Seconds to wait for an answer (the adapter's default when None)."""
+    max_retries: int | None = None
+    """Retries after rate limits, server errors and dropped connections."""
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    stop: list[str] | str | None = Field(default=None, alias="stop_sequences")
+    seed: int | None = None
+    n: int | None = None
+    """Number of answers per request (1-10; streaming takes 1)."""
+    streaming: bool = False
+    """Stream the answer even when ``invoke`` is called."""
+    stream_usage: bool = True
+    """Ask for token usage in streams (``stream_options.include_usage``)."""
+    model_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Other request fields, sent as they are."""
+    extra_body: dict[str, Any] | None = None
+    """More request fields, merged into the JSON body last."""
+    default_headers: dict[str, str] | None = None
+    key_in_body: bool = False
+    """Send the key as a ``key`` field in the JSON body (legacy ModelsLab style)."""
+    http_client: httpx.Client | None = Field(default=None, exclude=True)
+    """An ``httpx.Client`` for the sync paths (tests); default: the adapter's shared pool."""
+    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
+    """An ``httpx.AsyncClient`` for the async paths (tests); default: shared per-loop pools."""
+
+    _clients: ClientCache = PrivateAttr(default_factory=ClientCache)
+
+    # --- construction -----------------------------------------------------------------------
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_model_kwargs(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return move_unknown_to_model_kwargs(cls, values)
+        return values
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        check_params({name: getattr(self, name) for name in _SAMPLING} | {"stop": self.stop})
+        if self.streaming and (self.n or 1) > 1:
+            raise ValueError("n must be 1 when streaming")
+        if not self.model:
+            raise ValueError("model must be a non-empty model id")
+        self.base_url = check_connection(self._settings(), CHAT_BASE_URL, BASE_URL_ENV)
+        return self
+
+    def _settings(self) -> ClientSettings:
+        return ClientSettings(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            default_headers=self.default_headers,
+            key_in_body=self.key_in_body,
+        )
+
+    def _client(self) -> ModelsLabClient:
+        return self._clients.sync(ModelsLabClient, self._settings(), self.http_client)
+
+    def _async_client(self) -> AsyncModelsLabClient:
+        return self._clients.async_(AsyncModelsLabClient, self._settings(), self.http_async_client)
+
+    def _resolve_model_profile(self) -> ModelProfile | None:
+        profile = get_profile(self.model)
+        return ModelProfile(
+            max_input_tokens=profile.context_window,
+            max_output_tokens=profile.max_output_tokens,
+            text_inputs=True,
+            text_outputs=True,
+            image_inputs=profile.vision,
+            image_url_inputs=profile.vision,
+            pdf_inputs=False,
+            audio_inputs=False,
+            video_inputs=False,
+            reasoning_output=profile.reasoning,
+            tool_calling=profile.tool_calling,
+            tool_choice=profile.tool_calling,
+            tool_call_streaming=profile.tool_calling,
+            # ModelsLab documents tools and JSON mode, not JSON-schema response formats.
+            structured_output=False,
+        )
+
+    # --- LangChain's bookkeeping --------------------------------------------------------------
+
+    @property
+    def _llm_type(self) -> str:
+        return "modelslab-chat"
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["langchain_modelslab", "chat_models"]
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        return {"api_key": API_KEY_ENV}
+
+    @property
+    def _default_params(self) -> dict[str, Any]:
+        params = {name: getattr(self, name) for name in _SAMPLING}
+        params = {k: v for k, v in params.items() if v is not None}
+        if self.stop:
+            params["stop"] = self.stop
+        return {"model": self.model, **params, **self.model_kwargs, **(self.extra_body or {})}
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"base_url": self.base_url, **self._default_params}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = {**self._default_params, **kwargs}
+        ls_params = LangSmithParams(
+            ls_provider=PROVIDER, ls_model_name=str(params["model"]), ls_model_type="chat"
+        )
+        if isinstance(params.get("temperature"), int | float):
+            ls_params["ls_temperature"] = params["temperature"]
+        if isinstance(params.get("max_tokens"), int):
+            ls_params["ls_max_tokens"] = params["max_tokens"]
+        stops = stop or params.get("stop")
+        if stops:
+            ls_params["ls_stop"] = [stops] if isinstance(stops, str) else list(stops)
+        return ls_params
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _request(
+        self,
+        messages: Sequence[BaseMessage],
+        stop: list[str] | None,
+        *,
+        stream: bool,
+        **kwargs: Any,
+    ) -> ChatRequest:
+        """The wire request for ``messages``: the model's fields, then the call's arguments."""
+        for name in _LANGCHAIN_KWARGS:
+            kwargs.pop(name, None)
+        stream_usage = kwargs.pop("stream_usage", self.stream_usage)
+        body = {**self._default_params, **kwargs}
+        if stop is not None:
+            body["stop"] = stop
+        if not body.get("stop"):
+            body.pop("stop", None)
+        if stream:
+            if (body.get("n") or 1) > 1:
+                raise modelslab_core.ParameterError("n must be 1 when streaming", field="n")
+            if stream_usage and "stream_options" not in body:
+                body["stream_options"] = {"include_usage": True}
+        body["messages"] = messages_to_wire(messages)
+        return ChatRequest.model_validate(body)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        with translated_errors():
+            request = self._request(messages, stop, stream=False, **kwargs)
+            completion = self._client().chat(request)
+        return completion_to_result(completion, model=request.model)
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        with translated_errors():
+            request = self._request(messages, stop, stream=False, **kwargs)
+            completion = await self._async_client().chat(request)
+        return completion_to_result(completion, model=request.model)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        with translated_errors():
+            request = self._request(messages, stop, stream=True, **kwargs)
+            with self._client().chat_stream(request) as stream:
+                for chunk in stream:
+                    generation = chunk_to_generation(chunk, model=request.model)
+                    if generation is None:
+                        continue
+                    if run_manager is not None:
+                        run_manager.on_llm_new_token(generation.text, chunk=generation)
+                    yield generation
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        with translated_errors():
+            request = self._request(messages, stop, stream=True, **kwargs)
+            async with await self._async_client().chat_stream(request) as stream:
+                async for chunk in stream:
+                    generation = chunk_to_generation(chunk, model=request.model)
+                    if generation is None:
+                        continue
+                    if run_manager is not None:
+                        await run_manager.on_llm_new_token(generation.text, chunk=generation)
+                    yield generation
+
+    # --- tools and structured output -----------------------------------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[Mapping[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | bool | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Offer ``tools`` to the model.
+
+        ``tool_choice``: ``"auto"``, ``"none"``, ``"any"``/``"required"``/``True`` (some tool),
+        a tool's name, or an OpenAI ``tool_choice`` dict.
+        """
+        formatted = tools_to_wire(tools, strict=strict)
+        names = [t["function"]["name"] for t in formatted]
+        choice = tool_choice_to_wire(tool_choice, names)
+        if choice is not None:
+            kwargs["tool_choice"] = choice
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
+        return super().bind(tools=formatted, **kwargs)
+
+    def with_structured_output(
+        self,
+        schema: Mapping[str, Any] | type | None = None,
+        *,
+        method: StructuredMethod = "function_calling",
+        include_raw: bool = False,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, Any]:
+        """A runnable that answers with ``schema`` (pydantic class, TypedDict or JSON schema).
+
+        ``method``: ``function_calling`` (default: ModelsLab documents tools), ``json_schema``
+        (an OpenAI ``json_schema`` response format) or ``json_mode`` (``json_object``; describe
+        the schema in the prompt). ``include_raw`` gives ``{"raw", "parsed", "parsing_error"}``.
+        """
+        is_pydantic = _is_pydantic_class(schema)
+        trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
+        if method != "json_mode" and schema is None:
+            raise ValueError(f"schema is required with method={method!r}")
+        parser: Runnable[Any, Any]
+        if method == "function_calling":
+            assert schema is not None
+            tool_name = convert_to_openai_tool(schema)["function"]["name"]
+            llm = self.bind_tools(
+                [schema],
+                tool_choice=tool_name,
+                strict=strict,
+                ls_structured_output_format=trace,
+                **kwargs,
+            )
+            parser = (
+                PydanticToolsParser(tools=[schema], first_tool_only=True)
+                if is_pydantic
+                else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
+            )
+        elif method in ("json_schema", "json_mode"):
+            response_format: dict[str, Any] = {"type": "json_object"}
+            if method == "json_schema":
+                assert schema is not None
+                response_format = _json_schema_format(schema, strict)
+            llm = self.bind(
+                response_format=response_format, ls_structured_output_format=trace, **kwargs
+            )
+            parser = (
+                PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
+            )
+        else:
+            raise ValueError(
+                f"method must be 'function_calling', 'json_schema' or 'json_mode', got {method!r}"
+            )
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(
+            parsed=itemgetter("raw") | parser, parsing_error=lambda _: None
+        )
+        no_parse = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks(
+            [no_parse], exception_key="parsing_error"
+        )
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def list_models(self) -> list[str]:
+        """The ids of the models the API serves."""
+        with translated_errors():
+            return [m.id for m in self._client().list_models().data]
+
+    async def alist_models(self) -> list[str]:
+        """Async twin of :meth:`list_models`."""
+        with translated_errors():
+            return [m.id for m in (await self._async_client().list_models()).data]
+
+
+def _json_schema_format(schema: Mapping[str, Any] | type, strict: bool | None) -> dict[str, Any]:
+    """An OpenAI ``json_schema`` response format for ``schema``."""
+    json_schema = convert_to_json_schema(dict(schema) if isinstance(schema, Mapping) else schema)
+    name = json_schema.get("title") or convert_to_openai_tool(schema)["function"]["name"]
+    spec: dict[str, Any] = {"name": name, "schema": json_schema}
+    if json_schema.get("description"):
+        spec["description"] = json_schema["description"]
+    if strict is not None:
+        spec["strict"] = strict
+    return {"type": "json_schema", "json_schema": spec}
