@@ -1,0 +1,106 @@
+"""``make bench``: ours against raw httpx, ChatOpenAI and OpenAILike, side by side in one run.
+
+Starts the local ModelsLab server in its own process, measures every subject, prints a table of
+ratios against the targets, and writes ``docs/benchmarks/results.json`` and PNG charts.
+Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import measure, report
+from ._server import API_KEY, ServerProcess
+from .subjects import ALL, Subject
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
+
+#: (metric, ours, anchor, comparison, target): ours/anchor must be <= or >= target.
+TARGETS = [
+    ("ms_per_call", "ChatModelsLab", "ChatOpenAI", "<=", 0.5),
+    ("stream_chunks_per_s", "ChatModelsLab", "ChatOpenAI", ">=", 3.0),
+    ("async_calls_per_s", "ChatModelsLab", "ChatOpenAI", ">=", 5.0),
+    ("ms_per_call", "ModelsLabLLM (LlamaIndex)", "OpenAILike", "<=", 0.5),
+    ("stream_chunks_per_s", "ModelsLabLLM (LlamaIndex)", "OpenAILike", ">=", 3.0),
+    ("async_calls_per_s", "ModelsLabLLM (LlamaIndex)", "OpenAILike", ">=", 5.0),
+]
+IMPORT_PAIRS = [
+    ("langchain_modelslab", "langchain_core.language_models.chat_models", 1.15),
+    ("llama_index_modelslab", "llama_index.core.llms", 1.15),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--quick", action="store_true", help="fewer calls, no scaling sweeps")
+    args = parser.parse_args(argv)
+    scale = 0.25 if args.quick else 1.0
+
+    results: dict[str, Any] = {
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+        },
+        "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "subjects": {},
+    }
+    with ServerProcess() as server:
+        subjects: list[Subject] = [factory(server.base_url, API_KEY) for factory in ALL]
+        try:
+            for subject in subjects:
+                print(f"measuring {subject.name} ...", file=sys.stderr, flush=True)
+                results["subjects"][subject.name] = {
+                    "ms_per_call": measure.ms_per_call(subject, calls=int(300 * scale)),
+                    "stream_chunks_per_s": measure.stream_chunks_per_s(subject),
+                    "async_calls_per_s": measure.async_calls_per_s(subject, calls=int(512 * scale)),
+                }
+            if not args.quick:
+                results["scaling"] = sweep(subjects)
+        finally:
+            for subject in subjects:
+                subject.close()
+
+    results["imports"] = {ours: measure.import_pair(ours, base) for ours, base, _ in IMPORT_PAIRS}
+    verdicts = report.verdicts(results, TARGETS, IMPORT_PAIRS)
+    results["verdicts"] = verdicts
+    print(report.table(results, verdicts))
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.charts(results, verdicts, OUT)
+    print(f"\nwrote {OUT / 'results.json'} and charts in {OUT}")
+    missed = [v for v in verdicts if not v["met"]]
+    print("every target met" if not missed else f"{len(missed)} target(s) missed")
+    return 1 if missed else 0
+
+
+def sweep(subjects: list[Subject]) -> dict[str, Any]:
+    """How cost grows with reply length (chunks) and with requests in flight."""
+    chosen = [
+        s
+        for s in subjects
+        if s.name
+        in ("raw httpx", "ChatOpenAI", "ChatModelsLab", "OpenAILike", "ModelsLabLLM (LlamaIndex)")
+    ]
+    lengths = [100, 500, 2000, 8000]
+    flights = [1, 4, 16, 64, 256]
+    out: dict[str, Any] = {"lengths": lengths, "in_flight": flights, "stream": {}, "async": {}}
+    for subject in chosen:
+        print(f"sweeping {subject.name} ...", file=sys.stderr, flush=True)
+        out["stream"][subject.name] = [
+            measure.stream_chunks_per_s(subject, words=n, repeats=2) for n in lengths
+        ]
+        out["async"][subject.name] = [
+            measure.async_calls_per_s(subject, calls=max(128, 2 * n), in_flight=n) for n in flights
+        ]
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

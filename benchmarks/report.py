@@ -1,0 +1,115 @@
+"""The table printed by ``make bench`` and the charts in ``docs/benchmarks/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+LABELS = {
+    "ms_per_call": "ms per call (lower is better)",
+    "stream_chunks_per_s": "stream chunks/s",
+    "async_calls_per_s": "async calls/s, 64 in flight",
+}
+
+
+def verdicts(
+    results: dict[str, Any],
+    targets: list[tuple[str, str, str, str, float]],
+    imports: list[tuple[str, str, float]],
+) -> list[dict[str, Any]]:
+    out = []
+    subjects = results["subjects"]
+    for metric, ours, anchor, op, target in targets:
+        ratio = subjects[ours][metric] / subjects[anchor][metric]
+        met = ratio <= target if op == "<=" else ratio >= target
+        out.append(
+            {
+                "what": f"{ours} / {anchor}: {LABELS[metric]}",
+                "ratio": ratio,
+                "target": f"{op} {target}",
+                "met": met,
+            }
+        )
+    for ours, _, target in imports:
+        entry = results["imports"][ours]
+        ratio = entry["ours_s"] / entry["baseline_s"]
+        out.append(
+            {
+                "what": f"import {ours} / import {entry['baseline']}",
+                "ratio": ratio,
+                "target": f"<= {target}",
+                "met": ratio <= target,
+            }
+        )
+    return out
+
+
+def table(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
+    names = list(results["subjects"])
+    lines = [
+        "",
+        "| client | ms per call | stream chunks/s | async calls/s (64 in flight) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name in names:
+        row = results["subjects"][name]
+        lines.append(
+            f"| {name} | {row['ms_per_call']:.2f} | {row['stream_chunks_per_s']:,.0f} "
+            f"| {row['async_calls_per_s']:,.0f} |"
+        )
+    lines += ["", "| import | seconds | baseline seconds |", "| --- | ---: | ---: |"]
+    for ours, entry in results["imports"].items():
+        lines.append(
+            f"| {ours} vs {entry['baseline']} | {entry['ours_s']:.3f} | {entry['baseline_s']:.3f} |"
+        )
+    lines += ["", "| target | ratio | wanted | met |", "| --- | ---: | --- | --- |"]
+    for v in verdicts:
+        lines.append(
+            f"| {v['what']} | {v['ratio']:.2f} | {v['target']} | {'yes' if v['met'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def charts(results: dict[str, Any], verdicts: list[dict[str, Any]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["subjects"])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    for ax, metric in zip(axes, LABELS, strict=True):
+        values = [results["subjects"][n][metric] for n in names]
+        colors = ["#2a7" if results_is_ours(n) else "#999" for n in names]
+        ax.barh(names, values, color=colors)
+        ax.set_title(LABELS[metric])
+        ax.invert_yaxis()
+    fig.suptitle("ModelsLab integrations (green) vs anchors, local server on loopback")
+    fig.tight_layout()
+    fig.savefig(out / "benchmarks.png", dpi=100)
+    plt.close(fig)
+
+    scaling = results.get("scaling")
+    if not scaling:
+        return
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    for name, values in scaling["stream"].items():
+        left.plot(scaling["lengths"], values, marker="o", label=name)
+    left.set_xscale("log")
+    left.set_xlabel("reply length (chunks)")
+    left.set_ylabel("chunks/s")
+    left.set_title("stream throughput by reply length")
+    for name, values in scaling["async"].items():
+        right.plot(scaling["in_flight"], values, marker="o", label=name)
+    right.set_xscale("log", base=2)
+    right.set_xlabel("requests in flight")
+    right.set_ylabel("calls/s")
+    right.set_title("async throughput by requests in flight")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "scaling.png", dpi=100)
+    plt.close(fig)
+
+
+def results_is_ours(name: str) -> bool:
+    return "ModelsLab" in name

@@ -1,0 +1,283 @@
+"""Scripted replies and faults for the local server (immutable data, no I/O).
+
+A :class:`Reply` is queued with :meth:`LocalModelsLab.enqueue` (or drawn at random with
+:meth:`LocalModelsLab.set_fault_rate`) and answers the next chat or completion request in
+place of the default behaviour. Normal answers (:meth:`Reply.text`, :meth:`Reply.tool_call`)
+are streamed as SSE chunks when the request streams; errors and raw bodies are sent as-is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["Reply", "ReplyKind"]
+
+ReplyKind = Literal["answer", "response", "cut_stream", "stream_error", "reset", "slow"]
+
+RATE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum 5 queued requests allowed."
+INVALID_KEY_MESSAGE = "Invalid Api Key"
+INVALID_KEY_TIP = (
+    "Pass your API key as 'Authorization: Bearer <key>'. "
+    "Get one at https://modelslab.com/dashboard/api-keys"
+)
+INSUFFICIENT_CREDITS_MESSAGE = (
+    "Insufficient credits. Please recharge your wallet or upgrade your plan to continue."
+)
+_HTML_PAGES = {
+    502: "502 Bad Gateway",
+    503: "503 Service Temporarily Unavailable",
+    504: "504 Gateway Time-out",
+}
+
+
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def _header_items(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    if not headers:
+        return ()
+    return tuple((str(name), str(value)) for name, value in headers.items())
+
+
+def _check_status(status: int) -> int:
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        raise ValueError(f"HTTP status must be an integer from 100 to 599, got {status!r}")
+    return status
+
+
+def invalid_key_body() -> dict[str, str]:
+    """The body ModelsLab documents for a missing or wrong key (sent with HTTP 200)."""
+    return {"status": "error", "message": INVALID_KEY_MESSAGE, "tip": INVALID_KEY_TIP}
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One scripted answer or fault. Build it with the class methods, not the constructor.
+
+    ``kind`` says how the server plays it: ``"answer"`` (a completion, streamed when the
+    request streams), ``"response"`` (a fixed status, headers and body), ``"cut_stream"``,
+    ``"stream_error"``, ``"reset"`` (abort the connection) or ``"slow"`` (wait, then ``then``).
+    """
+
+    kind: ReplyKind
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    content: str | None = None
+    reasoning: str | None = None
+    finish_reason: str = "stop"
+    usage: tuple[tuple[str, int], ...] | None = None
+    calls: tuple[tuple[str, str, str | None], ...] = ()
+    count: int = 0
+    seconds: float = 0.0
+    then: Reply | None = None
+
+    # ------------------------------------------------------------------ normal answers
+
+    @classmethod
+    def text(
+        cls,
+        content: str,
+        *,
+        reasoning: str | None = None,
+        finish_reason: str = "stop",
+        usage: Mapping[str, int] | None = None,
+    ) -> Reply:
+        """Answer with ``content`` (and optional ``reasoning_content``, finish reason, usage).
+
+        On a completions route the content becomes ``choices[].text``.
+        """
+        return cls(
+            kind="answer",
+            content=content,
+            reasoning=reasoning,
+            finish_reason=finish_reason,
+            usage=tuple((str(k), int(v)) for k, v in usage.items()) if usage else None,
+        )
+
+    @classmethod
+    def tool_call(
+        cls, name: str, arguments: Mapping[str, Any] | str, *, id: str | None = None
+    ) -> Reply:
+        """Answer with one call of tool ``name`` (arguments as a dict or a JSON string)."""
+        return cls.tool_calls([(name, arguments)], ids=[id])
+
+    @classmethod
+    def tool_calls(
+        cls,
+        calls: Sequence[tuple[str, Mapping[str, Any] | str]],
+        content: str | None = None,
+        *,
+        ids: Sequence[str | None] | None = None,
+    ) -> Reply:
+        """Answer with several tool calls ``[(name, arguments), ...]`` and optional content."""
+        call_ids = list(ids) if ids is not None else [None] * len(calls)
+        if len(call_ids) != len(calls):
+            raise ValueError("ids must have one entry per call")
+        scripted = tuple(
+            (
+                name,
+                arguments
+                if isinstance(arguments, str)
+                else json.dumps(dict(arguments), ensure_ascii=False),
+                call_id,
+            )
+            for (name, arguments), call_id in zip(calls, call_ids, strict=True)
+        )
+        return cls(kind="answer", content=content, finish_reason="tool_calls", calls=scripted)
+
+    # ------------------------------------------------------------------ fixed responses
+
+    @classmethod
+    def error(
+        cls, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        """Send the JSON ``body`` with HTTP ``status`` (and extra ``headers``)."""
+        return cls(
+            kind="response",
+            status=_check_status(status),
+            body=_json_bytes(dict(body)),
+            headers=_header_items(headers),
+        )
+
+    @classmethod
+    def raw(
+        cls,
+        status: int,
+        body: bytes | str,
+        content_type: str = "text/plain",
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        """Send ``body`` verbatim with HTTP ``status`` and ``content_type``."""
+        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        return cls(
+            kind="response",
+            status=_check_status(status),
+            body=data,
+            content_type=content_type,
+            headers=_header_items(headers),
+        )
+
+    @classmethod
+    def rate_limit(
+        cls, retry_after: int = 1, header: bool = True, body_field: bool = True
+    ) -> Reply:
+        """HTTP 429 with ModelsLab's message, a ``retry_after`` field and/or ``Retry-After``."""
+        body: dict[str, Any] = {"status": "error", "message": RATE_LIMIT_MESSAGE}
+        if body_field:
+            body["retry_after"] = retry_after
+        headers = {"Retry-After": str(retry_after)} if header else None
+        return cls.error(429, body, headers)
+
+    @classmethod
+    def insufficient_credits(cls) -> Reply:
+        """HTTP 402 with a ModelsLab-style "insufficient credits" message (never retried)."""
+        return cls.error(402, {"status": "error", "message": INSUFFICIENT_CREDITS_MESSAGE})
+
+    @classmethod
+    def invalid_key_envelope(cls) -> Reply:
+        """HTTP 200 with ``{"status": "error", "message": "Invalid Api Key", "tip": ...}``."""
+        return cls.error(200, invalid_key_body())
+
+    @classmethod
+    def misspelled_error(cls, message: str = "Something went wrong") -> Reply:
+        """HTTP 200 with the legacy misspelled field: ``{"status": "error", "messege": ...}``."""
+        return cls.error(200, {"status": "error", "messege": message})
+
+    @classmethod
+    def openai_error(
+        cls,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        code: str | int | None = None,
+    ) -> Reply:
+        """An OpenAI-style error: ``{"error": {"message", "type", "code"}}``."""
+        return cls.error(status, {"error": {"message": message, "type": type, "code": code}})
+
+    @classmethod
+    def server_error(cls, status: int = 500, message: str = "Internal Server Error") -> Reply:
+        """A 5xx JSON error ``{"status": "error", "message": ...}``."""
+        return cls.error(status, {"status": "error", "message": message})
+
+    @classmethod
+    def html_error(cls, status: int = 502) -> Reply:
+        """A proxy's HTML error page (``text/html``) instead of JSON."""
+        title = _HTML_PAGES.get(status, f"{status} Error")
+        page = (
+            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            "</body>\r\n</html>\r\n"
+        )
+        return cls.raw(status, page, content_type="text/html")
+
+    @classmethod
+    def non_json(
+        cls,
+        body: str = "<!DOCTYPE html><html><body>Service is warming up</body></html>",
+        content_type: str = "text/html",
+    ) -> Reply:
+        """HTTP 200 with a body that is not JSON."""
+        return cls.raw(200, body, content_type=content_type)
+
+    @classmethod
+    def processing(cls, id: int = 123, eta: int = 10) -> Reply:
+        """HTTP 200 with ``{"status": "processing", "id", "eta", "fetch_result"}``."""
+        fetch = f"https://modelslab.com/api/v6/llm/fetch/{id}"
+        body = {"status": "processing", "id": id, "eta": eta, "fetch_result": fetch}
+        return cls.error(200, body)
+
+    @classmethod
+    def validation_error(
+        cls, message: str = "The messages field is required.", field: str = "messages"
+    ) -> Reply:
+        """HTTP 422 Laravel-style: ``{"status": "error", "message", "errors": {field: [...]}}``."""
+        return cls.error(422, {"status": "error", "message": message, "errors": {field: [message]}})
+
+    # ------------------------------------------------------------------ connection faults
+
+    @classmethod
+    def cut_stream(cls, after_chunks: int = 2) -> Reply:
+        """Send that many chunks of the default answer, then end cleanly without ``[DONE]``.
+
+        A non-streaming request gets a JSON body cut short (the connection then closes).
+        """
+        return cls(kind="cut_stream", count=max(int(after_chunks), 0))
+
+    @classmethod
+    def stream_error_event(
+        cls,
+        message: str = "Upstream provider error",
+        *,
+        style: Literal["openai", "modelslab"] = "openai",
+        after_chunks: int = 0,
+    ) -> Reply:
+        """An SSE stream (even for a non-streaming request) carrying an error event.
+
+        The event is ``{"error": {"message": ...}}`` (``style="openai"``) or
+        ``{"status": "error", "message": ...}`` (``style="modelslab"``), sent after
+        ``after_chunks`` chunks of the default answer and followed by ``data: [DONE]``.
+        """
+        event: dict[str, Any]
+        if style == "openai":
+            event = {"error": {"message": message, "type": "server_error", "code": 502}}
+        else:
+            event = {"status": "error", "message": message}
+        return cls(kind="stream_error", body=_json_bytes(event), count=max(int(after_chunks), 0))
+
+    @classmethod
+    def reset_connection(cls, after_bytes: int = 0) -> Reply:
+        """Abort the TCP connection (RST), after sending ``after_bytes`` of the response."""
+        return cls(kind="reset", count=max(int(after_bytes), 0))
+
+    @classmethod
+    def slow(cls, seconds: float, then: Reply | None = None) -> Reply:
+        """Wait ``seconds``, then answer with ``then`` (or the default behaviour)."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        return cls(kind="slow", seconds=float(seconds), then=then)

@@ -1,0 +1,610 @@
+"""The local ModelsLab-compatible server: asyncio on a daemon thread, stdlib only.
+
+One event loop in a background thread serves every connection (keep-alive, many requests
+in flight at once). Requests are routed, their key is checked, they are logged with keys
+hidden, and they are answered by a scripted :class:`Reply`, a random fault, or the default
+deterministic behaviour of :mod:`._behaviour`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import random
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from ._behaviour import (
+    DEFAULT_CHAT_MODEL,
+    DEFAULT_COMPLETION_MODEL,
+    POPULAR_MODELS,
+    Answer,
+    chat_answer,
+    chat_completion_body,
+    chat_request_error,
+    completion_answer,
+    completion_request_error,
+    models_body,
+    requested_model,
+    scripted_answer,
+    text_completion_body,
+    wants_stream,
+    wants_usage,
+)
+from ._http import HttpError, HttpRequest, read_request, response_head
+from ._replies import Reply, invalid_key_body
+from ._routing import ROUTES, RecordedRequest, find_key, redacted
+from ._sse import (
+    DONE_EVENT,
+    LAST_CHUNK,
+    chat_stream_events,
+    chunked_frame,
+    first_chunks,
+    text_stream_events,
+)
+
+__all__ = ["LocalModelsLab"]
+
+logger = logging.getLogger(__name__)
+
+_JSON = "application/json"
+_EVENT_STREAM = "text/event-stream"
+_BATCH_BYTES = 32 * 1024
+_READ_LIMIT = 1024 * 1024
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One chat or completion request being answered."""
+
+    body: dict[str, Any]
+    chat: bool
+    uncensored: bool
+    stream: bool
+    keep_alive: bool
+
+    @property
+    def model(self) -> str:
+        """The requested model id, or the route's default."""
+        default = DEFAULT_CHAT_MODEL if self.chat else DEFAULT_COMPLETION_MODEL
+        return requested_model(self.body, default)
+
+
+def _error_body(message: str) -> bytes:
+    return _dumps({"status": "error", "message": message}).encode("utf-8")
+
+
+class LocalModelsLab:
+    """A real HTTP server on loopback that speaks ModelsLab's LLM API (stdlib only).
+
+    Use it as a context manager (or call :meth:`start` and :meth:`stop`)::
+
+        with LocalModelsLab(api_key="test-key") as server:
+            server.enqueue(Reply.text("hello"))
+            ...  # point a client at server.base_url
+
+    ``api_key=None`` accepts any non-empty key. ``stream_delay`` (seconds) paces SSE events
+    one by one instead of batching them. The request log keeps the last
+    ``max_recorded_requests`` requests.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: Sequence[str] | None = None,
+        stream_delay: float = 0.0,
+        max_recorded_requests: int = 10_000,
+    ) -> None:
+        """Configure the server; nothing listens until :meth:`start`."""
+        self.api_key = api_key
+        self.stream_delay = float(stream_delay)
+        self._host = host
+        self._requested_port = port
+        self._port = 0
+        self._models = tuple(models) if models is not None else POPULAR_MODELS
+        self._created = int(time.time())
+        self._lock = threading.Lock()
+        self._queue: deque[Reply] = deque()
+        self._fault_rate = 0.0
+        self._fault_replies: tuple[Reply, ...] = ()
+        self._rng = random.Random()
+        self._log: deque[RecordedRequest] = deque(maxlen=max(int(max_recorded_requests), 0))
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._request_count = 0
+        self._connections_opened = 0
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    # ------------------------------------------------------------------ URLs
+
+    @property
+    def host(self) -> str:
+        """The interface the server listens on."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The TCP port (known once started)."""
+        if not self._port:
+            raise RuntimeError("the server is not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The root URL, e.g. ``http://127.0.0.1:PORT``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """The chat base URL (chat at ``{base_url}/chat/completions``)."""
+        return f"{self.url}/api/v7/llm"
+
+    @property
+    def completions_base_url(self) -> str:
+        """The text-completions base URL (``{..}/completions``)."""
+        return f"{self.url}/api/v6"
+
+    @property
+    def uncensored_base_url(self) -> str:
+        """The uncensored-chat base URL (``/chat/completions`` and ``/completions``)."""
+        return f"{self.url}/api/uncensored-chat/v1"
+
+    # ------------------------------------------------------------------ script and log
+
+    def enqueue(self, *replies: Reply) -> None:
+        """Queue replies (FIFO) for the next chat and completion requests."""
+        for reply in replies:
+            if not isinstance(reply, Reply):
+                raise TypeError(f"expected a Reply, got {type(reply).__name__}")
+        with self._lock:
+            self._queue.extend(replies)
+
+    @property
+    def pending_replies(self) -> int:
+        """How many queued replies are still waiting for a request."""
+        with self._lock:
+            return len(self._queue)
+
+    def set_fault_rate(
+        self, rate: float, replies: Sequence[Reply] | None = None, seed: int | None = None
+    ) -> None:
+        """Answer a random fraction ``rate`` of chat/completion requests with one of ``replies``.
+
+        ``replies`` defaults to a 429 (``retry_after=0``) and a 500; ``rate=0`` turns it off.
+        Queued replies go first.
+        """
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        chosen = (
+            tuple(replies)
+            if replies is not None
+            else (Reply.rate_limit(retry_after=0), Reply.server_error(500))
+        )
+        if rate > 0 and not chosen:
+            raise ValueError("a fault rate needs at least one reply")
+        with self._lock:
+            self._fault_rate = float(rate)
+            self._fault_replies = chosen
+            self._rng = random.Random(seed)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """The requests received so far (oldest first), keys hidden."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def last_request(self) -> RecordedRequest | None:
+        """The most recent request, or ``None``."""
+        with self._lock:
+            return self._log[-1] if self._log else None
+
+    @property
+    def in_flight(self) -> int:
+        """How many requests are being handled right now."""
+        return self._in_flight
+
+    @property
+    def max_in_flight_seen(self) -> int:
+        """The most requests handled at once since the start or :meth:`reset_stats`."""
+        return self._max_in_flight
+
+    @property
+    def request_count(self) -> int:
+        """How many requests arrived since the start or :meth:`reset_stats`."""
+        return self._request_count
+
+    @property
+    def connections_opened(self) -> int:
+        """How many TCP connections were accepted since the start or :meth:`reset_stats`."""
+        return self._connections_opened
+
+    def reset_stats(self) -> None:
+        """Reset ``max_in_flight_seen`` (to the current ``in_flight``) and the counters."""
+        with self._lock:
+            self._max_in_flight = self._in_flight
+            self._request_count = 0
+            self._connections_opened = 0
+
+    def reset(self) -> None:
+        """Clear the reply queue, the fault rate, the request log and the stats."""
+        with self._lock:
+            self._queue.clear()
+            self._fault_rate = 0.0
+            self._fault_replies = ()
+            self._log.clear()
+        self.reset_stats()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Self:
+        """Start listening in a background thread; return ``self``."""
+        if self._thread is not None:
+            raise RuntimeError("the server is already started")
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._open())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        thread = threading.Thread(target=run, name="modelslab-local-server", daemon=True)
+        self._loop = loop
+        self._thread = thread
+        thread.start()
+        ready.wait()
+        if failure:
+            thread.join()
+            self._loop = None
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Close every connection, stop the loop and join the thread (idempotent)."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            future.result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+            self._loop = None
+            self._thread = None
+            self._port = 0
+
+    def __enter__(self) -> Self:
+        """Start the server."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop the server."""
+        self.stop()
+
+    def __repr__(self) -> str:
+        """Show where the server listens."""
+        where = self.url if self._port else "not started"
+        return f"LocalModelsLab({where})"
+
+    async def _open(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve_connection,
+            self._host,
+            self._requested_port,
+            limit=_READ_LIMIT,
+            backlog=2048,
+        )
+        sockets = self._server.sockets
+        self._port = int(sockets[0].getsockname()[1])
+
+    async def _shutdown(self) -> None:
+        server = self._server
+        self._server = None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+
+    # ------------------------------------------------------------------ connections
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        self._writers.add(writer)
+        self._connections_opened += 1
+        try:
+            while True:
+                try:
+                    request = await read_request(reader)
+                except HttpError as exc:
+                    body = _error_body(exc.message)
+                    writer.write(
+                        response_head(exc.status, _JSON, length=len(body), keep_alive=False) + body
+                    )
+                    await writer.drain()
+                    break
+                if request is None:
+                    break
+                keep_open = await self._handle(request, writer)
+                if not keep_open or not request.keep_alive:
+                    break
+        except (ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            # Only stop() cancels connection tasks; end quietly so asyncio's stream callback
+            # does not report the cancellation as an error.
+            pass
+        finally:
+            self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+
+    async def _handle(self, request: HttpRequest, writer: asyncio.StreamWriter) -> bool:
+        self._in_flight += 1
+        self._request_count += 1
+        if self._in_flight > self._max_in_flight:
+            self._max_in_flight = self._in_flight
+        try:
+            return await self._dispatch(request, writer)
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            logger.exception("local ModelsLab server failed on %s %s", request.method, request.path)
+            body = _error_body(f"Local server error: {exc!r}")
+            writer.write(response_head(500, _JSON, length=len(body), keep_alive=False) + body)
+            await writer.drain()
+            return False
+        finally:
+            self._in_flight -= 1
+
+    async def _dispatch(self, request: HttpRequest, writer: asyncio.StreamWriter) -> bool:
+        body: Any = None
+        if request.body:
+            try:
+                body = json.loads(request.body)
+            except (ValueError, UnicodeDecodeError):
+                body = None
+        key, placement = find_key(request.headers, body)
+        record = redacted(request, body, placement)
+        with self._lock:
+            self._log.append(record)
+        keep_alive = request.keep_alive
+        path = request.path.rstrip("/") or "/"
+        route = ROUTES.get(path)
+        if route is None:
+            await self._send(writer, 404, _error_body("Route not found"), keep_alive=keep_alive)
+            return True
+        if request.method != route.method:
+            message = f"The {request.method} method is not supported for this route."
+            headers = (("Allow", route.method),)
+            await self._send(writer, 405, _error_body(message), keep_alive, headers)
+            return True
+        if key is None or (self.api_key is not None and key != self.api_key):
+            envelope = _dumps(invalid_key_body()).encode("utf-8")
+            await self._send(writer, 200, envelope, keep_alive=keep_alive)
+            return True
+        if route.kind == "models":
+            listing = _dumps(models_body(self._models, self._created)).encode("utf-8")
+            await self._send(writer, 200, listing, keep_alive=keep_alive)
+            return True
+        if not isinstance(body, dict):
+            message = "The request body must be a JSON object."
+            await self._send(writer, 400, _error_body(message), keep_alive=keep_alive)
+            return True
+        chat = route.kind == "chat"
+        problem = chat_request_error(body) if chat else completion_request_error(body)
+        if problem is not None:
+            field = "messages" if chat else "prompt"
+            payload = {"status": "error", "message": problem, "errors": {field: [problem]}}
+            await self._send(writer, 422, _dumps(payload).encode("utf-8"), keep_alive)
+            return True
+        call = _Call(body, chat, route.uncensored, wants_stream(body), keep_alive)
+        return await self._play(self._next_reply(), call, writer)
+
+    def _next_reply(self) -> Reply | None:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+            if self._fault_rate > 0 and self._rng.random() < self._fault_rate:
+                return self._rng.choice(self._fault_replies)
+        return None
+
+    # ------------------------------------------------------------------ playing replies
+
+    async def _play(self, reply: Reply | None, call: _Call, writer: asyncio.StreamWriter) -> bool:
+        if reply is None or reply.kind == "answer":
+            answer = self._answer(reply, call)
+            if call.stream:
+                await self._send_events(writer, self._events(answer, call), call.keep_alive)
+            else:
+                await self._send(writer, 200, self._json_answer(answer, call), call.keep_alive)
+            return True
+        if reply.kind == "response":
+            content_type = reply.content_type
+            await self._send(
+                writer, reply.status, reply.body, call.keep_alive, reply.headers, content_type
+            )
+            return True
+        if reply.kind == "slow":
+            await asyncio.sleep(reply.seconds)
+            return await self._play(reply.then, call, writer)
+        if reply.kind == "cut_stream":
+            return await self._cut(reply.count, call, writer)
+        if reply.kind == "stream_error":
+            events = first_chunks(self._events(self._answer(None, call), call), reply.count)
+            events.append(f"data: {reply.body.decode('utf-8')}\n\n")
+            events.append(DONE_EVENT)
+            await self._send_events(writer, events, call.keep_alive)
+            return True
+        await self._reset(reply.count, call, writer)
+        return False
+
+    def _answer(self, reply: Reply | None, call: _Call) -> Answer:
+        if reply is None:
+            return chat_answer(call.body) if call.chat else completion_answer(call.body)
+        return scripted_answer(
+            call.body,
+            chat=call.chat,
+            content=reply.content,
+            reasoning=reply.reasoning,
+            finish_reason=reply.finish_reason,
+            tool_calls=reply.calls,
+            usage=dict(reply.usage) if reply.usage is not None else None,
+        )
+
+    def _next_id(self, call: _Call) -> str:
+        return f"{'gen' if call.chat else 'cmpl'}-{next(self._ids)}"
+
+    def _json_answer(self, answer: Answer, call: _Call) -> bytes:
+        completion_id, created = self._next_id(call), int(time.time())
+        if call.chat:
+            body = chat_completion_body(
+                answer,
+                completion_id=completion_id,
+                created=created,
+                model=call.model,
+                uncensored=call.uncensored,
+            )
+        else:
+            body = text_completion_body(
+                answer, completion_id=completion_id, created=created, model=call.model
+            )
+        return _dumps(body).encode("utf-8")
+
+    def _events(self, answer: Answer, call: _Call) -> list[str]:
+        render = chat_stream_events if call.chat else text_stream_events
+        return render(
+            answer,
+            completion_id=self._next_id(call),
+            created=int(time.time()),
+            model=call.model,
+            include_usage=wants_usage(call.body),
+        )
+
+    async def _cut(self, chunks: int, call: _Call, writer: asyncio.StreamWriter) -> bool:
+        answer = self._answer(None, call)
+        if call.stream:
+            await self._send_events(
+                writer, first_chunks(self._events(answer, call), chunks), call.keep_alive
+            )
+            return True
+        payload = self._json_answer(answer, call)
+        head = response_head(200, _JSON, length=len(payload), keep_alive=False)
+        writer.write(head + payload[: len(payload) // 2])
+        await writer.drain()
+        return False
+
+    async def _reset(self, after_bytes: int, call: _Call, writer: asyncio.StreamWriter) -> None:
+        answer = self._answer(None, call)
+        if call.stream:
+            events = "".join(self._events(answer, call)).encode("utf-8")
+            head = response_head(200, _EVENT_STREAM, length=None, keep_alive=call.keep_alive)
+            data = head + chunked_frame(events) + LAST_CHUNK
+        else:
+            payload = self._json_answer(answer, call)
+            head = response_head(200, _JSON, length=len(payload), keep_alive=call.keep_alive)
+            data = head + payload
+        if after_bytes:
+            writer.write(data[:after_bytes])
+            await writer.drain()
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    # ------------------------------------------------------------------ writing
+
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes,
+        keep_alive: bool,
+        headers: Sequence[tuple[str, str]] = (),
+        content_type: str = _JSON,
+    ) -> None:
+        head = response_head(
+            status, content_type, length=len(body), keep_alive=keep_alive, extra=headers
+        )
+        writer.write(head + body)
+        await writer.drain()
+
+    async def _send_events(
+        self, writer: asyncio.StreamWriter, events: list[str], keep_alive: bool
+    ) -> None:
+        pending = response_head(200, _EVENT_STREAM, length=None, keep_alive=keep_alive)
+        if self.stream_delay > 0:
+            writer.write(pending)
+            for event in events:
+                writer.write(chunked_frame(event.encode("utf-8")))
+                await writer.drain()
+                await asyncio.sleep(self.stream_delay)
+            writer.write(LAST_CHUNK)
+            await writer.drain()
+            return
+        batch: list[str] = []
+        size = 0
+        for event in events:
+            batch.append(event)
+            size += len(event)
+            if size >= _BATCH_BYTES:
+                writer.write(pending + chunked_frame("".join(batch).encode("utf-8")))
+                await writer.drain()
+                pending = b""
+                batch.clear()
+                size = 0
+        frame = chunked_frame("".join(batch).encode("utf-8")) if batch else b""
+        writer.write(pending + frame + LAST_CHUNK)
+        await writer.drain()

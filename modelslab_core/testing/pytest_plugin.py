@@ -1,0 +1,37 @@
+"""Pytest fixtures for the local ModelsLab server (registered as the ``modelslab`` plugin).
+
+- ``modelslab_server_session``: one :class:`LocalModelsLab` for the whole session (accepts
+  any non-empty key).
+- ``modelslab_server``: the same server for one test, with its reply queue, fault rate,
+  request log and stats reset before the test (and its ``api_key`` restored after it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from . import LocalModelsLab
+
+__all__ = ["modelslab_server", "modelslab_server_session"]
+
+
+@pytest.fixture(scope="session")
+def modelslab_server_session() -> Iterator[LocalModelsLab]:
+    """Start one local ModelsLab server for the test session and stop it at the end."""
+    with LocalModelsLab() as server:
+        yield server
+
+
+@pytest.fixture
+def modelslab_server(modelslab_server_session: LocalModelsLab) -> Iterator[LocalModelsLab]:
+    """The session's local server, reset for this test."""
+    server = modelslab_server_session
+    api_key = server.api_key
+    server.reset()
+    try:
+        yield server
+    finally:
+        server.api_key = api_key
+        server.reset()
