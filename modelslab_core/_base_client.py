@@ -48,6 +48,16 @@ def translate_transport_error(exc: httpx.HTTPError) -> APIError:
     return APIConnectionError(f"connection failed: {detail}")
 
 
+def _scrub(content: bytes, secret: str) -> bytes:
+    return content.replace(secret.encode(), b"***") if secret else content
+
+
+def _invalid(status_code: int, headers: httpx.Headers, message: str, body: Any = None) -> APIError:
+    return InvalidResponseError(
+        message, status_code=status_code, request_id=request_id_of(headers), body=body
+    )
+
+
 def parse_body(
     status_code: int,
     headers: httpx.Headers,
@@ -61,36 +71,37 @@ def parse_body(
 
     ModelsLab reports errors with HTTP 200 too (``{"status": "error", ...}``, ``messege``), and
     other ModelsLab APIs answer ``{"status": "processing"}`` for queued jobs: neither is an answer.
+    Only what goes into an error is scrubbed of the key (an answer is the user's data), and
+    headers are read only for errors: the success path stays short.
     """
-    # Only what goes into an error is scrubbed of the key: an answer is the user's data.
-    scrubbed = content.replace(secret.encode(), b"***") if secret else content
-    request_id = request_id_of(headers)
-    retry_after = parse_retry_after(headers.get("retry-after"))
     if status_code >= 400 or status_code < 200:
         raise error_from_response(
-            status_code, scrubbed, request_id=request_id, retry_after_header=retry_after
+            status_code,
+            _scrub(content, secret),
+            request_id=request_id_of(headers),
+            retry_after_header=parse_retry_after(headers.get("retry-after")),
         )
     try:
         body = json.loads(content)
     except ValueError:
-        snippet = " ".join(scrubbed[:200].decode("utf-8", "replace").split())
-        raise InvalidResponseError(
+        snippet = " ".join(_scrub(content[:400], secret)[:200].decode("utf-8", "replace").split())
+        raise _invalid(
+            status_code,
+            headers,
             f"the API answered HTTP {status_code} with a body that is not JSON: {snippet!r}",
-            status_code=status_code,
-            request_id=request_id,
         ) from None
     if not isinstance(body, dict):
-        raise InvalidResponseError(
+        raise _invalid(
+            status_code,
+            headers,
             f"the API answered HTTP {status_code} with JSON that is not an object",
-            status_code=status_code,
-            request_id=request_id,
         )
     if error_from_body(status_code, body) is not None:
         error = error_from_body(
             status_code,
-            json.loads(scrubbed) if scrubbed is not content else body,
-            request_id=request_id,
-            retry_after_header=retry_after,
+            json.loads(_scrub(content, secret)),
+            request_id=request_id_of(headers),
+            retry_after_header=parse_retry_after(headers.get("retry-after")),
         )
         assert error is not None
         raise error
@@ -99,24 +110,24 @@ def parse_body(
             "the API queued the request instead of answering "
             f"(status={body.get('status')!r}, id={body.get('id')!r}, eta={body.get('eta')!r})",
             status_code=status_code,
-            request_id=request_id,
+            request_id=request_id_of(headers),
             body=body,
         )
     if require_choices and "choices" not in body:
-        raise InvalidResponseError(
+        raise _invalid(
+            status_code,
+            headers,
             f"the API answered without choices: keys {sorted(body)[:10]}",
-            status_code=status_code,
-            request_id=request_id,
-            body=body,
+            body,
         )
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        raise InvalidResponseError(
+        raise _invalid(
+            status_code,
+            headers,
             f"the API answered with an unexpected shape: {exc.errors()[0]['msg']}",
-            status_code=status_code,
-            request_id=request_id,
-            body=body,
+            body,
         ) from None
 
 
