@@ -1,1 +1,15 @@
-"""LlamaIndex integration for ModelsLab's LLM API (install with the `[llama-index]` extra)."""
+"""LlamaIndex integration for ModelsLab's LLM API (install with the ``[llama-index]`` extra)."""
+
+from __future__ import annotations
+
+try:
+    import llama_index.core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised by a test that hides the package
+    raise ImportError(
+        "llama_index_modelslab needs llama-index-core: "
+        'pip install "modelslab-integrations[llama-index]"'
+    ) from exc
+
+from .base import DEFAULT_MODEL, ModelsLabLLM
+
+__all__ = ["DEFAULT_MODEL", "ModelsLabLLM"]

@@ -1,0 +1,320 @@
+"""Pure converters between LlamaIndex's types and ModelsLab's wire models.
+
+Nothing here does I/O. Streaming and non-streaming share :func:`wire_to_message`, so the last
+streamed ``ChatResponse`` carries the same message (text, tool calls, reasoning) and the same
+usage as the non-streamed one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.types import (
+    AudioBlock,
+    CachePoint,
+    ChatMessage,
+    ChatResponse,
+    CitableBlock,
+    CitationBlock,
+    CompletionResponse,
+    DocumentBlock,
+    ImageBlock,
+    MessageRole,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+    VideoBlock,
+)
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.llms.utils import parse_partial_json
+
+from modelslab_core import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    FunctionCall,
+    StreamAccumulator,
+    ToolCall,
+    Usage,
+)
+from modelslab_core import ChatMessage as WireMessage
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+    from pydantic import BaseModel
+
+__all__ = [
+    "completion_to_response",
+    "json_response_format",
+    "message_to_wire",
+    "messages_to_wire",
+    "resolve_tool_choice",
+    "response_to_chat",
+    "stream_completion_step",
+    "stream_step",
+    "tool_calls_to_selections",
+    "tool_specs",
+    "usage_kwargs",
+    "wire_to_message",
+]
+
+# LlamaIndex roles the API does not know, mapped to the ones it does.
+_ROLES: Mapping[str, str] = {
+    MessageRole.SYSTEM.value: "system",
+    MessageRole.DEVELOPER.value: "system",
+    MessageRole.USER.value: "user",
+    MessageRole.ASSISTANT.value: "assistant",
+    MessageRole.CHATBOT.value: "assistant",
+    MessageRole.MODEL.value: "assistant",
+    MessageRole.TOOL.value: "tool",
+    MessageRole.FUNCTION.value: "tool",
+}
+_TOOL_CHOICES = frozenset({"auto", "none", "required"})
+
+
+# --- LlamaIndex -> wire ------------------------------------------------------------------------
+
+
+def _arguments_json(kwargs: dict[str, Any] | str) -> str:
+    return kwargs if isinstance(kwargs, str) else json.dumps(kwargs)
+
+
+def _image_part(block: ImageBlock) -> dict[str, Any]:
+    url = str(block.url) if block.url is not None else block.inline_url()
+    image_url: dict[str, Any] = {"url": url}
+    if block.detail:
+        image_url["detail"] = block.detail
+    return {"type": "image_url", "image_url": image_url}
+
+
+def _legacy_tool_calls(raw: Any) -> list[ToolCall]:
+    """Tool calls kept in ``additional_kwargs["tool_calls"]`` (OpenAI objects or dicts)."""
+    calls: list[ToolCall] = []
+    for item in raw or ():
+        data = item.model_dump() if hasattr(item, "model_dump") else dict(item)
+        calls.append(ToolCall.model_validate(data))
+    return calls
+
+
+def message_to_wire(message: ChatMessage) -> WireMessage:
+    """One LlamaIndex message as the API's message.
+
+    Text blocks join into a string; with an image the content becomes a list of parts. Thinking
+    blocks are not sent back (reasoning APIs reject them); tool-call blocks become ``tool_calls``.
+    """
+    role = _ROLES.get(message.role.value, message.role.value)
+    parts: list[dict[str, Any]] = []
+    calls: list[ToolCall] = []
+    has_image = False
+    for block in message.blocks:
+        if isinstance(block, TextBlock):
+            parts.append({"type": "text", "text": block.text})
+        elif isinstance(block, ImageBlock):
+            parts.append(_image_part(block))
+            has_image = True
+        elif isinstance(block, ToolCallBlock):
+            calls.append(
+                ToolCall(
+                    id=block.tool_call_id or "",
+                    function=FunctionCall(
+                        name=block.tool_name, arguments=_arguments_json(block.tool_kwargs)
+                    ),
+                )
+            )
+        elif isinstance(block, CitableBlock | CitationBlock):
+            text = "\n".join(b.text for b in block.nested_blocks if isinstance(b, TextBlock))
+            parts.append({"type": "text", "text": text})
+        elif isinstance(block, ThinkingBlock | CachePoint):
+            continue
+        elif isinstance(block, AudioBlock | VideoBlock | DocumentBlock):
+            raise ValueError(
+                f"ModelsLab's chat API does not accept {type(block).__name__} content; "
+                "send text or images."
+            )
+    if not calls:
+        calls = _legacy_tool_calls(message.additional_kwargs.get("tool_calls"))
+    content: str | list[dict[str, Any]] | None
+    if has_image:
+        content = parts
+    else:
+        content = "\n".join(part["text"] for part in parts)
+        if not content and calls:
+            content = None
+    tool_call_id = message.additional_kwargs.get("tool_call_id")
+    name = message.additional_kwargs.get("name")
+    return WireMessage(
+        role=role,
+        content=content,
+        name=name if isinstance(name, str) else None,
+        tool_calls=calls or None,
+        tool_call_id=str(tool_call_id) if role == "tool" and tool_call_id else None,
+    )
+
+
+def messages_to_wire(messages: Sequence[ChatMessage]) -> list[WireMessage]:
+    return [message_to_wire(message) for message in messages]
+
+
+def tool_specs(tools: Sequence[BaseTool], *, strict: bool = False) -> list[dict[str, Any]]:
+    """OpenAI-style function specs for ``tools``; ``strict`` asks for exact schema adherence."""
+    specs = []
+    for tool in tools:
+        spec = tool.metadata.to_openai_tool(skip_length_check=True)
+        if strict:
+            spec["function"]["strict"] = True
+            spec["function"]["parameters"]["additionalProperties"] = False
+        specs.append(spec)
+    return specs
+
+
+def resolve_tool_choice(
+    tool_choice: str | dict[str, Any] | None, tool_required: bool = False
+) -> str | dict[str, Any]:
+    """``"auto"``/``"none"``/``"required"``, a dict as is, or a tool name forced."""
+    if tool_choice is None:
+        return "required" if tool_required else "auto"
+    if isinstance(tool_choice, dict) or tool_choice in _TOOL_CHOICES:
+        return tool_choice
+    return {"type": "function", "function": {"name": tool_choice}}
+
+
+def json_response_format(output_cls: type[BaseModel], *, schema: bool = True) -> dict[str, Any]:
+    """A ``response_format`` for ``output_cls``: ``json_schema``, or plain ``json_object``."""
+    if not schema:
+        return {"type": "json_object"}
+    name = re.sub(r"[^a-zA-Z0-9_-]", "_", output_cls.__name__)[:64]
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": output_cls.model_json_schema()},
+    }
+
+
+# --- wire -> LlamaIndex ------------------------------------------------------------------------
+
+
+def _tool_kwargs(arguments: str) -> dict[str, Any] | str:
+    """Arguments as a dict where they parse (also partial JSON mid-stream), else the raw text."""
+    if not arguments.strip():
+        return {}
+    try:
+        parsed = parse_partial_json(arguments)
+    except (ValueError, TypeError):
+        return arguments
+    return parsed if isinstance(parsed, dict) else arguments
+
+
+def wire_to_message(message: WireMessage) -> ChatMessage:
+    """The API's assistant message as a LlamaIndex one: thinking, text and tool-call blocks."""
+    blocks: list[Any] = []
+    if message.reasoning_content:
+        blocks.append(ThinkingBlock(content=message.reasoning_content))
+    content = message.content
+    if isinstance(content, list):
+        content = "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+    blocks.append(TextBlock(text=content or ""))
+    for call in message.tool_calls or ():
+        blocks.append(
+            ToolCallBlock(
+                tool_call_id=call.id or None,
+                tool_name=call.function.name,
+                tool_kwargs=_tool_kwargs(call.function.arguments),
+            )
+        )
+    role = _ROLES.get(message.role, MessageRole.ASSISTANT.value)
+    # Also under ``additional_kwargs["tool_calls"]`` (OpenAI-like objects), where LlamaIndex's
+    # streaming structured-output program looks for them.
+    extra = (
+        {"tool_calls": [call.model_copy(deep=True) for call in message.tool_calls]}
+        if message.tool_calls
+        else {}
+    )
+    return ChatMessage(role=MessageRole(role), blocks=blocks, additional_kwargs=extra)
+
+
+def usage_kwargs(usage: Usage | None) -> dict[str, Any]:
+    """Token counts under the names LlamaIndex's token counter reads."""
+    if usage is None:
+        return {}
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def response_to_chat(completion: ChatCompletion) -> ChatResponse:
+    """A non-streamed chat completion as a ``ChatResponse`` (first choice)."""
+    message = completion.choices[0].message if completion.choices else WireMessage()
+    return ChatResponse(
+        message=wire_to_message(message),
+        raw=completion,
+        additional_kwargs=usage_kwargs(completion.usage),
+    )
+
+
+def stream_step(acc: StreamAccumulator, chunk: ChatCompletionChunk) -> ChatResponse:
+    """Add ``chunk`` to ``acc``; the response with the cumulative message and this delta.
+
+    ``additional_kwargs`` holds the usage once the server sent it, and ``thinking_delta`` when
+    the chunk carried reasoning (as LlamaIndex's agents read it).
+    """
+    acc.add(chunk)
+    choice = acc.choices.get(0)
+    message = choice.message() if choice is not None else WireMessage(content="")
+    first = next((c for c in chunk.choices if c.index == 0), None)
+    delta = first.delta if first is not None else None
+    extra = usage_kwargs(acc.usage)
+    if delta is not None and delta.reasoning_content:
+        extra["thinking_delta"] = delta.reasoning_content
+    return ChatResponse(
+        message=wire_to_message(message),
+        delta=(delta.content or "") if delta is not None else "",
+        raw=chunk,
+        additional_kwargs=extra,
+    )
+
+
+def completion_to_response(completion: Completion) -> CompletionResponse:
+    """A non-streamed text completion as a ``CompletionResponse`` (first choice)."""
+    text = completion.choices[0].text if completion.choices else ""
+    return CompletionResponse(
+        text=text, raw=completion, additional_kwargs=usage_kwargs(completion.usage)
+    )
+
+
+def stream_completion_step(
+    text: str, usage: Usage | None, chunk: Completion
+) -> tuple[CompletionResponse, Usage | None]:
+    """One streamed text-completion chunk: the response with cumulative text and delta, and the
+    usage so far."""
+    delta = "".join(c.text for c in chunk.choices if c.index == 0)
+    usage = chunk.usage or usage
+    response = CompletionResponse(
+        text=text + delta, delta=delta, raw=chunk, additional_kwargs=usage_kwargs(usage)
+    )
+    return response, usage
+
+
+def tool_calls_to_selections(
+    response: ChatResponse, *, error_on_no_tool_call: bool = True
+) -> list[ToolSelection]:
+    """The tool calls of ``response`` (complete or still streaming) as ``ToolSelection``s."""
+    selections = []
+    for block in response.message.blocks:
+        if not isinstance(block, ToolCallBlock):
+            continue
+        kwargs = block.tool_kwargs
+        if isinstance(kwargs, str):
+            parsed = _tool_kwargs(kwargs)
+            kwargs = parsed if isinstance(parsed, dict) else {}
+        selections.append(
+            ToolSelection(
+                tool_id=block.tool_call_id or "", tool_name=block.tool_name, tool_kwargs=kwargs
+            )
+        )
+    if not selections and error_on_no_tool_call:
+        raise ValueError("Expected at least one tool call, but the model made none.")
+    return selections

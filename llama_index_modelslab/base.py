@@ -1,0 +1,587 @@
+"""``ModelsLabLLM``: ModelsLab's LLM API as a LlamaIndex ``FunctionCallingLLM``.
+
+Each method is a few lines over the pure converters in :mod:`._convert` and the adapter's clients
+(:mod:`modelslab_core`); this module holds no HTTP. Clients are created lazily and share the
+adapter's connection pools, so a ``ModelsLabLLM`` is cheap to create, pickles, and works from
+several event loops in a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Generator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from llama_index.core.base.llms.generic_utils import (
+    messages_to_prompt as generic_messages_to_prompt,
+)
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+    ToolCallBlock,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.output_parsers import PydanticOutputParser
+from llama_index.core.program.streaming_utils import process_streaming_content_incremental
+from llama_index.core.types import PydanticProgramMode
+from pydantic import BaseModel, SecretStr
+
+from modelslab_core import (
+    CHAT_BASE_URL,
+    COMPLETIONS_BASE_URL,
+    AsyncModelsLabClient,
+    BadRequestError,
+    ChatRequest,
+    CompletionRequest,
+    ModelsLabClient,
+    StreamAccumulator,
+    check_params,
+    get_profile,
+)
+from modelslab_core.config import (
+    BASE_URL_ENV,
+    COMPLETIONS_BASE_URL_ENV,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    resolve_api_key,
+    resolve_base_url,
+)
+from modelslab_core.validation import check_chat_request, check_completion_request
+
+from . import _convert as conv
+
+if TYPE_CHECKING:
+    from llama_index.core.prompts import PromptTemplate
+    from llama_index.core.tools.types import BaseTool
+
+__all__ = ["DEFAULT_MODEL", "ModelsLabLLM"]
+
+DEFAULT_MODEL = "meta-llama-3-8B-instruct"
+DEFAULT_TEMPERATURE = 0.1
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ModelsLabLLM(FunctionCallingLLM):
+    """ModelsLab's chat (or text-completion) models in LlamaIndex.
+
+    ``context_window`` and ``is_function_calling_model`` come from the shared model-profile table
+    unless given. The API key comes from ``api_key`` or ``MODELSLAB_API_KEY`` and is kept out of
+    ``repr``, ``to_dict`` and ``to_json``. With ``is_chat_model=False``, ``complete`` posts to
+    ``{base_url}/completions`` and ``base_url`` defaults to the v6 completions base.
+    """
+
+    model: str = Field(default=DEFAULT_MODEL, description="The ModelsLab model id.")
+    base_url: str = Field(default=CHAT_BASE_URL, description="The API base URL (or a name).")
+    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, description="Seconds per request.")
+    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, description="Retries on errors.")
+    temperature: float | None = Field(default=DEFAULT_TEMPERATURE, description="0 to 2.")
+    max_tokens: int | None = Field(default=None, description="Most tokens to generate.")
+    context_window: int = Field(default=0, description="Input plus output tokens.")
+    is_chat_model: bool = Field(default=True, description="False: use text completions.")
+    is_function_calling_model: bool = Field(default=True, description="Whether tools work.")
+    additional_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra fields for every request body."
+    )
+    default_headers: dict[str, str] | None = Field(default=None, description="Extra headers.")
+    key_in_body: bool = Field(default=False, description="Send the key in the body, not Bearer.")
+    strict: bool = Field(default=False, description="Ask for strict tool-argument schemas.")
+
+    _api_key: SecretStr = PrivateAttr()
+    _sync_client: ModelsLabClient | None = PrivateAttr(default=None)
+    _async_client: AsyncModelsLabClient | None = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        *,
+        is_chat_model: bool | None = None,
+        context_window: int | None = None,
+        is_function_calling_model: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        profile = get_profile(model)
+        chat = profile.chat if is_chat_model is None else is_chat_model
+        if chat:
+            url = resolve_base_url(base_url, CHAT_BASE_URL, env=BASE_URL_ENV)
+        else:
+            url = resolve_base_url(base_url, COMPLETIONS_BASE_URL, env=COMPLETIONS_BASE_URL_ENV)
+        if is_function_calling_model is None:
+            is_function_calling_model = chat and profile.tool_calling
+        super().__init__(
+            model=model,
+            base_url=url,
+            is_chat_model=chat,
+            context_window=context_window or profile.context_window,
+            is_function_calling_model=is_function_calling_model,
+            **kwargs,
+        )
+        check_params({"temperature": self.temperature, "max_tokens": self.max_tokens})
+        self._api_key = resolve_api_key(api_key)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ModelsLabLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(
+            context_window=self.context_window,
+            num_output=self.max_tokens or get_profile(self.model).max_output_tokens,
+            is_chat_model=self.is_chat_model,
+            is_function_calling_model=self.is_function_calling_model,
+            model_name=self.model,
+            system_role=MessageRole.SYSTEM,
+        )
+
+    # --- pickling: keep the key, drop the clients ----------------------------------------------
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        private.update(_sync_client=None, _async_client=None)
+        state["__pydantic_private__"] = private
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        # Re-run __init__ (as LlamaIndex's components do) so fields that could not be pickled
+        # get their defaults back; the key travels in the private state.
+        private = state.get("__pydantic_private__") or {}
+        self.__init__(**state["__dict__"], api_key=private.get("_api_key"))  # type: ignore[misc]
+
+    # --- clients and requests ------------------------------------------------------------------
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        return {
+            "api_key": self._api_key,
+            "base_url": self.base_url,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "default_headers": self.default_headers,
+            "key_placement": "body" if self.key_in_body else "bearer",
+        }
+
+    def _client(self) -> ModelsLabClient:
+        if self._sync_client is None:
+            self._sync_client = ModelsLabClient(**self._client_kwargs())
+        return self._sync_client
+
+    def _aclient(self) -> AsyncModelsLabClient:
+        if self._async_client is None:
+            self._async_client = AsyncModelsLabClient(**self._client_kwargs())
+        return self._async_client
+
+    def _params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        params = {"model": self.model, "temperature": self.temperature}
+        if self.max_tokens is not None:
+            params["max_tokens"] = self.max_tokens
+        return {**params, **self.additional_kwargs, **kwargs}
+
+    def _chat_request(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], *, stream: bool = False
+    ) -> ChatRequest:
+        body = self._params(kwargs)
+        if stream:
+            body.setdefault("stream_options", {"include_usage": True})
+        body["messages"] = conv.messages_to_wire(messages)
+        request = ChatRequest.model_validate(body)
+        check_chat_request(request)  # fail at the call, also for a stream not yet iterated
+        return request
+
+    def _completion_request(
+        self, prompt: str, kwargs: dict[str, Any], *, stream: bool = False
+    ) -> CompletionRequest:
+        body = self._params(kwargs)
+        if stream:
+            body.setdefault("stream_options", {"include_usage": True})
+        body["prompt"] = prompt
+        request = CompletionRequest.model_validate(body)
+        check_completion_request(request)
+        return request
+
+    def _prompt(self, prompt: str, formatted: bool) -> str:
+        to_prompt = self.completion_to_prompt
+        return prompt if formatted or to_prompt is None else to_prompt(prompt)
+
+    def _messages_prompt(self, messages: Sequence[ChatMessage]) -> str:
+        to_prompt = self.messages_to_prompt or generic_messages_to_prompt
+        return to_prompt(messages)
+
+    # --- chat ------------------------------------------------------------------------------------
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        if not self.is_chat_model:
+            prompt = self._messages_prompt(messages)
+            return _as_chat(self._complete(prompt, kwargs))
+        return self._chat(messages, kwargs)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        if not self.is_chat_model:
+            prompt = self._messages_prompt(messages)
+            return _chat_stream_from_text(self._stream_complete(prompt, kwargs))
+        return self._stream_chat(messages, kwargs)
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        if not self.is_chat_model:
+            prompt = self._messages_prompt(messages)
+            return _as_chat(await self._acomplete(prompt, kwargs))
+        return await self._achat(messages, kwargs)
+
+    @llm_chat_callback()
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        if not self.is_chat_model:
+            prompt = self._messages_prompt(messages)
+            return _achat_stream_from_text(self._astream_complete(prompt, kwargs))
+        return self._astream_chat(messages, kwargs)
+
+    # --- complete --------------------------------------------------------------------------------
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        if self.is_chat_model:
+            return _as_text(self._chat(_user(prompt), kwargs))
+        return self._complete(self._prompt(prompt, formatted), kwargs)
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        if self.is_chat_model:
+            return _text_stream_from_chat(self._stream_chat(_user(prompt), kwargs))
+        return self._stream_complete(self._prompt(prompt, formatted), kwargs)
+
+    @llm_completion_callback()
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        if self.is_chat_model:
+            return _as_text(await self._achat(_user(prompt), kwargs))
+        return await self._acomplete(self._prompt(prompt, formatted), kwargs)
+
+    @llm_completion_callback()
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        if self.is_chat_model:
+            return _atext_stream_from_chat(self._astream_chat(_user(prompt), kwargs))
+        return self._astream_complete(self._prompt(prompt, formatted), kwargs)
+
+    # --- the native calls ------------------------------------------------------------------------
+
+    def _chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
+        return conv.response_to_chat(self._client().chat(self._chat_request(messages, kwargs)))
+
+    async def _achat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
+        request = self._chat_request(messages, kwargs)
+        return conv.response_to_chat(await self._aclient().chat(request))
+
+    def _stream_chat(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> ChatResponseGen:
+        request = self._chat_request(messages, kwargs, stream=True)
+        client = self._client()
+
+        def gen() -> ChatResponseGen:
+            acc = StreamAccumulator()
+            with client.chat_stream(request) as stream:
+                for chunk in stream:
+                    yield conv.stream_step(acc, chunk)
+
+        return gen()
+
+    def _astream_chat(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> ChatResponseAsyncGen:
+        request = self._chat_request(messages, kwargs, stream=True)
+        client = self._aclient()
+
+        async def gen() -> ChatResponseAsyncGen:
+            acc = StreamAccumulator()
+            stream = await client.chat_stream(request)
+            try:
+                async for chunk in stream:
+                    yield conv.stream_step(acc, chunk)
+            finally:
+                await stream.aclose()
+
+        return gen()
+
+    def _complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
+        request = self._completion_request(prompt, kwargs)
+        return conv.completion_to_response(self._client().complete(request))
+
+    async def _acomplete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
+        request = self._completion_request(prompt, kwargs)
+        return conv.completion_to_response(await self._aclient().complete(request))
+
+    def _stream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseGen:
+        request = self._completion_request(prompt, kwargs, stream=True)
+        client = self._client()
+
+        def gen() -> CompletionResponseGen:
+            text, usage = "", None
+            with client.complete_stream(request) as stream:
+                for chunk in stream:
+                    response, usage = conv.stream_completion_step(text, usage, chunk)
+                    text = response.text
+                    yield response
+
+        return gen()
+
+    def _astream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseAsyncGen:
+        request = self._completion_request(prompt, kwargs, stream=True)
+        client = self._aclient()
+
+        async def gen() -> CompletionResponseAsyncGen:
+            text, usage = "", None
+            stream = await client.complete_stream(request)
+            try:
+                async for chunk in stream:
+                    response, usage = conv.stream_completion_step(text, usage, chunk)
+                    text = response.text
+                    yield response
+            finally:
+                await stream.aclose()
+
+        return gen()
+
+    # --- tools -----------------------------------------------------------------------------------
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: str | dict[str, Any] | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        messages = list(chat_history or [])
+        if isinstance(user_msg, str):
+            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+        if user_msg is not None:
+            messages.append(user_msg)
+        specs = conv.tool_specs(tools, strict=self.strict if strict is None else strict)
+        if specs:
+            kwargs["tools"] = specs
+            kwargs["tool_choice"] = conv.resolve_tool_choice(tool_choice, tool_required)
+            kwargs["parallel_tool_calls"] = allow_parallel_tool_calls
+        return {"messages": messages, **kwargs}
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        if not allow_parallel_tool_calls:
+            calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
+            others = [b for b in response.message.blocks if not isinstance(b, ToolCallBlock)]
+            response.message.blocks = others + calls[:1]
+        return response
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        return conv.tool_calls_to_selections(response, error_on_no_tool_call=error_on_no_tool_call)
+
+    # --- structured output -----------------------------------------------------------------------
+    # Models with tools go through LlamaIndex's FunctionCallingProgram (the base class); others
+    # get a JSON response format: ``json_schema`` first and, as ModelsLab documents only
+    # ``json_object``, ``json_object`` when the server refuses it (a 400).
+
+    def _json_mode(self) -> bool:
+        return (
+            self.is_chat_model
+            and not self.is_function_calling_model
+            and self.pydantic_program_mode == PydanticProgramMode.DEFAULT
+        )
+
+    def _json_messages(
+        self, output_cls: type[BaseModel], prompt: PromptTemplate, prompt_args: dict[str, Any]
+    ) -> list[ChatMessage]:
+        messages = self._extend_messages(prompt.format_messages(llm=self, **prompt_args))
+        instructions = PydanticOutputParser(output_cls).get_format_string(escape_json=False)
+        return [ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip()), *messages]
+
+    def structured_predict(
+        self,
+        output_cls: type[M],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> M:
+        if not self._json_mode():
+            result = super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+            return cast(M, result)
+        messages = self._json_messages(output_cls, prompt, prompt_args)
+        kwargs = dict(llm_kwargs or {})
+        fmt = conv.json_response_format(output_cls)
+        try:
+            response = self.chat(messages, **{**kwargs, "response_format": fmt})
+        except BadRequestError:
+            fmt = conv.json_response_format(output_cls, schema=False)
+            response = self.chat(messages, **{**kwargs, "response_format": fmt})
+        return _parse(output_cls, response)
+
+    async def astructured_predict(
+        self,
+        output_cls: type[M],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> M:
+        if not self._json_mode():
+            result = await super().astructured_predict(
+                output_cls, prompt, llm_kwargs, **prompt_args
+            )
+            return cast(M, result)
+        messages = self._json_messages(output_cls, prompt, prompt_args)
+        kwargs = dict(llm_kwargs or {})
+        fmt = conv.json_response_format(output_cls)
+        try:
+            response = await self.achat(messages, **{**kwargs, "response_format": fmt})
+        except BadRequestError:
+            fmt = conv.json_response_format(output_cls, schema=False)
+            response = await self.achat(messages, **{**kwargs, "response_format": fmt})
+        return _parse(output_cls, response)
+
+    def _structured_stream_call(
+        self,
+        output_cls: type[M],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[Any, None, None]:
+        if not self._json_mode():
+            return super()._structured_stream_call(output_cls, prompt, llm_kwargs, **prompt_args)
+        messages = self._json_messages(output_cls, prompt, prompt_args)
+        kwargs = dict(llm_kwargs or {})
+
+        def gen() -> Generator[Any, None, None]:
+            fmt = conv.json_response_format(output_cls)
+            try:
+                responses = self.stream_chat(messages, **{**kwargs, "response_format": fmt})
+                first = next(responses, None)
+            except BadRequestError:
+                fmt = conv.json_response_format(output_cls, schema=False)
+                responses = self.stream_chat(messages, **{**kwargs, "response_format": fmt})
+                first = next(responses, None)
+            current, last = None, first
+            if first is not None:
+                current = process_streaming_content_incremental(first, output_cls, current)
+                yield current
+            for last in responses:
+                current = process_streaming_content_incremental(last, output_cls, current)
+                yield current
+            if last is not None and not isinstance(current, output_cls):
+                yield _parse(output_cls, last)  # the whole answer, e.g. JSON inside prose
+
+        return gen()
+
+    async def _structured_astream_call(
+        self,
+        output_cls: type[M],
+        prompt: PromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[Any, None]:
+        if not self._json_mode():
+            return await super()._structured_astream_call(
+                output_cls, prompt, llm_kwargs, **prompt_args
+            )
+        messages = self._json_messages(output_cls, prompt, prompt_args)
+        kwargs = dict(llm_kwargs or {})
+
+        async def gen() -> AsyncGenerator[Any, None]:
+            fmt = conv.json_response_format(output_cls)
+            try:
+                responses = await self.astream_chat(messages, **{**kwargs, "response_format": fmt})
+                first = await anext(responses, None)
+            except BadRequestError:
+                fmt = conv.json_response_format(output_cls, schema=False)
+                responses = await self.astream_chat(messages, **{**kwargs, "response_format": fmt})
+                first = await anext(responses, None)
+            current, last = None, first
+            if first is not None:
+                current = process_streaming_content_incremental(first, output_cls, current)
+                yield current
+            async for last in responses:
+                current = process_streaming_content_incremental(last, output_cls, current)
+                yield current
+            if last is not None and not isinstance(current, output_cls):
+                yield _parse(output_cls, last)  # the whole answer, e.g. JSON inside prose
+
+        return gen()
+
+
+# --- stream adapters between chat and text ---------------------------------------------------
+
+
+def _parse(output_cls: type[M], response: ChatResponse) -> M:
+    parsed = PydanticOutputParser(output_cls).parse(response.message.content or "")
+    if not isinstance(parsed, output_cls):
+        raise ValueError(f"Expected a {output_cls.__name__}, got {type(parsed).__name__}")
+    return parsed
+
+
+def _user(prompt: str) -> list[ChatMessage]:
+    return [ChatMessage(role=MessageRole.USER, content=prompt)]
+
+
+def _text_stream_from_chat(responses: ChatResponseGen) -> CompletionResponseGen:
+    for response in responses:
+        yield _as_text(response)
+
+
+async def _atext_stream_from_chat(responses: ChatResponseAsyncGen) -> CompletionResponseAsyncGen:
+    async for response in responses:
+        yield _as_text(response)
+
+
+def _chat_stream_from_text(responses: CompletionResponseGen) -> ChatResponseGen:
+    for response in responses:
+        yield _as_chat(response)
+
+
+async def _achat_stream_from_text(responses: CompletionResponseAsyncGen) -> ChatResponseAsyncGen:
+    async for response in responses:
+        yield _as_chat(response)
+
+
+def _as_text(response: ChatResponse) -> CompletionResponse:
+    return CompletionResponse(
+        text=response.message.content or "",
+        delta=response.delta,
+        raw=response.raw,
+        additional_kwargs=dict(response.additional_kwargs),
+    )
+
+
+def _as_chat(response: CompletionResponse) -> ChatResponse:
+    return ChatResponse(
+        message=ChatMessage(role=MessageRole.ASSISTANT, content=response.text),
+        delta=response.delta,
+        raw=response.raw,
+        additional_kwargs=dict(response.additional_kwargs),
+    )
