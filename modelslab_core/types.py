@@ -34,7 +34,10 @@ __all__ = [
 
 
 class WireModel(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True, protected_namespaces=())
+    # defer_build: validators are built on first use, not at import (import time is measured).
+    model_config = ConfigDict(
+        extra="allow", populate_by_name=True, protected_namespaces=(), defer_build=True
+    )
 
 
 # --- messages and tool calls -------------------------------------------------------------------
