@@ -163,6 +163,8 @@ class BaseClient:
         self.retry_policy = RetryPolicy(max_retries=self.config.max_retries)
         self._secret = self.config.api_key.get_secret_value()
         self._headers = self._build_headers()
+        self._urls: dict[str, httpx.URL] = {}
+        self._extensions = {"timeout": httpx.Timeout(self.config.timeout).as_dict()}
 
     @property
     def base_url(self) -> str:
@@ -171,7 +173,8 @@ class BaseClient:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
-    def _build_headers(self) -> dict[str, str]:
+    def _build_headers(self) -> httpx.Headers:
+        # Built once: an httpx.Headers is copied per request, not re-normalised.
         headers = {
             "content-type": "application/json",
             "accept": "application/json, text/event-stream",
@@ -183,10 +186,14 @@ class BaseClient:
             headers["authorization"] = f"Bearer {self._secret}"
         elif placement == "x-api-key":
             headers["x-api-key"] = self._secret
-        return headers
+        return httpx.Headers(headers)
 
-    def _url(self, path: str) -> str:
-        return f"{self.config.base_url}/{path}"
+    def _url(self, path: str) -> httpx.URL:
+        # Parsed once per path: URL parsing was a tenth of an async call's CPU time.
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpx.URL(f"{self.config.base_url}/{path}")
+        return url
 
     def _encode(self, body: dict[str, Any]) -> bytes:
         """The JSON body, with the key inside when ``key_placement="body"`` (seed 000)."""

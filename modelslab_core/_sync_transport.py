@@ -79,10 +79,19 @@ class _Body(httpx.SyncByteStream):
                 if not data:
                     break
                 yield data
-            self._complete = True
         except (OSError, http.client.HTTPException) as exc:
             self._discard()
             raise _translate(exc, connecting=False) from exc
+        missing = self._response.length
+        if missing:
+            # read1() answers b"" when the peer closes before Content-Length is reached (no
+            # IncompleteRead, unlike read()): a body cut short is a broken connection, as in httpx.
+            self._discard()
+            raise httpx.RemoteProtocolError(
+                f"peer closed connection without sending complete message body "
+                f"({missing} bytes missing)"
+            )
+        self._complete = True
 
     def _discard(self) -> None:
         conn, self._conn = self._conn, None

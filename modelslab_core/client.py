@@ -126,12 +126,13 @@ class ModelsLabClient(BaseClient):
             config=config,
         )
         self._own_http = http_client
+        self._own_sender = _pools.Sender(http_client) if http_client is not None else None
         limit = self.config.max_in_flight
         self._gate = threading.BoundedSemaphore(limit) if limit else None
 
     @property
-    def _http(self) -> httpx.Client:
-        return self._own_http if self._own_http is not None else _pools.sync_pool()
+    def _http(self) -> _pools.Sender:
+        return self._own_sender if self._own_sender is not None else _pools.sync_pool()
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -208,12 +209,12 @@ class ModelsLabClient(BaseClient):
     def _send(self, method: str, path: str, body: bytes | None, model: type[T]) -> T:
         slot = self._acquire()
         try:
-            response = self._http.request(
+            response = self._http.send(
                 method,
                 self._url(path),
                 content=body,
                 headers=self._headers,
-                timeout=self.config.timeout,
+                extensions=self._extensions,
             )
         except httpx.HTTPError as exc:
             raise translate_transport_error(exc) from None
@@ -226,15 +227,15 @@ class ModelsLabClient(BaseClient):
     ) -> Stream[T]:
         slot = self._acquire()
         try:
-            request = self._http.build_request(
-                "POST",
-                self._url(path),
-                content=body,
-                headers=self._headers,
-                timeout=self.config.timeout,
-            )
             try:
-                response = self._http.send(request, stream=True)
+                response = self._http.send(
+                    "POST",
+                    self._url(path),
+                    content=body,
+                    headers=self._headers,
+                    extensions=self._extensions,
+                    stream=True,
+                )
             except httpx.HTTPError as exc:
                 raise translate_transport_error(exc) from None
             try:
@@ -290,12 +291,15 @@ class AsyncModelsLabClient(BaseClient):
             config=config,
         )
         self._own_http = http_client
+        self._own_sender = _pools.AsyncSender(http_client) if http_client is not None else None
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
 
-    async def _http(self) -> httpx.AsyncClient:
-        return self._own_http if self._own_http is not None else await _pools.async_pool()
+    async def _http(self) -> _pools.AsyncSender:
+        if self._own_sender is not None:
+            return self._own_sender
+        return await _pools.async_pool()
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -380,12 +384,12 @@ class AsyncModelsLabClient(BaseClient):
         http = await self._http()
         slot = await self._acquire()
         try:
-            response = await http.request(
+            response = await http.send(
                 method,
                 self._url(path),
                 content=body,
                 headers=self._headers,
-                timeout=self.config.timeout,
+                extensions=self._extensions,
             )
         except httpx.HTTPError as exc:
             raise translate_transport_error(exc) from None
@@ -399,15 +403,15 @@ class AsyncModelsLabClient(BaseClient):
         http = await self._http()
         slot = await self._acquire()
         try:
-            request = http.build_request(
-                "POST",
-                self._url(path),
-                content=body,
-                headers=self._headers,
-                timeout=self.config.timeout,
-            )
             try:
-                response = await http.send(request, stream=True)
+                response = await http.send(
+                    "POST",
+                    self._url(path),
+                    content=body,
+                    headers=self._headers,
+                    extensions=self._extensions,
+                    stream=True,
+                )
             except httpx.HTTPError as exc:
                 raise translate_transport_error(exc) from None
             try:

@@ -121,12 +121,16 @@ class LocalModelsLab:
         self._queue: deque[Reply] = deque()
         self._fault_rate = 0.0
         self._fault_replies: tuple[Reply, ...] = ()
+        self._fault_once = False
+        self._faulted: set[bytes] = set()
+        self._faults_injected = 0
         self._rng = random.Random()
         self._log: deque[RecordedRequest] = deque(maxlen=max(int(max_recorded_requests), 0))
         self._in_flight = 0
         self._max_in_flight = 0
         self._request_count = 0
         self._connections_opened = 0
+        self._max_open_connections = 0
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -186,12 +190,20 @@ class LocalModelsLab:
             return len(self._queue)
 
     def set_fault_rate(
-        self, rate: float, replies: Sequence[Reply] | None = None, seed: int | None = None
+        self,
+        rate: float,
+        replies: Sequence[Reply] | None = None,
+        seed: int | None = None,
+        *,
+        once_per_request: bool = False,
     ) -> None:
         """Answer a random fraction ``rate`` of chat/completion requests with one of ``replies``.
 
         ``replies`` defaults to a 429 (``retry_after=0``) and a 500; ``rate=0`` turns it off.
-        Queued replies go first.
+        Queued replies go first. With ``once_per_request=True`` a request meets at most one
+        fault: a request whose path and body were already answered with a fault (a client's
+        retry) is answered normally, so "a fraction ``rate`` of the calls meet a fault first".
+        :attr:`faults_injected` counts the faults played.
         """
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")
@@ -205,6 +217,8 @@ class LocalModelsLab:
         with self._lock:
             self._fault_rate = float(rate)
             self._fault_replies = chosen
+            self._fault_once = bool(once_per_request)
+            self._faulted.clear()
             self._rng = random.Random(seed)
 
     @property
@@ -239,12 +253,35 @@ class LocalModelsLab:
         """How many TCP connections were accepted since the start or :meth:`reset_stats`."""
         return self._connections_opened
 
+    @property
+    def open_connections(self) -> int:
+        """How many client connections are open right now (idle keep-alive ones included).
+
+        The server notices a connection closed by its client when it reads the end of it, a
+        moment after the client closed it.
+        """
+        return len(self._writers)
+
+    @property
+    def max_open_connections_seen(self) -> int:
+        """The most connections open at once since the start or :meth:`reset_stats`."""
+        return self._max_open_connections
+
+    @property
+    def faults_injected(self) -> int:
+        """How many requests :meth:`set_fault_rate` answered with a fault since the start or
+        :meth:`reset_stats`."""
+        return self._faults_injected
+
     def reset_stats(self) -> None:
-        """Reset ``max_in_flight_seen`` (to the current ``in_flight``) and the counters."""
+        """Reset ``max_in_flight_seen`` and ``max_open_connections_seen`` (to the current
+        values) and the counters."""
         with self._lock:
             self._max_in_flight = self._in_flight
+            self._max_open_connections = len(self._writers)
             self._request_count = 0
             self._connections_opened = 0
+            self._faults_injected = 0
 
     def reset(self) -> None:
         """Clear the reply queue, the fault rate, the request log and the stats."""
@@ -252,6 +289,8 @@ class LocalModelsLab:
             self._queue.clear()
             self._fault_rate = 0.0
             self._fault_replies = ()
+            self._fault_once = False
+            self._faulted.clear()
             self._log.clear()
         self.reset_stats()
 
@@ -362,6 +401,8 @@ class LocalModelsLab:
             self._tasks.add(task)
         self._writers.add(writer)
         self._connections_opened += 1
+        if len(self._writers) > self._max_open_connections:
+            self._max_open_connections = len(self._writers)
         try:
             while True:
                 try:
@@ -450,15 +491,22 @@ class LocalModelsLab:
             await self._send(writer, 422, _dumps(payload).encode("utf-8"), keep_alive)
             return True
         call = _Call(body, chat, route.uncensored, wants_stream(body), keep_alive)
-        return await self._play(self._next_reply(), call, writer)
+        return await self._play(self._next_reply(request), call, writer)
 
-    def _next_reply(self) -> Reply | None:
+    def _next_reply(self, request: HttpRequest) -> Reply | None:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
-            if self._fault_rate > 0 and self._rng.random() < self._fault_rate:
-                return self._rng.choice(self._fault_replies)
-        return None
+            if self._fault_rate <= 0:
+                return None
+            # A retry repeats its request's path and body byte for byte.
+            identity = request.path.encode() + b"\n" + request.body if self._fault_once else b""
+            if identity in self._faulted or self._rng.random() >= self._fault_rate:
+                return None
+            if self._fault_once:
+                self._faulted.add(identity)
+            self._faults_injected += 1
+            return self._rng.choice(self._fault_replies)
 
     # ------------------------------------------------------------------ playing replies
 
