@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     report.charts(results, verdicts, OUT)
+    if not args.quick:
+        report.update_doc(OUT.parent / "benchmarks.md", results, verdicts)
     print(f"\nwrote {OUT / 'results.json'} and charts in {OUT}")
     missed = [v for v in verdicts if not v["met"]]
     print("every target met" if not missed else f"{len(missed)} target(s) missed")

@@ -111,5 +111,44 @@ def charts(results: dict[str, Any], verdicts: list[dict[str, Any]], out: Path) -
     plt.close(fig)
 
 
+def update_doc(doc: Path, results: dict[str, Any], verdicts: list[dict[str, Any]]) -> None:
+    """Replace the latest-results section of ``docs/benchmarks.md`` with this run's table."""
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    text = doc.read_text()
+    if start not in text or end not in text:
+        return
+    machine = results["machine"]
+    body = (
+        f"Run {results['when']} on {machine['platform']} ({machine['processor']}), "
+        f"Python {machine['python']}.\n" + table(results, verdicts) + "\n"
+    )
+    if results.get("scaling"):
+        body += "\n" + scaling_table(results["scaling"]) + "\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{start}\n{body}{end}{tail}")
+
+
+def scaling_table(scaling: dict[str, Any]) -> str:
+    lines = [
+        "Stream chunks/s by reply length (chunks):",
+        "",
+        "| client | " + " | ".join(str(n) for n in scaling["lengths"]) + " |",
+        "| --- |" + " ---: |" * len(scaling["lengths"]),
+    ]
+    for name, values in scaling["stream"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:,.0f}" for v in values) + " |")
+    lines += [
+        "",
+        "Async calls/s by requests in flight:",
+        "",
+        "| client | " + " | ".join(str(n) for n in scaling["in_flight"]) + " |",
+        "| --- |" + " ---: |" * len(scaling["in_flight"]),
+    ]
+    for name, values in scaling["async"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:,.0f}" for v in values) + " |")
+    return "\n".join(lines)
+
+
 def results_is_ours(name: str) -> bool:
     return "ModelsLab" in name
