@@ -7,6 +7,7 @@ pickled, copied or serialized: a copy starts empty and builds its own.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -39,6 +40,7 @@ class ClientSettings:
         max_retries: int | None,
         default_headers: Mapping[str, str] | None,
         key_in_body: bool,
+        max_in_flight: int | None = None,
     ) -> None:
         self._key = (
             api_key.get_secret_value() if api_key is not None else None,
@@ -47,6 +49,7 @@ class ClientSettings:
             max_retries,
             tuple(sorted((default_headers or {}).items())),
             key_in_body,
+            max_in_flight,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -59,7 +62,7 @@ class ClientSettings:
         return "ClientSettings(...)"
 
     def kwargs(self) -> dict[str, Any]:
-        api_key, base_url, timeout, max_retries, headers, key_in_body = self._key
+        api_key, base_url, timeout, max_retries, headers, key_in_body, max_in_flight = self._key
         placement: KeyPlacement = "body" if key_in_body else "bearer"
         return {
             "api_key": api_key,
@@ -68,7 +71,12 @@ class ClientSettings:
             "max_retries": max_retries,
             "default_headers": dict(headers),
             "key_placement": placement,
+            "max_in_flight": max_in_flight,
         }
+
+
+#: Clients are built rarely: one lock for every model is enough.
+_BUILD_LOCK = threading.Lock()
 
 
 class ClientCache:
@@ -84,16 +92,22 @@ class ClientCache:
 
     def sync(self, cls: type[S], settings: ClientSettings, http_client: httpx.Client | None) -> S:
         if not isinstance(self._sync, cls) or self._sync_settings != settings:
-            self._sync = cls(**settings.kwargs(), http_client=http_client)
-            self._sync_settings = settings
+            # Threads making a model's first calls at once must share one client (and so one
+            # max_in_flight cap): built under a lock, checked again inside it.
+            with _BUILD_LOCK:
+                if not isinstance(self._sync, cls) or self._sync_settings != settings:
+                    self._sync = cls(**settings.kwargs(), http_client=http_client)
+                    self._sync_settings = settings
         return self._sync
 
     def async_(
         self, cls: type[A], settings: ClientSettings, http_client: httpx.AsyncClient | None
     ) -> A:
         if not isinstance(self._async, cls) or self._async_settings != settings:
-            self._async = cls(**settings.kwargs(), http_client=http_client)
-            self._async_settings = settings
+            with _BUILD_LOCK:
+                if not isinstance(self._async, cls) or self._async_settings != settings:
+                    self._async = cls(**settings.kwargs(), http_client=http_client)
+                    self._async_settings = settings
         return self._async
 
     # A copy or an unpickled model starts with no clients and builds its own.
@@ -117,6 +131,7 @@ def check_connection(settings: ClientSettings, default_base_url: str, base_url_e
         timeout=options["timeout"],
         max_retries=options["max_retries"],
         key_placement=options["key_placement"],
+        max_in_flight=options["max_in_flight"],
         default_base_url=default_base_url,
         base_url_env=base_url_env,
     )

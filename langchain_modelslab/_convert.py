@@ -218,20 +218,24 @@ def usage_to_metadata(usage: wire.Usage) -> UsageMetadata:
         total_tokens=usage.total_tokens or input_tokens + output_tokens,
     )
     extra = usage.model_extra or {}
-    prompt_details = extra.get("prompt_tokens_details")
-    if isinstance(prompt_details, Mapping) and prompt_details.get("cached_tokens") is not None:
-        metadata["input_token_details"] = InputTokenDetails(
-            cache_read=int(prompt_details["cached_tokens"])
-        )
-    completion_details = extra.get("completion_tokens_details")
-    if (
-        isinstance(completion_details, Mapping)
-        and completion_details.get("reasoning_tokens") is not None
-    ):
-        metadata["output_token_details"] = OutputTokenDetails(
-            reasoning=int(completion_details["reasoning_tokens"])
-        )
+    cached = _detail_count(extra.get("prompt_tokens_details"), "cached_tokens")
+    if cached is not None:
+        metadata["input_token_details"] = InputTokenDetails(cache_read=cached)
+    reasoning = _detail_count(extra.get("completion_tokens_details"), "reasoning_tokens")
+    if reasoning is not None:
+        metadata["output_token_details"] = OutputTokenDetails(reasoning=reasoning)
     return metadata
+
+
+def _detail_count(details: Any, name: str) -> int | None:
+    """A count inside an optional ``*_tokens_details`` object; None when absent or not a number
+    (an unmodelled field: a malformed one is ignored, never an error)."""
+    if not isinstance(details, Mapping):
+        return None
+    try:
+        return int(details[name])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
 
 
 def _text(content: str | list[dict[str, Any]] | None) -> str:

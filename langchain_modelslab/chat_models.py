@@ -152,6 +152,9 @@ class ChatModelsLab(BaseChatModel):
     default_headers: dict[str, str] | None = None
     key_in_body: bool = False
     """Send the key as a ``key`` field in the JSON body (legacy ModelsLab style)."""
+    max_in_flight: int | None = None
+    """At most this many requests of this model open at once (ModelsLab queues 5, 10 or 15 per
+    account, by plan); a stream holds its place until it ends. ``None``: no cap."""
     http_client: httpx.Client | None = Field(default=None, exclude=True)
     """An ``httpx.Client`` for the sync paths (tests); default: the adapter's shared pool."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
@@ -186,6 +189,7 @@ class ChatModelsLab(BaseChatModel):
             max_retries=self.max_retries,
             default_headers=self.default_headers,
             key_in_body=self.key_in_body,
+            max_in_flight=self.max_in_flight,
         )
 
     def _client(self) -> ModelsLabClient:

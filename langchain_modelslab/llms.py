@@ -89,6 +89,9 @@ class ModelsLabLLM(BaseLLM):
     extra_body: dict[str, Any] | None = None
     default_headers: dict[str, str] | None = None
     key_in_body: bool = False
+    max_in_flight: int | None = None
+    """At most this many requests of this model open at once (ModelsLab queues 5, 10 or 15 per
+    account, by plan); a stream holds its place until it ends. ``None``: no cap."""
     http_client: httpx.Client | None = Field(default=None, exclude=True)
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
 
@@ -116,6 +119,7 @@ class ModelsLabLLM(BaseLLM):
             max_retries=self.max_retries,
             default_headers=self.default_headers,
             key_in_body=self.key_in_body,
+            max_in_flight=self.max_in_flight,
         )
 
     def _client(self) -> ModelsLabCompletionsClient:

@@ -8,6 +8,7 @@ several event loops in a row.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -67,6 +68,8 @@ __all__ = ["DEFAULT_MODEL", "ModelsLabLLM"]
 
 DEFAULT_MODEL = "meta-llama-3-8B-instruct"
 DEFAULT_TEMPERATURE = 0.1
+#: Clients are built rarely: one lock for every model is enough.
+_BUILD_LOCK = threading.Lock()
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -95,6 +98,9 @@ class ModelsLabLLM(FunctionCallingLLM):
     default_headers: dict[str, str] | None = Field(default=None, description="Extra headers.")
     key_in_body: bool = Field(default=False, description="Send the key in the body, not Bearer.")
     strict: bool = Field(default=False, description="Ask for strict tool-argument schemas.")
+    max_in_flight: int | None = Field(
+        default=None, ge=1, description="At most this many requests open at once (None: no cap)."
+    )
 
     _api_key: SecretStr = PrivateAttr()
     _sync_client: ModelsLabClient | None = PrivateAttr(default=None)
@@ -170,16 +176,22 @@ class ModelsLabLLM(FunctionCallingLLM):
             "max_retries": self.max_retries,
             "default_headers": self.default_headers,
             "key_placement": "body" if self.key_in_body else "bearer",
+            "max_in_flight": self.max_in_flight,
         }
 
     def _client(self) -> ModelsLabClient:
         if self._sync_client is None:
-            self._sync_client = ModelsLabClient(**self._client_kwargs())
+            # Threads making the first calls at once must share one client (one max_in_flight).
+            with _BUILD_LOCK:
+                if self._sync_client is None:
+                    self._sync_client = ModelsLabClient(**self._client_kwargs())
         return self._sync_client
 
     def _aclient(self) -> AsyncModelsLabClient:
         if self._async_client is None:
-            self._async_client = AsyncModelsLabClient(**self._client_kwargs())
+            with _BUILD_LOCK:
+                if self._async_client is None:
+                    self._async_client = AsyncModelsLabClient(**self._client_kwargs())
         return self._async_client
 
     def _params(self, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -113,7 +113,8 @@ def parse_body(
             request_id=request_id_of(headers),
             body=body,
         )
-    if require_choices and "choices" not in body:
+    if require_choices and not body.get("choices"):
+        # Absent or empty (``"choices": []``): no answer at all, never an empty one.
         raise _invalid(
             status_code,
             headers,
@@ -163,6 +164,11 @@ class BaseClient:
         self.retry_policy = RetryPolicy(max_retries=self.config.max_retries)
         self._secret = self.config.api_key.get_secret_value()
         self._headers = self._build_headers()
+        # A request without a body (the model list, a GET) cannot carry the key in the body:
+        # it goes in ``x-api-key``, as the OpenAPI spec documents for that endpoint.
+        self._bodyless_headers = self._headers
+        if self.config.key_placement == "body":
+            self._bodyless_headers = httpx.Headers({**self._headers, "x-api-key": self._secret})
         self._urls: dict[str, httpx.URL] = {}
         self._extensions = {"timeout": httpx.Timeout(self.config.timeout).as_dict()}
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, SecretStr
 from . import _pools
 from ._base_client import BaseClient, translate_transport_error
 from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV, ClientConfig, KeyPlacement
-from .errors import APIError
+from .errors import APIError, redact_error
 from .streaming import (
     AsyncStream,
     Stream,
@@ -193,6 +193,7 @@ class ModelsLabClient(BaseClient):
             try:
                 return attempt()
             except APIError as error:
+                redact_error(error, self._secret)  # a server may echo the key back
                 if not self.retry_policy.should_retry(error, retries):
                     raise
                 delay = self.retry_policy.delay(error, retries)
@@ -213,7 +214,7 @@ class ModelsLabClient(BaseClient):
                 method,
                 self._url(path),
                 content=body,
-                headers=self._headers,
+                headers=self._headers if body is not None else self._bodyless_headers,
                 extensions=self._extensions,
             )
         except httpx.HTTPError as exc:
@@ -260,7 +261,7 @@ class ModelsLabClient(BaseClient):
             slot.release()
             raise
         rest = iter(()) if first is _END else chain([first], events)
-        return Stream(response, rest, on_close=slot.release)
+        return Stream(response, rest, on_close=slot.release, secret=self._secret)
 
 
 class AsyncModelsLabClient(BaseClient):
@@ -362,6 +363,7 @@ class AsyncModelsLabClient(BaseClient):
             try:
                 return await attempt()
             except APIError as error:
+                redact_error(error, self._secret)  # a server may echo the key back
                 if not self.retry_policy.should_retry(error, retries):
                     raise
                 delay = self.retry_policy.delay(error, retries)
@@ -388,7 +390,7 @@ class AsyncModelsLabClient(BaseClient):
                 method,
                 self._url(path),
                 content=body,
-                headers=self._headers,
+                headers=self._headers if body is not None else self._bodyless_headers,
                 extensions=self._extensions,
             )
         except httpx.HTTPError as exc:
@@ -433,7 +435,7 @@ class AsyncModelsLabClient(BaseClient):
             slot.release()
             raise
         rest = _aiter([]) if first is _END else _aprepend(first, events)
-        return AsyncStream(response, rest, on_close=slot.release)
+        return AsyncStream(response, rest, on_close=slot.release, secret=self._secret)
 
 
 async def _adecode(response: httpx.Response, model: type[T]) -> AsyncGenerator[T | None, None]:

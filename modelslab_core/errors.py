@@ -41,6 +41,7 @@ __all__ = [
     "error_from_body",
     "error_from_response",
     "redact",
+    "redact_error",
 ]
 
 
@@ -233,6 +234,34 @@ def redact(text: str, secret: str | None) -> str:
     if secret and secret in text:
         return text.replace(secret, "***")
     return text
+
+
+def _redact_value(value: Any, secret: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(secret, "***") if secret in value else value
+    if isinstance(value, Mapping):
+        return {_redact_value(k, secret): _redact_value(v, secret) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_redact_value(v, secret) for v in value)
+    return value
+
+
+def redact_error(error: BaseException, secret: str) -> None:
+    """Mask ``secret`` in ``error`` in place, wherever a server that echoed it put it: the
+    message, ``args`` and ``body`` of an :class:`APIError`, and the errors chained to it. A chained
+    error hidden with ``raise ... from None`` (a ``json`` or ``pydantic`` error holding the raw
+    answer) is dropped. The clients apply it to every error they raise."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and secret and id(current) not in seen:
+        seen.add(id(current))
+        if current.__suppress_context__:
+            current.__context__ = None
+        if isinstance(current, APIError):
+            current.message = redact(current.message, secret)
+            current.body = _redact_value(current.body, secret)
+            current.args = tuple(_redact_value(a, secret) for a in current.args)
+        current = current.__cause__ or current.__context__
 
 
 def _as_text(value: Any) -> str | None:

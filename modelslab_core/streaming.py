@@ -27,6 +27,7 @@ from .errors import (
     InvalidResponseError,
     StreamError,
     error_from_body,
+    redact_error,
 )
 from .types import (
     ChatCompletion,
@@ -198,10 +199,12 @@ class Stream(Generic[T]):
         events: Iterator[T | None],
         *,
         on_close: Callable[[], None] | None = None,
+        secret: str = "",
     ) -> None:
         self.response = response
         self._events = events
         self._on_close = on_close
+        self._secret = secret  # masked in the errors of events (a server may echo it back)
         self._closed = False
         self._done = False
 
@@ -225,6 +228,10 @@ class Stream(Generic[T]):
                 f"the stream broke off: {type(exc).__name__}: {exc}",
                 status_code=self.response.status_code,
             ) from exc
+        except APIError as error:
+            self.close()
+            redact_error(error, self._secret)
+            raise
         except BaseException:
             self.close()
             raise
@@ -271,10 +278,12 @@ class AsyncStream(Generic[T]):
         events: AsyncIterator[T | None],
         *,
         on_close: Callable[[], None] | None = None,
+        secret: str = "",
     ) -> None:
         self.response = response
         self._events = events
         self._on_close = on_close
+        self._secret = secret  # masked in the errors of events (a server may echo it back)
         self._closed = False
         self._done = False
 
@@ -298,6 +307,10 @@ class AsyncStream(Generic[T]):
                 f"the stream broke off: {type(exc).__name__}: {exc}",
                 status_code=self.response.status_code,
             ) from exc
+        except APIError as error:
+            await self.aclose()
+            redact_error(error, self._secret)
+            raise
         except BaseException:
             await self.aclose()
             raise
