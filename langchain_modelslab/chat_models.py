@@ -7,17 +7,15 @@ with the pure converters in :mod:`langchain_modelslab._convert`. It holds no HTT
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Literal, Self
 
-import httpx
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
@@ -28,26 +26,23 @@ from langchain_core.output_parsers.openai_tools import (
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
-from langchain_core.utils import from_env, secret_from_env
+from langchain_core.utils import from_env
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import Field, model_validator
 
 import modelslab_core
 from modelslab_core import (
-    API_KEY_ENV,
     BASE_URL_ENV,
     CHAT_BASE_URL,
     AsyncModelsLabClient,
     ChatRequest,
     ModelsLabClient,
-    check_params,
     get_profile,
 )
 
-from ._common import ClientCache, ClientSettings, check_connection
+from ._common import ModelsLabFields
 from ._convert import (
-    PROVIDER,
     chunk_to_generation,
     completion_to_result,
     messages_to_wire,
@@ -60,16 +55,6 @@ __all__ = ["DEFAULT_MODEL", "ChatModelsLab"]
 
 DEFAULT_MODEL = "meta-llama-3-8B-instruct"
 
-_SAMPLING = (
-    "temperature",
-    "max_tokens",
-    "top_p",
-    "top_k",
-    "frequency_penalty",
-    "presence_penalty",
-    "seed",
-    "n",
-)
 # Call-time keyword arguments that are LangChain's business, never the API's.
 _LANGCHAIN_KWARGS = ("ls_structured_output_format", "stream")
 
@@ -80,29 +65,7 @@ def _is_pydantic_class(obj: Any) -> bool:
     return isinstance(obj, type) and is_basemodel_subclass(obj)
 
 
-def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Constructor arguments that are no field go to ``model_kwargs`` (as ChatOpenAI does)."""
-    known = set()
-    for name, info in cls.model_fields.items():
-        known.add(name)
-        if info.alias:
-            known.add(info.alias)
-    if isinstance(values.get("api_key"), str):  # never shown in an error's input_value
-        values["api_key"] = SecretStr(values["api_key"])
-    extra = dict(values.get("model_kwargs") or {})
-    for name in [k for k in values if k not in known]:
-        warnings.warn(
-            f"{name!r} is not a default parameter of {cls.__name__}; it is sent as a "
-            "model_kwargs entry.",
-            stacklevel=4,
-        )
-        extra[name] = values.pop(name)
-    if extra:
-        values["model_kwargs"] = extra
-    return values
-
-
-class ChatModelsLab(BaseChatModel):
+class ChatModelsLab(ModelsLabFields, BaseChatModel):
     """ModelsLab's chat completions API (``/api/v7/llm/chat/completions``).
 
     Example:
@@ -117,86 +80,26 @@ class ChatModelsLab(BaseChatModel):
     (a URL or a name in ``modelslab_core.BASE_URLS``), ``MODELSLAB_BASE_URL``, or the v7 chat URL.
     """
 
-    model_config = ConfigDict(
-        populate_by_name=True, arbitrary_types_allowed=True, hide_input_in_errors=True
-    )
-
     model: str = Field(default=DEFAULT_MODEL, alias="model_id")
     """Model id, e.g. ``meta-llama-3-8B-instruct`` (alias ``model_id``)."""
-    api_key: SecretStr | None = Field(default_factory=secret_from_env(API_KEY_ENV, default=None))
-    """ModelsLab API key; defaults to ``MODELSLAB_API_KEY``."""
     base_url: str | None = Field(default_factory=from_env(BASE_URL_ENV, default=None))
     """Chat base URL (``.../api/v7/llm``) or a named one (``chat``, ``uncensored``)."""
-    timeout: float | None = None
-    """Seconds to wait for an answer (the adapter's default when None)."""
-    max_retries: int | None = None
-    """Retries after rate limits, server errors and dropped connections."""
-    temperature: float | None = None
-    max_tokens: int | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    frequency_penalty: float | None = None
-    presence_penalty: float | None = None
     stop: list[str] | str | None = Field(default=None, alias="stop_sequences")
-    seed: int | None = None
     n: int | None = None
     """Number of answers per request (1-10; streaming takes 1)."""
-    streaming: bool = False
-    """Stream the answer even when ``invoke`` is called."""
-    stream_usage: bool = True
-    """Ask for token usage in streams (``stream_options.include_usage``)."""
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Other request fields, sent as they are."""
-    extra_body: dict[str, Any] | None = None
-    """More request fields, merged into the JSON body last."""
-    default_headers: dict[str, str] | None = None
-    key_in_body: bool = False
-    """Send the key as a ``key`` field in the JSON body (legacy ModelsLab style)."""
-    max_in_flight: int | None = None
-    """At most this many requests of this model open at once (ModelsLab queues 5, 10 or 15 per
-    account, by plan); a stream holds its place until it ends. ``None``: no cap."""
-    http_client: httpx.Client | None = Field(default=None, exclude=True)
-    """An ``httpx.Client`` for the sync paths (tests); default: the adapter's shared pool."""
-    http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
-    """An ``httpx.AsyncClient`` for the async paths (tests); default: shared per-loop pools."""
 
-    _clients: ClientCache = PrivateAttr(default_factory=ClientCache)
-
-    # --- construction -----------------------------------------------------------------------
-
-    @model_validator(mode="before")
-    @classmethod
-    def _collect_model_kwargs(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            return move_unknown_to_model_kwargs(cls, values)
-        return values
+    _sampling = (*ModelsLabFields._sampling, "n")
+    _default_base_url = CHAT_BASE_URL
+    _base_url_env = BASE_URL_ENV
+    _sync_client_class = ModelsLabClient
+    _async_client_class = AsyncModelsLabClient
+    _ls_model_type = "chat"
 
     @model_validator(mode="after")
-    def _check(self) -> Self:
-        check_params({name: getattr(self, name) for name in _SAMPLING} | {"stop": self.stop})
+    def _check_streaming_n(self) -> Self:
         if self.streaming and (self.n or 1) > 1:
             raise ValueError("n must be 1 when streaming")
-        if not self.model:
-            raise ValueError("model must be a non-empty model id")
-        self.base_url = check_connection(self._settings(), CHAT_BASE_URL, BASE_URL_ENV)
         return self
-
-    def _settings(self) -> ClientSettings:
-        return ClientSettings(
-            api_key=self.api_key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            default_headers=self.default_headers,
-            key_in_body=self.key_in_body,
-            max_in_flight=self.max_in_flight,
-        )
-
-    def _client(self) -> ModelsLabClient:
-        return self._clients.sync(ModelsLabClient, self._settings(), self.http_client)
-
-    def _async_client(self) -> AsyncModelsLabClient:
-        return self._clients.async_(AsyncModelsLabClient, self._settings(), self.http_async_client)
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         profile = get_profile(self.model)
@@ -225,42 +128,8 @@ class ChatModelsLab(BaseChatModel):
         return "modelslab-chat"
 
     @classmethod
-    def is_lc_serializable(cls) -> bool:
-        return True
-
-    @classmethod
     def get_lc_namespace(cls) -> list[str]:
         return ["langchain_modelslab", "chat_models"]
-
-    @property
-    def lc_secrets(self) -> dict[str, str]:
-        return {"api_key": API_KEY_ENV}
-
-    @property
-    def _default_params(self) -> dict[str, Any]:
-        params = {name: getattr(self, name) for name in _SAMPLING}
-        params = {k: v for k, v in params.items() if v is not None}
-        if self.stop:
-            params["stop"] = self.stop
-        return {"model": self.model, **params, **self.model_kwargs, **(self.extra_body or {})}
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"base_url": self.base_url, **self._default_params}
-
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = {**self._default_params, **kwargs}
-        ls_params = LangSmithParams(
-            ls_provider=PROVIDER, ls_model_name=str(params["model"]), ls_model_type="chat"
-        )
-        if isinstance(params.get("temperature"), int | float):
-            ls_params["ls_temperature"] = params["temperature"]
-        if isinstance(params.get("max_tokens"), int):
-            ls_params["ls_max_tokens"] = params["max_tokens"]
-        stops = stop or params.get("stop")
-        if stops:
-            ls_params["ls_stop"] = [stops] if isinstance(stops, str) else list(stops)
-        return ls_params
 
     # --- requests -------------------------------------------------------------------------
 
