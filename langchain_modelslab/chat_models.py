@@ -7,7 +7,9 @@ with the pure converters in :mod:`langchain_modelslab._convert`. It holds no HTT
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from functools import partial
 from operator import itemgetter
 from typing import Any, Literal, Self
 
@@ -17,14 +19,14 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import (
     JsonOutputKeyToolsParser,
     PydanticToolsParser,
 )
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
@@ -278,14 +280,28 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
                 if is_pydantic
                 else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
             )
-        elif method in ("json_schema", "json_mode"):
-            response_format: dict[str, Any] = {"type": "json_object"}
-            if method == "json_schema":
-                assert schema is not None
-                response_format = _json_schema_format(schema, strict)
+        elif method == "json_mode":
+            llm = self.bind(
+                response_format=JSON_OBJECT, ls_structured_output_format=trace, **kwargs
+            )
+            parser = (
+                PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
+            )
+        elif method == "json_schema":
+            assert schema is not None
+            response_format = _json_schema_format(schema, strict)
+            # ModelsLab documents only json_object: a server that refuses json_schema (a 400) is
+            # asked again in JSON mode, with the schema in a system message.
+            fallback = RunnableLambda(
+                partial(
+                    _with_schema_instruction,
+                    self,
+                    json.dumps(response_format["json_schema"]["schema"]),
+                )
+            ) | self.bind(response_format=JSON_OBJECT, ls_structured_output_format=trace, **kwargs)
             llm = self.bind(
                 response_format=response_format, ls_structured_output_format=trace, **kwargs
-            )
+            ).with_fallbacks([fallback], exceptions_to_handle=(modelslab_core.BadRequestError,))
             parser = (
                 PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
             )
@@ -314,6 +330,19 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         """Async twin of :meth:`list_models`."""
         with translated_errors():
             return [m.id for m in (await self._async_client().list_models()).data]
+
+
+JSON_OBJECT = {"type": "json_object"}
+
+
+def _with_schema_instruction(
+    model: ChatModelsLab, schema_json: str, value: LanguageModelInput
+) -> list[BaseMessage]:
+    """The input as messages, led by a system message that asks for JSON fitting the schema."""
+    instruction = SystemMessage(
+        content=f"Answer with one JSON object that matches this JSON schema:\n{schema_json}"
+    )
+    return [instruction, *model._convert_input(value).to_messages()]
 
 
 def _json_schema_format(schema: Mapping[str, Any] | type, strict: bool | None) -> dict[str, Any]:
