@@ -117,6 +117,15 @@ class ModelsLabLLM(FunctionCallingLLM):
         is_function_calling_model: bool | None = None,
         **kwargs: Any,
     ) -> None:
+        # ``api_base`` is what OpenAILike and llama-index-llms-modelslab call the base URL.
+        api_base = kwargs.pop("api_base", None)
+        base_url = base_url or api_base
+        unknown = sorted(set(kwargs) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(
+                f"ModelsLabLLM got unexpected keyword arguments {unknown}; request fields that "
+                "are not modelled go in additional_kwargs={...}"
+            )
         profile = get_profile(model)
         chat = profile.chat if is_chat_model is None else is_chat_model
         if chat:

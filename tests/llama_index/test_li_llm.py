@@ -242,3 +242,15 @@ def test_import_error_names_the_extra() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert 'pip install "modelslab-integrations[llama-index]"' in result.stdout
+
+
+def test_api_base_is_accepted_as_the_base_url(server: LocalModelsLab) -> None:
+    # OpenAILike and llama-index-llms-modelslab call it api_base: a migrating user keeps it.
+    llm = ModelsLabLLM(api_key="test-key", api_base=server.base_url)
+    assert llm.base_url == server.base_url
+    assert llm.complete("ping").text == "ping"
+
+
+def test_unknown_arguments_are_refused_not_dropped() -> None:
+    with pytest.raises(TypeError, match=r"\['temprature'\].*additional_kwargs"):
+        ModelsLabLLM(api_key=SECRET, temprature=0.2)
