@@ -70,11 +70,13 @@ class _SSEParser:
         return out
 
     def finish(self) -> list[str]:
-        """Whatever the body left unterminated: a last line, and an event with no blank line."""
+        """What the body left unterminated (a last line, an event with no blank line after it)
+        counts only when it is ``[DONE]``: anything else is an event cut off mid-way, and the
+        stream, left without ``[DONE]``, is reported incomplete rather than as a bad event."""
         out = []
         for line in [*self._lines.flush(), ""]:
             event = self._events.decode(line)
-            if event is not None and event.data:
+            if event is not None and event.data.strip() == DONE:
                 out.append(event.data)
         return out
 

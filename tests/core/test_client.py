@@ -389,3 +389,16 @@ def test_sync_in_flight_slot_released_by_stream() -> None:
             with client.chat_stream({"model": "m", "messages": MESSAGES}) as stream:
                 list(stream)
             client.chat_stream({"model": "m", "messages": MESSAGES}).close()
+
+
+async def test_stream_cut_inside_an_event_is_incomplete(make: Any) -> None:
+    text = f"data: {json.dumps(delta('Hel'))}\n\ndata: {json.dumps(delta('lo'))}"[:-7]
+
+    def cut(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=text.encode(), headers={"content-type": "text/event-stream"}
+        )
+
+    d = make(cut)
+    with pytest.raises(e.IncompleteStreamError, match="DONE"):
+        await d.stream(model="m")

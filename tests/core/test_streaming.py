@@ -48,6 +48,11 @@ def test_crlf_and_cr_line_endings() -> None:
     assert list(iter_sse_data(pieces)) == list(iter_sse_data([STREAM]))
 
 
+def test_event_cut_off_at_the_end_is_dropped_so_the_stream_is_incomplete() -> None:
+    cut = f"data: {chunk(content='Hel')}\n\ndata: {chunk(content='lo')}"[:-10]
+    assert list(iter_sse_data([cut])) == [chunk(content="Hel")]
+
+
 def test_last_event_without_blank_line_still_counts() -> None:
     assert list(iter_sse_data(["data: [DONE]"])) == ["[DONE]"]
     assert list(iter_sse_data(["data: [DONE]\n"])) == ["[DONE]"]
