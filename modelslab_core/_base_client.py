@@ -222,6 +222,3 @@ class BaseClient:
         return response.status_code < 300 and "text/event-stream" in response.headers.get(
             "content-type", ""
         )
-
-    def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
