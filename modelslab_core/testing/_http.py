@@ -8,13 +8,19 @@ closed on ``Connection: close``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 
-__all__ = ["HttpError", "HttpRequest", "read_request", "response_head"]
+from ._sse import LAST_CHUNK, chunked_frame
+
+__all__ = ["HttpError", "HttpRequest", "read_request", "response_head", "send", "send_events"]
 
 MAX_BODY = 64 * 1024 * 1024
+JSON = "application/json"
+EVENT_STREAM = "text/event-stream"
+#: SSE events are written in batches of about this size (fewer writes, same bytes).
+BATCH_BYTES = 32 * 1024
 _REASONS = {status.value: status.phrase for status in HTTPStatus}
 
 
@@ -135,3 +141,50 @@ def response_head(
     lines.append("Server: modelslab-local")
     lines.extend(f"{name}: {value}" for name, value in extra)
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def send(
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: bytes,
+    keep_alive: bool,
+    headers: Sequence[tuple[str, str]] = (),
+    content_type: str = JSON,
+) -> None:
+    """Write one whole response with a ``Content-Length``."""
+    head = response_head(
+        status, content_type, length=len(body), keep_alive=keep_alive, extra=headers
+    )
+    writer.write(head + body)
+    await writer.drain()
+
+
+async def send_events(
+    writer: asyncio.StreamWriter, delay: float, events: list[str], keep_alive: bool
+) -> None:
+    """Write an SSE response with chunked transfer encoding: batched, or one event every
+    ``delay`` seconds when ``delay`` is positive."""
+    pending = response_head(200, EVENT_STREAM, length=None, keep_alive=keep_alive)
+    if delay > 0:
+        writer.write(pending)
+        for event in events:
+            writer.write(chunked_frame(event.encode("utf-8")))
+            await writer.drain()
+            await asyncio.sleep(delay)
+        writer.write(LAST_CHUNK)
+        await writer.drain()
+        return
+    batch: list[str] = []
+    size = 0
+    for event in events:
+        batch.append(event)
+        size += len(event)
+        if size >= BATCH_BYTES:
+            writer.write(pending + chunked_frame("".join(batch).encode("utf-8")))
+            await writer.drain()
+            pending = b""
+            batch.clear()
+            size = 0
+    frame = chunked_frame("".join(batch).encode("utf-8")) if batch else b""
+    writer.write(pending + frame + LAST_CHUNK)
+    await writer.drain()

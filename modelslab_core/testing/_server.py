@@ -41,7 +41,7 @@ from ._behaviour import (
     wants_stream,
     wants_usage,
 )
-from ._http import HttpError, HttpRequest, read_request, response_head
+from ._http import HttpError, HttpRequest, read_request, response_head, send, send_events
 from ._replies import Reply, invalid_key_body
 from ._routing import ROUTES, RecordedRequest, find_key, redacted
 from ._sse import (
@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 _JSON = "application/json"
 _EVENT_STREAM = "text/event-stream"
-_BATCH_BYTES = 32 * 1024
 _READ_LIMIT = 1024 * 1024
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -464,31 +463,31 @@ class LocalModelsLab:
         path = request.path.rstrip("/") or "/"
         route = ROUTES.get(path)
         if route is None:
-            await self._send(writer, 404, _error_body("Route not found"), keep_alive=keep_alive)
+            await send(writer, 404, _error_body("Route not found"), keep_alive=keep_alive)
             return True
         if request.method != route.method:
             message = f"The {request.method} method is not supported for this route."
             headers = (("Allow", route.method),)
-            await self._send(writer, 405, _error_body(message), keep_alive, headers)
+            await send(writer, 405, _error_body(message), keep_alive, headers)
             return True
         if key is None or (self.api_key is not None and key != self.api_key):
             envelope = _dumps(invalid_key_body()).encode("utf-8")
-            await self._send(writer, 200, envelope, keep_alive=keep_alive)
+            await send(writer, 200, envelope, keep_alive=keep_alive)
             return True
         if route.kind == "models":
             listing = _dumps(models_body(self._models, self._created)).encode("utf-8")
-            await self._send(writer, 200, listing, keep_alive=keep_alive)
+            await send(writer, 200, listing, keep_alive=keep_alive)
             return True
         if not isinstance(body, dict):
             message = "The request body must be a JSON object."
-            await self._send(writer, 400, _error_body(message), keep_alive=keep_alive)
+            await send(writer, 400, _error_body(message), keep_alive=keep_alive)
             return True
         chat = route.kind == "chat"
         problem = chat_request_error(body) if chat else completion_request_error(body)
         if problem is not None:
             field = "messages" if chat else "prompt"
             payload = {"status": "error", "message": problem, "errors": {field: [problem]}}
-            await self._send(writer, 422, _dumps(payload).encode("utf-8"), keep_alive)
+            await send(writer, 422, _dumps(payload).encode("utf-8"), keep_alive)
             return True
         call = _Call(body, chat, route.uncensored, wants_stream(body), keep_alive)
         return await self._play(self._next_reply(request), call, writer)
@@ -514,13 +513,15 @@ class LocalModelsLab:
         if reply is None or reply.kind == "answer":
             answer = self._answer(reply, call)
             if call.stream:
-                await self._send_events(writer, self._events(answer, call), call.keep_alive)
+                await send_events(
+                    writer, self.stream_delay, self._events(answer, call), call.keep_alive
+                )
             else:
-                await self._send(writer, 200, self._json_answer(answer, call), call.keep_alive)
+                await send(writer, 200, self._json_answer(answer, call), call.keep_alive)
             return True
         if reply.kind == "response":
             content_type = reply.content_type
-            await self._send(
+            await send(
                 writer, reply.status, reply.body, call.keep_alive, reply.headers, content_type
             )
             return True
@@ -533,7 +534,7 @@ class LocalModelsLab:
             events = first_chunks(self._events(self._answer(None, call), call), reply.count)
             events.append(f"data: {reply.body.decode('utf-8')}\n\n")
             events.append(DONE_EVENT)
-            await self._send_events(writer, events, call.keep_alive)
+            await send_events(writer, self.stream_delay, events, call.keep_alive)
             return True
         await self._reset(reply.count, call, writer)
         return False
@@ -583,9 +584,8 @@ class LocalModelsLab:
     async def _cut(self, chunks: int, call: _Call, writer: asyncio.StreamWriter) -> bool:
         answer = self._answer(None, call)
         if call.stream:
-            await self._send_events(
-                writer, first_chunks(self._events(answer, call), chunks), call.keep_alive
-            )
+            events = first_chunks(self._events(answer, call), chunks)
+            await send_events(writer, self.stream_delay, events, call.keep_alive)
             return True
         payload = self._json_answer(answer, call)
         head = response_head(200, _JSON, length=len(payload), keep_alive=False)
@@ -611,48 +611,3 @@ class LocalModelsLab:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         writer.transport.abort()
-
-    # ------------------------------------------------------------------ writing
-
-    async def _send(
-        self,
-        writer: asyncio.StreamWriter,
-        status: int,
-        body: bytes,
-        keep_alive: bool,
-        headers: Sequence[tuple[str, str]] = (),
-        content_type: str = _JSON,
-    ) -> None:
-        head = response_head(
-            status, content_type, length=len(body), keep_alive=keep_alive, extra=headers
-        )
-        writer.write(head + body)
-        await writer.drain()
-
-    async def _send_events(
-        self, writer: asyncio.StreamWriter, events: list[str], keep_alive: bool
-    ) -> None:
-        pending = response_head(200, _EVENT_STREAM, length=None, keep_alive=keep_alive)
-        if self.stream_delay > 0:
-            writer.write(pending)
-            for event in events:
-                writer.write(chunked_frame(event.encode("utf-8")))
-                await writer.drain()
-                await asyncio.sleep(self.stream_delay)
-            writer.write(LAST_CHUNK)
-            await writer.drain()
-            return
-        batch: list[str] = []
-        size = 0
-        for event in events:
-            batch.append(event)
-            size += len(event)
-            if size >= _BATCH_BYTES:
-                writer.write(pending + chunked_frame("".join(batch).encode("utf-8")))
-                await writer.drain()
-                pending = b""
-                batch.clear()
-                size = 0
-        frame = chunked_frame("".join(batch).encode("utf-8")) if batch else b""
-        writer.write(pending + frame + LAST_CHUNK)
-        await writer.drain()
