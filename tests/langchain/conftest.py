@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -105,18 +105,21 @@ def mock() -> Mock:
     return Mock()
 
 
-@pytest.fixture
-def make_chat(mock: Mock) -> Iterator[Callable[..., ChatModelsLab]]:
+M = TypeVar("M", ChatModelsLab, ModelsLabLLM)
+
+
+def _factory(cls: type[M], mock: Mock) -> Iterator[Callable[..., M]]:
+    """Build models of ``cls`` over a MockTransport that plays ``mock``'s answers."""
     clients: list[httpx.Client] = []
 
-    def make(*answers: Answer, **kwargs: Any) -> ChatModelsLab:
+    def make(*answers: Answer, **kwargs: Any) -> M:
         mock.answers.extend(answers)
         transport = httpx.MockTransport(mock.handler)
         sync = httpx.Client(transport=transport)
         clients.append(sync)
         params: dict[str, Any] = {"api_key": KEY, "max_retries": 0}
         params.update(kwargs)
-        return ChatModelsLab(
+        return cls(
             **params,
             http_client=sync,
             http_async_client=httpx.AsyncClient(transport=transport),
@@ -125,28 +128,16 @@ def make_chat(mock: Mock) -> Iterator[Callable[..., ChatModelsLab]]:
     yield make
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def make_chat(mock: Mock) -> Iterator[Callable[..., ChatModelsLab]]:
+    yield from _factory(ChatModelsLab, mock)
 
 
 @pytest.fixture
 def make_llm(mock: Mock) -> Iterator[Callable[..., ModelsLabLLM]]:
-    clients: list[httpx.Client] = []
-
-    def make(*answers: Answer, **kwargs: Any) -> ModelsLabLLM:
-        mock.answers.extend(answers)
-        transport = httpx.MockTransport(mock.handler)
-        sync = httpx.Client(transport=transport)
-        clients.append(sync)
-        params: dict[str, Any] = {"api_key": KEY, "max_retries": 0}
-        params.update(kwargs)
-        return ModelsLabLLM(
-            **params,
-            http_client=sync,
-            http_async_client=httpx.AsyncClient(transport=transport),
-        )
-
-    yield make
-    for client in clients:
-        client.close()
+    yield from _factory(ModelsLabLLM, mock)
 
 
 @pytest.fixture
