@@ -176,8 +176,13 @@ class ModelsLabFields(BaseModel):
     adapter client classes and the sampling fields it sends (``_sampling``).
     """
 
+    # defer_build: the validators are built when the first model is made, not at import
+    # (import time is measured against langchain-core's own chat model module).
     model_config = ConfigDict(
-        populate_by_name=True, arbitrary_types_allowed=True, hide_input_in_errors=True
+        populate_by_name=True,
+        arbitrary_types_allowed=True,
+        hide_input_in_errors=True,
+        defer_build=True,
     )
 
     model: str
