@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-from collections.abc import Iterator
-
 import pytest
 
 from llama_index_modelslab import ModelsLabLLM
@@ -40,20 +36,3 @@ def server(modelslab_server: LocalModelsLab) -> LocalModelsLab:
 @pytest.fixture
 def llm(server: LocalModelsLab) -> ModelsLabLLM:
     return ModelsLabLLM(api_key=API_KEY, base_url=server.base_url)
-
-
-@pytest.fixture(autouse=True)
-def _event_loop_for_sync_tests(request: pytest.FixtureRequest) -> Iterator[None]:
-    """LlamaIndex's sync token estimate (``ChatMessage.estimate_tokens``, via its ``asyncio_run``)
-    calls ``asyncio.get_event_loop()``, which creates a loop nobody closes. Give sync tests a
-    loop and close it afterwards, so ``-W error::ResourceWarning`` sees only our own leaks."""
-    if inspect.iscoroutinefunction(request.function):
-        yield
-        return
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()

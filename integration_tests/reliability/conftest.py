@@ -7,9 +7,7 @@ shared helpers are fixtures.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
 import os
 import socket
 import time
@@ -29,22 +27,6 @@ KEY = "msl-REL-7f3c9e1d-SECRET-KEY-0042"
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("MODELSLAB_API_KEY", "MODELSLAB_BASE_URL", "MODELSLAB_COMPLETIONS_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def _event_loop_for_sync_tests(request: pytest.FixtureRequest) -> Iterator[None]:
-    """LlamaIndex's sync paths may call ``asyncio.get_event_loop()``, which would create a loop
-    nobody closes: give sync tests a loop and close it afterwards."""
-    if inspect.iscoroutinefunction(request.function):
-        yield
-        return
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 @pytest.fixture(autouse=True)
