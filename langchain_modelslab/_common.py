@@ -8,19 +8,35 @@ pickled, copied or serialized: a copy starts empty and builds its own.
 
 from __future__ import annotations
 
+import math
+import os
+import sys
 import threading
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import httpx
+import langchain_core
+import pydantic
 from langchain_core.language_models import LangSmithParams
 from langchain_core.utils import secret_from_env
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 
 from modelslab_core import (
     API_KEY_ENV,
     AsyncModelsLabClient,
+    MissingAPIKeyError,
     ModelsLabClient,
     check_params,
 )
@@ -28,7 +44,13 @@ from modelslab_core.config import ClientConfig, KeyPlacement
 
 from ._convert import PROVIDER
 
-__all__ = ["ClientCache", "ClientSettings", "ModelsLabFields", "move_unknown_to_model_kwargs"]
+__all__ = [
+    "ClientCache",
+    "ClientSettings",
+    "ModelsLabFields",
+    "approximate_tokens",
+    "move_unknown_to_model_kwargs",
+]
 
 S = TypeVar("S", bound=ModelsLabClient)
 A = TypeVar("A", bound=AsyncModelsLabClient)
@@ -146,13 +168,47 @@ def check_connection(settings: ClientSettings, default_base_url: str, base_url_e
     return config.base_url
 
 
-def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Constructor arguments that are no field go to ``model_kwargs`` (as ChatOpenAI does)."""
+def approximate_tokens(text: str) -> int:
+    """About four characters a token: langchain-core's approximate counter, for plain text."""
+    return math.ceil(len(text) / 4)
+
+
+def _field_names(cls: type[Any]) -> set[str]:
+    """Every name a constructor argument may use for a field: its name, alias and alias choices."""
     known = set()
     for name, info in cls.model_fields.items():
         known.add(name)
         if info.alias:
             known.add(info.alias)
+        if isinstance(info.validation_alias, str):
+            known.add(info.validation_alias)
+        elif isinstance(info.validation_alias, AliasChoices):
+            known.update(c for c in info.validation_alias.choices if isinstance(c, str))
+    return known
+
+
+#: Frames from these packages sit between a user's ``ChatModelsLab(...)`` and our validator.
+_LIBRARY_DIRS = tuple(
+    str(Path(module.__file__).parent) + os.sep
+    for module in (pydantic, langchain_core, sys.modules[__name__.rpartition(".")[0]])
+    if module.__file__
+)
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first frame outside pydantic,
+    langchain-core and this package: the user's line that built the model."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments that are no field go to ``model_kwargs`` (as ChatOpenAI does)."""
+    known = _field_names(cls)
     if isinstance(values.get("api_key"), str):  # never shown in an error's input_value
         values["api_key"] = SecretStr(values["api_key"])
     extra = dict(values.get("model_kwargs") or {})
@@ -160,7 +216,7 @@ def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict
         warnings.warn(
             f"{name!r} is not a default parameter of {cls.__name__}; it is sent as a "
             "model_kwargs entry.",
-            stacklevel=4,
+            stacklevel=_caller_stacklevel(),
         )
         extra[name] = values.pop(name)
     if extra:
@@ -189,8 +245,11 @@ class ModelsLabFields(BaseModel):
     api_key: SecretStr | None = Field(default_factory=secret_from_env(API_KEY_ENV, default=None))
     """ModelsLab API key; defaults to ``MODELSLAB_API_KEY``."""
     base_url: str | None = None
-    timeout: float | None = None
-    """Seconds to wait for an answer (the adapter's default when None)."""
+    timeout: float | None = Field(
+        default=None, validation_alias=AliasChoices("timeout", "request_timeout")
+    )
+    """Seconds to wait for an answer (the adapter's default when None; alias
+    ``request_timeout``, as ``ChatOpenAI`` names it)."""
     max_retries: int | None = None
     """Retries after rate limits, server errors and dropped connections."""
     temperature: float | None = None
@@ -236,6 +295,18 @@ class ModelsLabFields(BaseModel):
     _sync_client_class: ClassVar[type[ModelsLabClient]]
     _async_client_class: ClassVar[type[AsyncModelsLabClient]]
     _ls_model_type: ClassVar[Literal["chat", "llm"]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except ValidationError as exc:
+            # A missing key is raised as the documented MissingAPIKeyError (pydantic would wrap
+            # it, as a ValueError, in a ValidationError that nobody is told to catch).
+            for error in exc.errors():
+                cause = (error.get("ctx") or {}).get("error")
+                if isinstance(cause, MissingAPIKeyError):
+                    raise cause from None
+            raise
 
     @model_validator(mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from langchain_core.callbacks import (
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
+from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.output_parsers.openai_tools import (
     JsonOutputKeyToolsParser,
@@ -31,7 +32,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils import from_env
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 
 import modelslab_core
 from modelslab_core import (
@@ -43,7 +44,7 @@ from modelslab_core import (
     get_profile,
 )
 
-from ._common import ModelsLabFields
+from ._common import ModelsLabFields, approximate_tokens
 from ._convert import (
     chunk_to_generation,
     completion_to_result,
@@ -82,8 +83,13 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     (a URL or a name in ``modelslab_core.BASE_URLS``), ``MODELSLAB_BASE_URL``, or the v7 chat URL.
     """
 
-    model: str = Field(default=DEFAULT_MODEL, alias="model_id")
-    """Model id, e.g. ``meta-llama-3-8B-instruct`` (alias ``model_id``)."""
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        alias="model_id",
+        validation_alias=AliasChoices("model", "model_id", "model_name"),
+    )
+    """Model id, e.g. ``meta-llama-3-8B-instruct`` (aliases ``model_id`` and ``model_name``, as
+    ``ChatOpenAI`` and ``ChatAnthropic`` name it)."""
     base_url: str | None = Field(default_factory=from_env(BASE_URL_ENV, default=None))
     """Chat base URL (``.../api/v7/llm``) or a named one (``chat``, ``uncensored``)."""
     stop: list[str] | str | None = Field(default=None, alias="stop_sequences")
@@ -119,8 +125,10 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
             tool_calling=profile.tool_calling,
             tool_choice=profile.tool_calling,
             tool_call_streaming=profile.tool_calling,
-            # ModelsLab documents tools and JSON mode, not JSON-schema response formats.
-            structured_output=False,
+            # Native structured output (a ``json_schema`` response format the API honours), from
+            # the shared model table: ``with_structured_output`` works through tool calling either
+            # way. LangChain's ``create_agent`` reads it to choose its structured-output strategy.
+            structured_output=profile.structured_output,
         )
 
     # --- LangChain's bookkeeping --------------------------------------------------------------
@@ -318,6 +326,33 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         return RunnableMap(raw=llm) | parsed.with_fallbacks(
             [no_parse], exception_key="parsing_error"
         )
+
+    # --- token counting --------------------------------------------------------------------------
+
+    def get_num_tokens_from_messages(
+        self,
+        messages: list[BaseMessage],
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool] | None = None,
+    ) -> int:
+        """An offline estimate of the prompt's tokens (langchain-core's approximate counter: about
+        four characters a token, plus each message's role and tool calls).
+
+        ModelsLab serves many model families and publishes no tokenizer, so nothing is downloaded:
+        ``trim_messages(..., token_counter=llm)`` works offline. Pass ``custom_get_token_ids`` to
+        count with a tokenizer of your own.
+        """
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens_from_messages(messages, tools)
+        schemas: list[BaseTool | dict[str, Any]] | None = None
+        if tools:
+            schemas = [convert_to_openai_tool(t) for t in tools]
+        return count_tokens_approximately(messages, tools=schemas)
+
+    def get_num_tokens(self, text: str) -> int:
+        """An offline estimate of the tokens in ``text`` (four characters a token)."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens(text)
+        return approximate_tokens(text)
 
     # --- helpers ------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from langchain_core.utils import from_env
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from modelslab_core import (
     COMPLETIONS_BASE_URL,
@@ -24,7 +24,7 @@ from modelslab_core import (
     ModelsLabCompletionsClient,
 )
 
-from ._common import ModelsLabFields
+from ._common import ModelsLabFields, approximate_tokens
 from ._convert import (
     completion_chunk_to_generation,
     completion_to_generations,
@@ -49,7 +49,12 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
             llm.invoke("Once upon a time")
     """
 
-    model: str = Field(default=DEFAULT_COMPLETION_MODEL, alias="model_id")
+    model: str = Field(
+        default=DEFAULT_COMPLETION_MODEL,
+        alias="model_id",
+        validation_alias=AliasChoices("model", "model_id", "model_name"),
+    )
+    """Model id (aliases ``model_id`` and ``model_name``)."""
     base_url: str | None = Field(default_factory=from_env(COMPLETIONS_BASE_URL_ENV, default=None))
     """Completions base URL (``.../api/v6``) or a named one (``completions``, ``uncensored``)."""
 
@@ -66,6 +71,23 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
     @classmethod
     def get_lc_namespace(cls) -> list[str]:
         return ["langchain_modelslab", "llms"]
+
+    def get_num_tokens(self, text: str) -> int:
+        """An offline estimate of the tokens in ``text``: about four characters a token (ModelsLab
+        publishes no tokenizer; nothing is downloaded). ``custom_get_token_ids`` overrides it."""
+        if self.custom_get_token_ids is not None:
+            return super().get_num_tokens(text)
+        return approximate_tokens(text)
+
+    def list_models(self) -> list[str]:
+        """The ids of the models the API serves."""
+        with translated_errors():
+            return [m.id for m in self._client().list_models().data]
+
+    async def alist_models(self) -> list[str]:
+        """Async twin of :meth:`list_models`."""
+        with translated_errors():
+            return [m.id for m in (await self._async_client().list_models()).data]
 
     def _request(
         self, prompt: str, stop: list[str] | None, *, stream: bool, **kwargs: Any

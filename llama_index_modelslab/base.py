@@ -160,6 +160,16 @@ class ModelsLabLLM(FunctionCallingLLM):
             system_role=MessageRole.SYSTEM,
         )
 
+    # --- model list ------------------------------------------------------------------------------
+
+    def list_models(self) -> list[str]:
+        """The ids of the models the API serves (``GET {base_url}/v1/models``)."""
+        return [m.id for m in self._client().list_models().data]
+
+    async def alist_models(self) -> list[str]:
+        """Async twin of :meth:`list_models`."""
+        return [m.id for m in (await self._aclient().list_models()).data]
+
     # --- pickling: keep the key, drop the clients ----------------------------------------------
 
     def __getstate__(self) -> dict[Any, Any]:

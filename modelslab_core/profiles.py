@@ -1,7 +1,8 @@
 """What we know of ModelsLab's models: context window, output limit, and capabilities.
 
 ModelsLab's model list gives ids only (no context windows or capabilities), so the project keeps
-this table of the popular models named in seed 000. Unknown ids get :data:`DEFAULT_PROFILE`:
+this table of the popular models of ModelsLab's LLM catalogue (https://modelslab.com/models and
+https://docs.modelslab.com/llm-api/chat-completions). Unknown ids get :data:`DEFAULT_PROFILE`:
 conservative limits, and tool calling on, because the chat endpoint documents tools for all models.
 Both framework layers read this one table.
 """
@@ -18,7 +19,10 @@ class ModelProfile:
     context_window: int = 8192
     max_output_tokens: int = 4096
     tool_calling: bool = True
-    structured_output: bool = True
+    #: Native structured output: the API honours a ``json_schema`` response format. ModelsLab
+    #: documents tools and ``json_object`` only, so no model claims it; structured output works
+    #: through tool calling (LangChain's ``with_structured_output``, LlamaIndex's programs).
+    structured_output: bool = False
     vision: bool = False
     reasoning: bool = False
     #: Whether the model is served on the chat endpoint (False: text completions only).
@@ -60,7 +64,6 @@ PROFILES: dict[str, ModelProfile] = {
         context_window=131072,
         max_output_tokens=44000,
         tool_calling=False,
-        structured_output=False,
         chat=False,
     ),
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import pickle
@@ -254,3 +255,11 @@ def test_api_base_is_accepted_as_the_base_url(server: LocalModelsLab) -> None:
 def test_unknown_arguments_are_refused_not_dropped() -> None:
     with pytest.raises(TypeError, match=r"\['temprature'\].*additional_kwargs"):
         ModelsLabLLM(api_key=SECRET, temprature=0.2)
+
+
+def test_list_models() -> None:
+    """The migration guide's ``llm.list_models()``: the ids the API serves."""
+    with LocalModelsLab(api_key="test-key", models=["model-a", "model-b"]) as own:
+        llm = ModelsLabLLM(api_key="test-key", base_url=own.base_url)
+        assert llm.list_models() == ["model-a", "model-b"]
+        assert asyncio.run(llm.alist_models()) == ["model-a", "model-b"]
