@@ -18,6 +18,8 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         'pip install "modelslab-integrations[langchain]"'
     ) from exc
 
+from modelslab_core._version import __version__
+
 from ._errors import (
     ModelsLabAuthenticationError,
     ModelsLabBadRequestError,
@@ -80,5 +82,6 @@ __all__ = [
     "ModelsLabStreamError",
     "ModelsLabTimeoutError",
     "ModelsLabUnprocessableEntityError",
+    "__version__",
     "translate_error",
 ]

@@ -10,6 +10,8 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
         'pip install "modelslab-integrations[llama-index]"'
     ) from exc
 
+from modelslab_core._version import __version__
+
 from .base import DEFAULT_MODEL, ModelsLabLLM
 
-__all__ = ["DEFAULT_MODEL", "ModelsLabLLM"]
+__all__ = ["DEFAULT_MODEL", "ModelsLabLLM", "__version__"]

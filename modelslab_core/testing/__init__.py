@@ -16,8 +16,38 @@ The pytest fixtures ``modelslab_server`` and ``modelslab_server_session`` come f
 ``modelslab_core`` and no third-party library.
 """
 
-from ._replies import Reply, ReplyKind
-from ._routing import KeyPlacement, RecordedRequest
-from ._server import LocalModelsLab
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._replies import Reply, ReplyKind
+    from ._routing import KeyPlacement, RecordedRequest
+    from ._server import LocalModelsLab
+
+#: Loaded on first use: the pytest plugin imports this package in every pytest run of every
+#: project that installs us, and only a test that asks for the server should pay for it.
+_LAZY = {
+    "Reply": "._replies",
+    "ReplyKind": "._replies",
+    "KeyPlacement": "._routing",
+    "RecordedRequest": "._routing",
+    "LocalModelsLab": "._server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = ["KeyPlacement", "LocalModelsLab", "RecordedRequest", "Reply", "ReplyKind"]

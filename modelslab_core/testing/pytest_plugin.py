@@ -9,10 +9,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from . import LocalModelsLab
+if TYPE_CHECKING:
+    from ._server import LocalModelsLab
+
+# pytest loads this module in every project that installs us: the server is imported by the
+# fixtures, on first use, never at pytest start-up.
 
 __all__ = ["modelslab_server", "modelslab_server_session"]
 
@@ -20,6 +25,8 @@ __all__ = ["modelslab_server", "modelslab_server_session"]
 @pytest.fixture(scope="session")
 def modelslab_server_session() -> Iterator[LocalModelsLab]:
     """Start one local ModelsLab server for the test session and stop it at the end."""
+    from ._server import LocalModelsLab
+
     with LocalModelsLab() as server:
         yield server
 

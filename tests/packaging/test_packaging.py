@@ -1,0 +1,80 @@
+"""What installing the package brings along: one version, a pytest plugin that costs nothing until
+its fixtures are used, a pytest configuration that needs no optional plugin, and the licence."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import langchain_modelslab
+import llama_index_modelslab
+import modelslab_core
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _python(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_one_version_from_the_metadata_in_all_three_packages() -> None:
+    version = importlib.metadata.version("modelslab-integrations")
+    assert modelslab_core.__version__ == version
+    assert langchain_modelslab.__version__ == version
+    assert llama_index_modelslab.__version__ == version
+    for package in (modelslab_core, langchain_modelslab, llama_index_modelslab):
+        assert "__version__" in package.__all__
+
+
+def test_pytest_plugin_imports_nothing_heavy_at_start_up() -> None:
+    """pytest imports the plugin in every project that installs us: no server, httpx or pydantic
+    until a test asks for a fixture."""
+    loaded = _python(
+        "import sys, modelslab_core.testing.pytest_plugin\n"
+        "heavy = ('httpx', 'pydantic', 'aiohttp', 'modelslab_core.testing._server',\n"
+        "         'modelslab_core.client')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))"
+    )
+    assert loaded == "[]"
+
+
+def test_lazy_package_names_resolve_to_the_real_objects() -> None:
+    from modelslab_core.errors import MissingAPIKeyError
+    from modelslab_core.testing import LocalModelsLab
+    from modelslab_core.testing._server import LocalModelsLab as ServerClass
+
+    assert modelslab_core.MissingAPIKeyError is MissingAPIKeyError
+    assert LocalModelsLab is ServerClass
+    assert all(hasattr(modelslab_core, name) for name in modelslab_core.__all__)
+    assert set(modelslab_core.__all__) <= set(dir(modelslab_core))
+
+
+def test_pytest_runs_without_pytest_benchmark() -> None:
+    """The project's pytest options must not need an optional plugin (``--benchmark-disable``
+    made pytest refuse to start without pytest-benchmark)."""
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-p", "no:benchmark", "-p", "no:cacheprovider"),
+            *("--collect-only", "-q", "tests/core/test_retry.py"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_mit_licence_ships_with_the_package() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["license"] == "MIT"
+    assert project["license-files"] == ["LICENSE"]
+    assert (REPO / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
+    assert project["authors"] and project["urls"] and project["classifiers"]
+    assert project["requires-python"] == ">=3.11"
