@@ -1,0 +1,623 @@
+"""Account-aware flow control: one gate per ModelsLab account in each process.
+
+ModelsLab lets an account have only a few requests queued at once (5, 10 or 15, by plan) and
+answers the next one with HTTP 429 ``Rate limit exceeded. Maximum 5 queued requests allowed.``.
+A :class:`FlowGate` stands in front of every chat and completion request of one account (an API
+key at one host): every client and model instance of both frameworks, sync and async, in every
+thread and event loop of the process, passes through the same gate.
+
+- It admits freely until the account's first 429. The 429 tells it how many of its own requests
+  the server was holding (its requests in flight, less the one turned away): the limit drops to
+  that, and to the queue limit the message names when it names one. A named limit is trusted for
+  :data:`TRUST_NAMED_LIMIT` seconds, then the gate probes one above it, so that it finds a limit
+  that grew with a new plan.
+- While its requests fill the limit, each success raises the limit a little: one more place per
+  limit's worth of successes up to a named limit, :data:`PROBE_SLOWDOWN` times slower beyond what
+  a 429 left (a probe). Additive increase, and a decrease on each 429: processes or machines
+  sharing one key each settle on their share without talking to each other.
+- ``max_in_flight=N`` pins an account's limit at N; ``flow_control=False`` on a client keeps that
+  client's calls out of the gate altogether.
+
+The logic without I/O is in plain objects: :func:`parse_queue_limit`, :func:`rate_limit_delay`,
+:class:`AdaptiveLimit` (the controller) and :class:`CallPlan` (one call's retry decisions). The
+gate's core is a short :class:`threading.Lock`; sync waiters wait on a :class:`threading.Event`,
+async waiters on a future of their own event loop, woken with ``call_soon_threadsafe``, so an
+async waiter never blocks its loop. A :class:`Permit` is released exactly once, however often
+``release`` is called; the clients also give a dropped stream's place back through a finalizer.
+
+The key never leaves the client: gates are keyed by a SHA-256 digest of it, and their repr, stats
+and log lines name the account by host and a short fingerprint (the first 8 hex digits of that
+digest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import APIError, APITimeoutError, RateLimitError
+from .retry import RetryPolicy
+
+__all__ = [
+    "TRUST_NAMED_LIMIT",
+    "AdaptiveLimit",
+    "CallPlan",
+    "FlowGate",
+    "GateStats",
+    "Permit",
+    "account_of",
+    "gate_for",
+    "gate_stats",
+    "parse_queue_limit",
+    "rate_limit_delay",
+    "reset_gates",
+]
+
+logger = logging.getLogger("modelslab_core.flow")
+
+#: Seconds a queue limit named by a 429 message is trusted before the gate probes above it.
+TRUST_NAMED_LIMIT = 600.0
+#: A probe above what the last 429 left (or above a named limit) grows this many times slower
+#: than a recovery up to a named limit.
+PROBE_SLOWDOWN = 8.0
+#: Jitter added on top of a server's ``retry_after``: up to this fraction of it.
+RETRY_AFTER_JITTER = 0.25
+
+_QUEUE_LIMIT = re.compile(
+    r"(?:maximum|max\.?|at most|limit(?: of| is)?)\s*:?\s*(\d{1,6})\s+"
+    r"(?:queued|concurrent|simultaneous|parallel|pending|active|in[- ]flight)?\s*"
+    r"(?:requests?|calls?|jobs?)",
+    re.IGNORECASE,
+)
+
+
+# ----------------------------------------------------------------------------- pure logic
+
+
+def parse_queue_limit(message: str | None) -> int | None:
+    """The queue limit a 429 message names (``Maximum 5 queued requests allowed.`` → 5), or None
+    when it names none."""
+    if not message:
+        return None
+    match = _QUEUE_LIMIT.search(message)
+    if match is None:
+        return None
+    limit = int(match.group(1))
+    return limit if limit >= 1 else None
+
+
+def rate_limit_delay(
+    retry_after: float | None,
+    attempt: int,
+    policy: RetryPolicy | None = None,
+    *,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait after the ``attempt``-th 429 of a call (0 first) before asking for a place
+    again: never less than the server's ``retry_after``, with up to a quarter of it on top; without
+    a hint, the policy's exponential backoff (0.5 s doubling to 8 s)."""
+    uniform = rng.uniform if rng is not None else random.uniform
+    if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+        return float(retry_after * uniform(1.0, 1.0 + RETRY_AFTER_JITTER))
+    policy = policy or RetryPolicy()
+    base = min(policy.initial_delay * (2 ** min(attempt, 16)), policy.max_delay)
+    return float(base * uniform(1.0, 1.0 + RETRY_AFTER_JITTER))
+
+
+@dataclass
+class AdaptiveLimit:
+    """The controller of one gate, without I/O or locks: what the limit is, and how a 429 or a
+    success moves it. ``now`` is ``time.monotonic()`` seconds.
+
+    ``limit`` is None until the first 429 (no limit known: admit freely). ``pinned`` overrides
+    everything. ``named`` is the queue limit a 429 message named, trusted until ``named_until``.
+    """
+
+    pinned: int | None = None
+    limit: float | None = None
+    named: int | None = None
+    named_until: float = 0.0
+    trust: float = TRUST_NAMED_LIMIT
+
+    def current(self) -> int | None:
+        """The number of requests admitted at once; None: no limit."""
+        if self.pinned is not None:
+            return self.pinned
+        if self.limit is None:
+            return None
+        return max(1, int(self.limit))
+
+    def admits(self, in_flight: int) -> bool:
+        """Whether one more request may go out with ``in_flight`` already out."""
+        limit = self.current()
+        return limit is None or in_flight < limit
+
+    def on_success(self, in_flight: int, waiting: int, now: float) -> bool:
+        """A request was answered. ``in_flight`` counts it; ``waiting`` counts callers held back.
+        Grows the limit only while the requests fill it (nothing is learned otherwise). Returns
+        whether :meth:`current` changed."""
+        if self.pinned is not None or self.limit is None:
+            return False
+        before = self.current()
+        if waiting == 0 and in_flight < int(self.limit):
+            return False
+        ceiling = self.named if self.named is not None and now < self.named_until else None
+        step = 1.0 / self.limit
+        if ceiling is None or self.limit >= ceiling:
+            step /= PROBE_SLOWDOWN  # a probe: above what the last 429 left, or the named limit
+        grown = self.limit + step
+        if ceiling is not None:
+            grown = min(grown, float(ceiling))
+        self.limit = max(self.limit, grown)
+        return self.current() != before
+
+    def on_rate_limited(self, in_flight: int, named: int | None, now: float) -> bool:
+        """A request was turned away with a 429. ``in_flight`` counts it: the others are what the
+        server was holding of ours, an upper bound on our share of the account's queue. ``named``
+        is the queue limit the message named, if any. Returns whether :meth:`current` changed."""
+        if named is not None:
+            self.named = named
+            self.named_until = now + self.trust
+        if self.pinned is not None:
+            return False
+        before = self.current()
+        new = float(max(in_flight - 1, 1))
+        if named is not None:
+            new = min(new, float(named))
+        if self.limit is not None:
+            new = min(new, float(int(self.limit)))
+        self.limit = new
+        return self.current() != before
+
+
+class CallPlan:
+    """One call's retry decisions, without I/O: which error is worth another attempt and after
+    how long, under the retry count, the rate-limit budget and the whole-call deadline.
+
+    With the gate on (``gated``) a 429 spends no retry: the call waits the server's
+    ``retry_after`` (jitter on top) and asks for a place again, within ``rate_limit_budget``
+    seconds from its first 429. ``max_retries=0`` means no retry of any kind, 429 included.
+    Other retryable errors spend one of ``policy.max_retries``. ``deadline`` (monotonic seconds)
+    bounds everything: past it the call ends with :class:`APITimeoutError`.
+    """
+
+    __slots__ = (
+        "budget",
+        "deadline",
+        "gated",
+        "last_rate_limit",
+        "policy",
+        "rate_limited_since",
+        "rate_limits",
+        "retries",
+        "total_timeout",
+    )
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        gated: bool = True,
+        rate_limit_budget: float = 300.0,
+        total_timeout: float | None = None,
+        now: float | None = None,
+    ) -> None:
+        self.policy = policy
+        self.gated = gated
+        self.budget = rate_limit_budget
+        self.total_timeout = total_timeout
+        start = time.monotonic() if now is None else now
+        self.deadline = None if total_timeout is None else start + total_timeout
+        self.retries = 0
+        self.rate_limits = 0
+        self.rate_limited_since: float | None = None
+        self.last_rate_limit: RateLimitError | None = None
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - now
+
+    def admission_timeout(self, now: float) -> float | None:
+        """How long the gate may hold this call back (None: as long as it takes): until the
+        deadline, and after a 429 until the rate-limit budget is spent."""
+        bounds = []
+        if self.deadline is not None:
+            bounds.append(self.deadline - now)
+        if self.rate_limited_since is not None:
+            bounds.append(self.rate_limited_since + self.budget - now)
+        return max(min(bounds), 0.0) if bounds else None
+
+    def timeout_error(self, cause: BaseException | None = None) -> APITimeoutError:
+        """The error that ends a call past its deadline."""
+        detail = f"; last error: {type(cause).__name__}: {cause}" if cause is not None else ""
+        return APITimeoutError(
+            f"the call did not finish within total_timeout={self.total_timeout:g} s{detail}"
+        )
+
+    def admission_error(self, now: float) -> APIError:
+        """The error that ends a call the gate held back past its admission timeout."""
+        if self.deadline is not None and now >= self.deadline - 1e-9:
+            return self.timeout_error(self.last_rate_limit)
+        assert self.last_rate_limit is not None
+        return self.last_rate_limit
+
+    def after_error(
+        self, error: APIError, now: float, *, rng: random.Random | None = None
+    ) -> float | APIError:
+        """After ``error``: seconds to wait before the next attempt, or the error to raise."""
+        if isinstance(error, RateLimitError) and self.gated:
+            if self.policy.max_retries == 0:
+                return error
+            self.last_rate_limit = error
+            if self.rate_limited_since is None:
+                self.rate_limited_since = now
+            wait = rate_limit_delay(error.retry_after, self.rate_limits, self.policy, rng=rng)
+            self.rate_limits += 1
+            if now + wait > self.rate_limited_since + self.budget:
+                return error
+        else:
+            if not self.policy.should_retry(error, self.retries):
+                return error
+            wait = self.policy.delay(error, self.retries, rng=rng)
+            self.retries += 1
+        if self.deadline is not None and now + wait >= self.deadline:
+            return self.timeout_error(error)
+        return wait
+
+
+# ----------------------------------------------------------------------------- the gate
+
+
+@dataclass(frozen=True)
+class GateStats:
+    """What a gate knows, at one moment. The account is named by host and fingerprint only."""
+
+    host: str
+    #: The first 8 hex digits of the key's SHA-256 digest.
+    account: str
+    #: Requests admitted at once; None until the first 429 (no limit known).
+    limit: int | None
+    #: The limit was pinned with ``max_in_flight``.
+    pinned: bool
+    #: The queue limit the last 429 message named, if any.
+    named_limit: int | None
+    in_flight: int
+    waiting: int
+    #: 429 answers seen by requests of this gate.
+    rate_limited: int
+    #: Requests admitted since the gate was made.
+    admitted: int
+    #: The most requests in flight at once.
+    peak_in_flight: int
+
+
+_WAITING, _GRANTED, _GONE = 0, 1, 2
+
+
+class _Waiter:
+    __slots__ = ("event", "future", "loop", "state")
+
+    def __init__(
+        self,
+        event: threading.Event | None,
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[None] | None,
+    ) -> None:
+        self.state = _WAITING
+        self.event = event
+        self.loop = loop
+        self.future = future
+
+
+def _wake_future(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Permit:
+    """One place at a gate. Released exactly once: by :meth:`succeeded`, :meth:`rate_limited` or
+    :meth:`release`, whichever comes first; later calls do nothing."""
+
+    __slots__ = ("__weakref__", "_gate")
+
+    def __init__(self, gate: FlowGate | None) -> None:
+        self._gate = gate
+
+    @property
+    def released(self) -> bool:
+        return self._gate is None
+
+    def release(self) -> None:
+        """Give the place back, learning nothing (an error, a cancelled call)."""
+        gate = self._gate
+        if gate is not None:
+            gate._release(self, "neutral", None)
+
+    def succeeded(self) -> None:
+        """Give the place back after an answer (the server took the request)."""
+        gate = self._gate
+        if gate is not None:
+            gate._release(self, "ok", None)
+
+    def rate_limited(self, named_limit: int | None = None) -> None:
+        """Give the place back after a 429; ``named_limit`` is the queue limit its message named."""
+        gate = self._gate
+        if gate is not None:
+            gate._release(self, "429", named_limit)
+
+
+#: A permit of no gate (flow control off, or a request the gate does not count).
+NO_PERMIT = Permit(None)
+
+
+class FlowGate:
+    """The gate of one account (API key and host) in this process. Thread-safe; async waiters
+    wait on their own loop. Get it with :func:`gate_for`, not the constructor."""
+
+    def __init__(self, host: str, account: str, *, pinned: int | None = None) -> None:
+        self.host = host
+        self.account = account
+        self._lock = threading.Lock()
+        self._control = AdaptiveLimit(pinned=pinned)
+        self._in_flight = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._rate_limited = 0
+        self._admitted = 0
+        self._peak = 0
+        self._logged: int | None = None
+        self._pending_log = 0  # 429s since the limit last changed without a log line
+
+    def __repr__(self) -> str:
+        return f"FlowGate(host={self.host!r}, account={self.account!r})"
+
+    # --- state ------------------------------------------------------------------------------
+
+    def stats(self) -> GateStats:
+        """The limit, requests in flight, waiters and 429s seen, now."""
+        with self._lock:
+            control = self._control
+            return GateStats(
+                host=self.host,
+                account=self.account,
+                limit=control.current(),
+                pinned=control.pinned is not None,
+                named_limit=control.named,
+                in_flight=self._in_flight,
+                waiting=len(self._waiters),
+                rate_limited=self._rate_limited,
+                admitted=self._admitted,
+                peak_in_flight=self._peak,
+            )
+
+    @property
+    def limit(self) -> int | None:
+        """Requests admitted at once (None: no limit known yet)."""
+        with self._lock:
+            return self._control.current()
+
+    def pin(self, limit: int | None) -> None:
+        """Pin the limit at ``limit`` (``max_in_flight``); None makes it adaptive again."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"a pinned limit must be >= 1, got {limit}")
+        with self._lock:
+            self._control.pinned = limit
+            wake = self._grant_locked()
+            self._log_change_locked("pinned" if limit is not None else "unpinned")
+        self._wake(wake)
+
+    # --- admission --------------------------------------------------------------------------
+
+    def try_acquire(self) -> Permit | None:
+        """A place now, or None when the gate is full (or callers are already waiting)."""
+        with self._lock:
+            if self._waiters or not self._control.admits(self._in_flight):
+                return None
+            return self._admit_locked()
+
+    def acquire(self, timeout: float | None = None) -> Permit | None:
+        """Wait for a place (blocking this thread); None when ``timeout`` seconds pass first."""
+        with self._lock:
+            if not self._waiters and self._control.admits(self._in_flight):
+                return self._admit_locked()
+            waiter = _Waiter(threading.Event(), None, None)
+            self._waiters.append(waiter)
+        assert waiter.event is not None
+        try:
+            granted = waiter.event.wait(timeout)
+        except BaseException:
+            if not self._abandon(waiter):
+                self._release(None, "neutral", None)
+            raise
+        if granted or not self._abandon(waiter):
+            return Permit(self)
+        return None
+
+    async def acquire_async(self, timeout: float | None = None) -> Permit | None:
+        """Wait for a place without blocking the event loop; None when ``timeout`` seconds pass
+        first. Cancelling the wait gives back a place granted meanwhile."""
+        with self._lock:
+            if not self._waiters and self._control.admits(self._in_flight):
+                return self._admit_locked()
+            loop = asyncio.get_running_loop()
+            waiter = _Waiter(None, loop, loop.create_future())
+            self._waiters.append(waiter)
+        assert waiter.future is not None
+        try:
+            if timeout is None:
+                await waiter.future
+            else:
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await waiter.future
+        except TimeoutError:
+            if self._abandon(waiter):
+                return None
+            return Permit(self)
+        except BaseException:
+            if not self._abandon(waiter):
+                self._release(None, "neutral", None)
+            raise
+        return Permit(self)
+
+    def _admit_locked(self) -> Permit:
+        self._in_flight += 1
+        self._admitted += 1
+        if self._in_flight > self._peak:
+            self._peak = self._in_flight
+        if self._pending_log:
+            self._log_change_locked("")
+        return Permit(self)
+
+    def _abandon(self, waiter: _Waiter) -> bool:
+        """A waiter gives up. True when it held no place; False when a place had been granted
+        to it (kept by the caller, who then owns it)."""
+        with self._lock:
+            if waiter.state == _WAITING:
+                waiter.state = _GONE
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                return True
+            if waiter.state == _GONE:
+                return True
+        # Granted: a place is ours. A caller that raises (cancelled) must give it back.
+        return False
+
+    def _grant_locked(self) -> list[_Waiter]:
+        woken = []
+        while self._waiters and self._control.admits(self._in_flight):
+            waiter = self._waiters.popleft()
+            if waiter.state != _WAITING:
+                continue
+            waiter.state = _GRANTED
+            self._in_flight += 1
+            self._admitted += 1
+            if self._in_flight > self._peak:
+                self._peak = self._in_flight
+            woken.append(waiter)
+        return woken
+
+    def _wake(self, woken: list[_Waiter]) -> None:
+        for waiter in woken:
+            if waiter.event is not None:
+                waiter.event.set()
+                continue
+            assert waiter.loop is not None and waiter.future is not None
+            try:
+                waiter.loop.call_soon_threadsafe(_wake_future, waiter.future)
+            except RuntimeError:  # its loop is closed: nobody will take the place
+                with self._lock:
+                    waiter.state = _GONE
+                self._release(None, "neutral", None)
+
+    # --- release ----------------------------------------------------------------------------
+
+    def _release(self, permit: Permit | None, outcome: str, named: int | None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if permit is not None:
+                if permit._gate is None:  # released already (by another thread)
+                    return
+                permit._gate = None
+            control = self._control
+            if outcome == "ok":
+                if control.on_success(self._in_flight, len(self._waiters), now):
+                    self._log_change_locked("raised after answers filled it")
+                elif self._pending_log:
+                    self._log_change_locked("")
+            elif outcome == "429":
+                self._rate_limited += 1
+                if control.on_rate_limited(self._in_flight, named, now):
+                    self._pending_log += 1
+                    if named is not None and self._logged is None:
+                        self._log_change_locked(f"the 429 message names {named}")
+            self._in_flight -= 1
+            wake = self._grant_locked()
+        self._wake(wake)
+
+    def _log_change_locked(self, reason: str) -> None:
+        """Log the limit at INFO when it changed since the last line. Drops caused by a burst of
+        429s are logged once, at the next event that is not a 429, not once per 429."""
+        current = self._control.current()
+        pending, self._pending_log = self._pending_log, 0
+        if current == self._logged:
+            return
+        if not reason:
+            reason = f"after {pending} rate-limited request{'s' if pending != 1 else ''}"
+        logger.info(
+            "ModelsLab account %s at %s: queue limit %s -> %s (%s)",
+            self.account,
+            self.host,
+            "none" if self._logged is None else self._logged,
+            "none" if current is None else current,
+            reason,
+        )
+        self._logged = current
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+def account_of(api_key: str, base_url: str) -> tuple[str, str]:
+    """The registry key of an account: (SHA-256 hex digest of the key, ``scheme://host:port``)."""
+    digest = hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+    parts = urlsplit(base_url)
+    host = f"{parts.scheme}://{parts.netloc}".lower()
+    return digest, host
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.gates: dict[tuple[str, str], FlowGate] = {}
+
+
+_registry = _Registry()
+
+
+def _reset_after_fork() -> None:
+    # The parent's counts (and a lock a parent thread may hold) mean nothing in a child.
+    global _registry
+    _registry = _Registry()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def gate_for(account: tuple[str, str], *, pin: int | None = None) -> FlowGate:
+    """The gate of ``account`` (from :func:`account_of`), made on first use; ``pin`` pins a new
+    gate's limit (use :meth:`FlowGate.pin` to change an existing one)."""
+    registry = _registry
+    gate = registry.gates.get(account)
+    if gate is not None:
+        return gate
+    with registry.lock:
+        gate = registry.gates.get(account)
+        if gate is None:
+            digest, host = account
+            gate = registry.gates[account] = FlowGate(host, digest[:8], pinned=pin)
+    return gate
+
+
+def gate_stats() -> list[GateStats]:
+    """The state of every account gate of this process."""
+    registry = _registry
+    with registry.lock:
+        gates = list(registry.gates.values())
+    return [gate.stats() for gate in gates]
+
+
+def reset_gates() -> None:
+    """Forget every gate (tests; a gate in use keeps working for the calls holding it)."""
+    registry = _registry
+    with registry.lock:
+        registry.gates.clear()
