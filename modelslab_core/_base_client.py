@@ -84,7 +84,7 @@ def parse_body(
     try:
         body = json.loads(content)
     except ValueError:
-        snippet = " ".join(_scrub(content[:400], secret)[:200].decode("utf-8", "replace").split())
+        snippet = " ".join(_scrub(content, secret)[:200].decode("utf-8", "replace").split())
         raise _invalid(
             status_code,
             headers,

@@ -248,7 +248,7 @@ class ModelsLabClient(BaseClient):
                     return Stream(response, iter([answer, None]))  # type: ignore[list-item]
                 events: Iterator[T | None] = (
                     decode_event(data, chunk_model, status_code=response.status_code)
-                    for data in iter_sse_data(response.iter_text())
+                    for data in iter_sse_data(response.iter_bytes())
                 )
                 first = next(events, _END)
             except httpx.HTTPError as exc:
@@ -439,7 +439,7 @@ class AsyncModelsLabClient(BaseClient):
 
 
 async def _adecode(response: httpx.Response, model: type[T]) -> AsyncGenerator[T | None, None]:
-    async for data in aiter_sse_data(response.aiter_text()):
+    async for data in aiter_sse_data(response.aiter_bytes()):
         yield decode_event(data, model, status_code=response.status_code)
 
 

@@ -2,18 +2,23 @@
 
 ``ModelsLabError`` is the root. ``APIStatusError`` subclasses carry the server's own message, the
 HTTP status and the request id where the server gave one. :func:`error_from_response` is the one
-place that turns a status and a body into the right class; every documented error shape passes
-through it (see ``shared/modelslab-api.md``, "Errors").
+place that turns a status and a body into the right class; every error shape ModelsLab's API
+documentation shows (https://docs.modelslab.com: HTTP-200 ``{"status": "error"}`` envelopes,
+``messege``, 429 with ``retry_after``) and OpenAI-style bodies pass through it.
 
 No error ever holds the API key: messages and bodies are scrubbed by the client before they get here
-(:func:`redact`), and ``repr`` shows only the class, status and message.
+(:func:`redact`), and ``repr`` shows only the class, status and message. Server text is always
+masked before it is cut (:func:`excerpt`): cutting first can leave the head of a key, which no
+longer matches the mask.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "APIConnectionError",
@@ -40,9 +45,15 @@ __all__ = [
     "UnprocessableEntityError",
     "error_from_body",
     "error_from_response",
+    "excerpt",
+    "names_response_format",
     "redact",
     "redact_error",
+    "retry_after_seconds",
 ]
+
+#: How much server text an error message quotes.
+EXCERPT_LIMIT = 200
 
 
 class ModelsLabError(Exception):
@@ -94,7 +105,22 @@ class APIError(ModelsLabError):
         self.body = body
         self.code = code
         self.error_type = error_type
+        # (template, whole server text) for a message that quotes server text: kept whole so that
+        # redact_error can mask the key first and cut after (see quoting).
+        self._quote: tuple[str, str] | None = None
         super().__init__(self._describe())
+
+    @classmethod
+    def quoting(cls, template: str, text: str, **kwargs: Any) -> Self:
+        """An error whose message is ``template`` with ``{}`` (or ``{!r}``) filled by at most
+        :data:`EXCERPT_LIMIT` characters of the server's ``text``.
+
+        The whole text is kept with the error (never shown) so that :func:`redact_error` masks a
+        key in it before cutting it again: a key the cut had split would not be masked.
+        """
+        error = cls(template.format(excerpt(text)), **kwargs)
+        error._quote = (template, text)
+        return error
 
     def _describe(self) -> str:
         parts = []
@@ -104,6 +130,8 @@ class APIError(ModelsLabError):
             parts.append(f"code={self.code}")
         if self.request_id:
             parts.append(f"request_id={self.request_id}")
+        if self.retry_after is not None:
+            parts.append(f"retry after {self.retry_after:g} s")
         suffix = f" ({', '.join(parts)})" if parts else ""
         return f"{self.message}{suffix}"
 
@@ -236,6 +264,12 @@ def redact(text: str, secret: str | None) -> str:
     return text
 
 
+def excerpt(text: str, secret: str | None = None, *, limit: int = EXCERPT_LIMIT) -> str:
+    """At most ``limit`` characters of server ``text`` for an error message: ``secret`` masked
+    first, then cut. Cutting first could split a key into a head the mask no longer matches."""
+    return redact(text, secret)[:limit]
+
+
 def _redact_value(value: Any, secret: str) -> Any:
     if isinstance(value, str):
         return value.replace(secret, "***") if secret in value else value
@@ -258,9 +292,17 @@ def redact_error(error: BaseException, secret: str) -> None:
         if current.__suppress_context__:
             current.__context__ = None
         if isinstance(current, APIError):
-            current.message = redact(current.message, secret)
+            quote = getattr(current, "_quote", None)
             current.body = _redact_value(current.body, secret)
-            current.args = tuple(_redact_value(a, secret) for a in current.args)
+            if quote is not None:
+                # Mask the whole server text, then cut it again: never cut, then mask.
+                template, text = quote[0], redact(quote[1], secret)
+                current._quote = (template, text)
+                current.message = template.format(excerpt(text))
+                current.args = (current._describe(),)
+            else:
+                current.message = redact(current.message, secret)
+                current.args = tuple(_redact_value(a, secret) for a in current.args)
         current = current.__cause__ or current.__context__
 
 
@@ -278,12 +320,30 @@ def _as_text(value: Any) -> str | None:
     return str(value)
 
 
-def _parse_seconds(value: Any) -> float | None:
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?inf(inity)?", re.IGNORECASE)
+
+
+def retry_after_seconds(value: Any) -> float | None:
+    """A wait in seconds from a ``Retry-After`` value or ModelsLab's ``retry_after`` body field (a
+    number, or a string holding one), or None when it is not a usable wait.
+
+    Defined outcomes for hostile values: NaN, a negative number, a bool, an empty or non-numeric
+    string and any other type are no hint at all (None: the normal backoff applies); infinity (also
+    ``"inf"`` or ``"1e400"``) is kept, a wait longer than any cap, so the error is raised at once.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    if isinstance(value, str) and not _NUMBER.fullmatch(value.strip()):
+        return None  # float() also takes "1_000" and "nan"; a header holds digits
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
+    except OverflowError:  # an int too large for a float
+        return math.inf
+    except ValueError:
         return None
-    return seconds if seconds >= 0 else None
+    if math.isnan(seconds) or seconds < 0:
+        return None
+    return seconds
 
 
 def envelope_message(body: Mapping[str, Any]) -> str | None:
@@ -327,7 +387,7 @@ def error_from_body(
         if isinstance(error, Mapping):
             code = None if error.get("code") is None else str(error.get("code"))
             error_type = None if error.get("type") is None else str(error.get("type"))
-        body_retry = _parse_seconds(body.get("retry_after"))
+        body_retry = retry_after_seconds(body.get("retry_after"))
         if body_retry is not None and retry_after is None:
             retry_after = body_retry
         if message is None and status_code < 400:
@@ -369,6 +429,32 @@ def _class_for(status_code: int, message: str) -> type[APIStatusError]:
     return APIStatusError
 
 
+# How a server that does not take a ``json_schema`` response format says so: OpenAI and vLLM name
+# the parameter (``response_format``, ``"param": "response_format"``) or the format's type.
+_RESPONSE_FORMAT_HINTS = ("response_format", "response format", "json_schema", "json schema")
+
+
+def names_response_format(error: BaseException) -> bool:
+    """True when ``error`` is the server refusing the request's response format: a
+    :class:`BadRequestError` (400, 422, or an HTTP-200 error envelope) whose message, code, type or
+    ``param`` names it.
+
+    Structured output asks with a ``json_schema`` response format and, as ModelsLab's docs show
+    only ``{"type": "json_object"}``, asks again in JSON mode when the server refuses it. Only such
+    a refusal may trigger that fallback: any other bad request (a prompt longer than the context
+    window, a wrong model) is raised as it is, not sent again with a longer prompt.
+    """
+    if not isinstance(error, BadRequestError):
+        return False
+    texts = [error.message, error.code or "", error.error_type or ""]
+    if isinstance(error.body, Mapping):
+        detail = error.body.get("error")
+        if isinstance(detail, Mapping):
+            texts.append(str(detail.get("param") or ""))
+    lowered = " ".join(texts).lower()
+    return any(hint in lowered for hint in _RESPONSE_FORMAT_HINTS)
+
+
 def _html_title(text: str) -> str | None:
     lowered = text.lower()
     start = lowered.find("<title>")
@@ -384,9 +470,11 @@ def error_from_response(
     *,
     request_id: str | None = None,
     retry_after_header: float | None = None,
+    secret: str | None = None,
 ) -> APIStatusError:
-    """Map a non-2xx HTTP answer (any body: JSON, HTML, empty) to its error class."""
-    text = content.decode("utf-8", errors="replace")
+    """Map a non-2xx HTTP answer (any body: JSON, HTML, empty) to its error class. ``secret`` is
+    masked in the text before any of it is cut into the message."""
+    text = redact(content.decode("utf-8", errors="replace"), secret)
     body: Any
     try:
         body = json.loads(text) if text.strip() else None
@@ -395,7 +483,7 @@ def error_from_response(
     fallback = None
     if body is None and text.strip():
         title = _html_title(text)
-        snippet = title or " ".join(text.split())[:200]
+        snippet = title or " ".join(text.split())[:EXCERPT_LIMIT]
         fallback = f"HTTP {status_code}: {snippet}"
     error = error_from_body(
         status_code,

@@ -4,13 +4,15 @@ The pure part (:func:`iter_sse_data`, :func:`decode_event`) turns text into ``da
 payloads into chunks; :class:`Stream` and :class:`AsyncStream` hold the HTTP response and close it
 in every case: exhausted, broken off by the caller, or failed.
 
-ModelsLab's stream (seed 002; ``shared/modelslab-api.md``): ``data: {chunk}`` events, comment lines
-(``: keep-alive``, ``: OPENROUTER PROCESSING``) anywhere, and ``data: [DONE]`` at the end. A stream
-that ends without ``[DONE]`` was cut off: :class:`IncompleteStreamError`, never a short answer.
+ModelsLab's stream, OpenAI-compatible like the rest of its LLM API (https://docs.modelslab.com):
+``data: {chunk}`` events, comment lines (``: keep-alive``, ``: OPENROUTER PROCESSING``)
+anywhere, and ``data: [DONE]`` at the end. A stream that ends without ``[DONE]`` was cut off:
+:class:`IncompleteStreamError`, never a short answer.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
@@ -25,6 +27,7 @@ from .errors import (
     APIError,
     IncompleteStreamError,
     InvalidResponseError,
+    ProcessingResponseError,
     StreamError,
     error_from_body,
     redact_error,
@@ -52,37 +55,167 @@ T = TypeVar("T", bound=BaseModel)
 DONE = "[DONE]"
 
 
-class _SSEParser:
-    """Text in, ``data`` payloads out; the line and event decoders of httpx-sse."""
+#: The longest line (or ``data`` of one event) a stream may send, in characters. Far above any
+#: real chunk; without a cap, a server sending one endless line grows memory until it fails.
+MAX_LINE = 16 * 1024 * 1024
+#: How much of a stream is kept while no event has arrived, to read a JSON error body sent with a
+#: ``text/event-stream`` content type.
+_MAX_HEAD = 64 * 1024
+_BOM = "\ufeff"
 
-    __slots__ = ("_events", "_lines")
+
+class _SSEParser:
+    """Text or bytes in, ``data`` payloads out; the line and event decoders of httpx-sse.
+
+    Bytes are decoded as strict UTF-8, so a corrupt stream is an error rather than U+FFFD in the
+    answer. A byte-order mark before the first event is dropped, as the SSE specification says
+    (https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream).
+    """
+
+    __slots__ = (
+        "_bytes_read",
+        "_event_chars",
+        "_events",
+        "_head",
+        "_head_chars",
+        "_line_chars",
+        "_lines",
+        "_seen_event",
+        "_started",
+        "_utf8",
+    )
 
     def __init__(self) -> None:
         self._lines = SSELineDecoder()
         self._events = SSEDecoder()
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        self._bytes_read = 0
+        self._started = False  # past the place where a byte-order mark may stand
+        self._line_chars = 0  # the unterminated line held by the line decoder
+        self._event_chars = 0  # the ``data`` lines of the event being read
+        self._seen_event = False
+        self._head: list[str] = []  # the text before any event, for a JSON body (bounded)
+        self._head_chars = 0
 
-    def feed(self, text: str) -> list[str]:
+    def _text(self, piece: str | bytes) -> str:
+        if isinstance(piece, str):
+            return piece
+        pending = len(self._utf8.getstate()[0])
+        try:
+            text = self._utf8.decode(piece)
+        except UnicodeDecodeError as exc:
+            at = self._bytes_read - pending + exc.start
+            raise InvalidResponseError(
+                f"the stream is not valid UTF-8: byte {exc.object[exc.start]:#04x} at offset {at}"
+            ) from None
+        self._bytes_read += len(piece)
+        return text
+
+    def feed(self, piece: str | bytes) -> list[str]:
+        text = self._text(piece)
+        if not self._started and text:
+            self._started = True
+            if text.startswith(_BOM):
+                text = text[1:]
+        if not text:
+            return []
+        if not self._seen_event and self._head_chars < _MAX_HEAD:
+            self._head.append(text)
+            self._head_chars += len(text)
         out = []
         for line in self._lines.decode(text):
-            event = self._events.decode(line.rstrip("\n"))
-            if event is not None and event.data:
-                out.append(event.data)
+            out.extend(self._line(line))
+        if "\n" in text or "\r" in text:
+            self._line_chars = sum(map(len, self._lines.buffer))
+        else:
+            self._line_chars += len(text)
+        if self._line_chars + self._event_chars > MAX_LINE:
+            raise InvalidResponseError(
+                f"a stream line or event exceeded {MAX_LINE // (1024 * 1024)} MiB without ending"
+            )
         return out
+
+    def _line(self, line: str) -> list[str]:
+        line = line.rstrip("\n")
+        if line.startswith("data"):
+            self._event_chars += len(line)
+        event = self._events.decode(line)
+        if not line:
+            self._event_chars = 0
+        if event is None:
+            return []
+        if event.event == "error":
+            self._seen_event = True
+            return [_error_event_data(event.data)]
+        if event.data:
+            self._seen_event = True
+            return [event.data]
+        return []
 
     def finish(self) -> list[str]:
         """What the body left unterminated (a last line, an event with no blank line after it)
         counts only when it is ``[DONE]``: anything else is an event cut off mid-way, and the
-        stream, left without ``[DONE]``, is reported incomplete rather than as a bad event."""
-        out = []
+        stream, left without ``[DONE]``, is reported incomplete rather than as a bad event.
+
+        A body that held no event but is one JSON error object (a server that labels its error
+        answer ``text/event-stream``) raises that error, mapped as a non-streamed body would be.
+        """
+        out = []  # bytes of a character cut off at the end are dropped: the stream is cut
         for line in [*self._lines.flush(), ""]:
             event = self._events.decode(line)
             if event is not None and event.data.strip() == DONE:
                 out.append(event.data)
+        if not out and not self._seen_event:
+            _raise_error_body("".join(self._head))
         return out
 
 
-def iter_sse_data(texts: Iterable[str]) -> Iterator[str]:
-    """The ``data`` payload of each event in a stream of text pieces split anywhere."""
+def _error_event_data(data: str) -> str:
+    """The payload of an ``event: error`` as an error object :func:`decode_event` maps, whatever
+    the server put in it: its JSON if that already names the error, else ``{"error": ...}``."""
+    try:
+        body = json.loads(data) if data.strip() else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and (
+        "error" in body or str(body.get("status", "")).lower() in ("error", "failed")
+    ):
+        return data
+    detail = body if isinstance(body, dict) else {"message": data.strip() or "error event"}
+    return json.dumps({"error": detail})
+
+
+def _raise_error_body(head: str) -> None:
+    """Raise the error a whole JSON body names (as :func:`error_from_body` maps a non-streamed
+    one), or return when ``head`` is not such a body."""
+    text = head.strip()
+    if not text.startswith("{"):
+        return
+    try:
+        body = json.loads(text)
+    except ValueError:
+        return
+    if not isinstance(body, dict):
+        return
+    error = error_from_body(200, body)
+    if error is not None:
+        raise error
+    if str(body.get("status", "")).lower() in ("processing", "queued", "pending"):
+        raise ProcessingResponseError(
+            "the API queued the request instead of streaming an answer "
+            f"(status={body.get('status')!r}, id={body.get('id')!r})",
+            status_code=200,
+            body=body,
+        )
+
+
+def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
+    """The ``data`` payload of each event in a stream of text or byte pieces split anywhere.
+
+    Bytes must be UTF-8 (:class:`InvalidResponseError` otherwise); a line or event longer than
+    :data:`MAX_LINE` characters raises :class:`InvalidResponseError` at the cap; an
+    ``event: error`` comes out as an error object.
+    """
     parser = _SSEParser()
     for text in texts:
         if text:
@@ -90,7 +223,7 @@ def iter_sse_data(texts: Iterable[str]) -> Iterator[str]:
     yield from parser.finish()
 
 
-async def aiter_sse_data(texts: AsyncIterable[str]) -> AsyncIterator[str]:
+async def aiter_sse_data(texts: AsyncIterable[str | bytes]) -> AsyncIterator[str]:
     """Async twin of :func:`iter_sse_data`."""
     parser = _SSEParser()
     async for text in texts:
@@ -126,12 +259,13 @@ def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | No
     try:
         body = json.loads(data)
     except ValueError:
-        raise InvalidResponseError(
-            f"stream event is not JSON: {data[:200]!r}", status_code=status_code
+        # quoting keeps the whole event so that the key is masked before the text is cut.
+        raise InvalidResponseError.quoting(
+            "stream event is not JSON: {!r}", data, status_code=status_code
         ) from None
     if not isinstance(body, dict):
-        raise InvalidResponseError(
-            f"stream event is not a JSON object: {data[:200]!r}", status_code=status_code
+        raise InvalidResponseError.quoting(
+            "stream event is not a JSON object: {!r}", data, status_code=status_code
         )
     if "error" in body or str(body.get("status", "")).lower() in ("error", "failed"):
         raise _stream_error(body, status_code)

@@ -8,9 +8,9 @@ for ``stream``, seed 000) and always send the canonical names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "ChatChoice",
@@ -38,6 +38,19 @@ class WireModel(BaseModel):
     model_config = ConfigDict(
         extra="allow", populate_by_name=True, protected_namespaces=(), defer_build=True
     )
+
+
+_Item = TypeVar("_Item")
+
+
+def _none_as_empty(value: Any) -> Any:
+    return [] if value is None else value
+
+
+#: ``choices`` of an answer or chunk: ``null`` reads as none. Some OpenAI-compatible servers send
+#: the ``stream_options.include_usage`` chunk with ``"choices": null`` instead of ``[]``: the
+#: answer streamed before it is complete, and must not be lost to a validation error.
+Choices = Annotated[list[_Item], BeforeValidator(_none_as_empty)]
 
 
 # --- messages and tool calls -------------------------------------------------------------------
@@ -133,7 +146,7 @@ class ChatCompletion(WireModel):
     object: str = "chat.completion"
     created: int = 0
     model: str = ""
-    choices: list[ChatChoice] = Field(default_factory=list)
+    choices: Choices[ChatChoice] = Field(default_factory=list)
     usage: Usage | None = None
     system_fingerprint: str | None = None
 
@@ -170,7 +183,7 @@ class ChatCompletionChunk(WireModel):
     object: str = "chat.completion.chunk"
     created: int = 0
     model: str = ""
-    choices: list[ChunkChoice] = Field(default_factory=list)
+    choices: Choices[ChunkChoice] = Field(default_factory=list)
     #: Only on the last chunk, with ``stream_options={"include_usage": True}`` (``choices`` empty).
     usage: Usage | None = None
 
@@ -191,7 +204,7 @@ class Completion(WireModel):
     object: str = "text_completion"
     created: int = 0
     model: str = ""
-    choices: list[CompletionChoice] = Field(default_factory=list)
+    choices: Choices[CompletionChoice] = Field(default_factory=list)
     usage: Usage | None = None
 
 
