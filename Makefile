@@ -1,32 +1,47 @@
-# `make demo` and `make test` are all a fresh machine needs: each builds .venv on first use.
-PY ?= python3
+# `make demo` and `make test` are all a fresh machine needs: each builds .venv on first use
+# (.ci/venv: Python 3.11 or newer; a .venv from an older Python is rebuilt).
+# `make demo` installs only what the demo needs (the package and both frameworks); `make test`
+# adds the test, lint, type-check and docs tools.
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+SOURCES := modelslab_core langchain_modelslab llama_index_modelslab tests integration_tests examples benchmarks
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck pytest docs bench bench-docs venv-demo venv-dev clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]'
-	touch $(STAMP)
+venv-demo:
+	@.ci/venv all
 
-demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+venv-dev:
+	@.ci/venv all,dev,docs
 
-lint: $(STAMP)
-	$(BIN)/ruff check modelslab_core langchain_modelslab llama_index_modelslab tests integration_tests examples benchmarks
-	$(BIN)/ruff format --check modelslab_core langchain_modelslab llama_index_modelslab tests integration_tests examples benchmarks
+demo: venv-demo
+	@$(BIN)/python examples/demo.py
 
-typecheck: $(STAMP)
+lint: venv-dev
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+
+typecheck: venv-dev
 	$(BIN)/mypy modelslab_core langchain_modelslab llama_index_modelslab
 
-test: lint typecheck
+pytest: venv-dev
 	$(BIN)/python -m pytest -q -W error::ResourceWarning tests integration_tests
 
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks
+# The API reference (docs/reference/) and the pages, built from the docstrings into .site/
+# (untracked); --strict fails on a broken reference or link. Offline: no theme or plugin
+# downloads anything at build time.
+docs: venv-dev
+	$(BIN)/mkdocs build --strict --quiet --site-dir .site
+
+test: lint typecheck pytest docs
+
+# Results and charts go to .bench/ (untracked): measuring never rewrites a tracked file.
+bench: venv-dev
+	$(BIN)/python -m benchmarks --out .bench
+
+# Refresh docs/benchmarks.md and its charts from a new run (commit them when they look right).
+bench-docs: venv-dev
+	$(BIN)/python -m benchmarks --out docs/benchmarks --update-doc docs/benchmarks.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .site .bench

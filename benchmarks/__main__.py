@@ -1,8 +1,11 @@
 """``make bench``: ours against raw httpx, ChatOpenAI and OpenAILike, side by side in one run.
 
 Starts the local ModelsLab server in its own process, measures every subject, prints a table of
-ratios against the targets, and writes ``docs/benchmarks/results.json`` and PNG charts.
-Exit status 1 when a target is missed.
+ratios against the targets, and writes ``results.json`` and PNG charts into ``--out`` (``.bench/``,
+untracked: measuring never rewrites a tracked file). ``make bench-docs`` passes
+``--out docs/benchmarks --update-doc docs/benchmarks.md`` to refresh the published numbers.
+A missed target is reported; it fails the run (exit status 1) only with ``--strict``, since a busy
+machine misses targets that a quiet one meets.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from . import measure, report
 from ._server import API_KEY, ServerProcess
 from .subjects import ALL, Subject
 
-OUT = Path(__file__).resolve().parent.parent / "docs" / "benchmarks"
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / ".bench"
 
 #: (metric, ours, anchor, comparison, target): ours/anchor must be <= or >= target.
 TARGETS = [
@@ -39,7 +43,13 @@ IMPORT_PAIRS = [
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="fewer calls, no scaling sweeps")
+    parser.add_argument("--out", type=Path, default=OUT, help="results and charts (default .bench)")
+    parser.add_argument(
+        "--update-doc", type=Path, default=None, help="rewrite this page's results section"
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
+    out: Path = args.out if args.out.is_absolute() else ROOT / args.out
     scale = 0.25 if args.quick else 1.0
 
     results: dict[str, Any] = {
@@ -71,15 +81,20 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = report.verdicts(results, TARGETS, IMPORT_PAIRS)
     results["verdicts"] = verdicts
     print(report.table(results, verdicts))
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    report.charts(results, verdicts, OUT)
-    if not args.quick:
-        report.update_doc(OUT.parent / "benchmarks.md", results, verdicts)
-    print(f"\nwrote {OUT / 'results.json'} and charts in {OUT}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report.charts(results, verdicts, out, targets=TARGETS)
+    print(f"\nwrote {out / 'results.json'} and charts in {out}")
+    if args.update_doc is not None:
+        doc = args.update_doc if args.update_doc.is_absolute() else ROOT / args.update_doc
+        report.update_doc(doc, results, verdicts)
+        print(f"updated {doc}")
     missed = [v for v in verdicts if not v["met"]]
-    print("every target met" if not missed else f"{len(missed)} target(s) missed")
-    return 1 if missed else 0
+    if not missed:
+        print("every target met")
+        return 0
+    print(f"{len(missed)} target(s) missed (timings vary with machine load; run again when idle)")
+    return 1 if args.strict else 0
 
 
 def sweep(subjects: list[Subject]) -> dict[str, Any]:

@@ -1,7 +1,9 @@
-"""The table printed by ``make bench`` and the charts in ``docs/benchmarks/``."""
+"""The table printed by ``make bench`` and its charts (``.bench/``; ``docs/benchmarks/`` for
+``make bench-docs``)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +72,50 @@ def table(results: dict[str, Any], verdicts: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def charts(results: dict[str, Any], verdicts: list[dict[str, Any]], out: Path) -> None:
+#: The floor: raw httpx with no framework around it. Charted with the others, it set the scale and
+#: left ours and the anchors as slivers; it stays in the printed table and results.json.
+FLOOR = "raw httpx"
+
+
+def charts(
+    results: dict[str, Any],
+    verdicts: list[dict[str, Any]],
+    out: Path,
+    targets: Sequence[tuple[str, str, str, str, float]] = (),
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(results["subjects"])
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    names = [n for n in results["subjects"] if n != FLOOR]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 0.9 * len(names) + 2.5))
     for ax, metric in zip(axes, LABELS, strict=True):
         values = [results["subjects"][n][metric] for n in names]
         colors = ["#2a7" if results_is_ours(n) else "#999" for n in names]
-        ax.barh(names, values, color=colors)
+        bars = ax.barh(names, values, color=colors)
+        ax.bar_label(bars, labels=[_fmt(v) for v in values], padding=3, fontsize=8)
+        for metric_t, ours, anchor, op, target in targets:
+            if metric_t != metric or ours not in names or anchor not in names:
+                continue
+            goal = results["subjects"][anchor][metric] * target
+            row = names.index(ours)
+            ax.plot([goal, goal], [row - 0.45, row + 0.45], color="#c33", linestyle="--")
+            ax.annotate(
+                f"target {op} {target:g}x {anchor}",
+                (goal, row - 0.45),
+                fontsize=7,
+                color="#c33",
+                ha="center",
+                va="bottom",
+            )
         ax.set_title(LABELS[metric])
+        ax.set_xlim(0, max(values) * 1.3)
         ax.invert_yaxis()
-    fig.suptitle("ModelsLab integrations (green) vs anchors, local server on loopback")
+    fig.suptitle(
+        "ModelsLab integrations (green) vs anchors (grey), local server on loopback; "
+        "red dashes: the targets; raw httpx (no framework, the floor) is in the table only"
+    )
     fig.tight_layout()
     fig.savefig(out / "benchmarks.png", dpi=100)
     plt.close(fig)
@@ -97,13 +128,15 @@ def charts(results: dict[str, Any], verdicts: list[dict[str, Any]], out: Path) -
         left.plot(scaling["lengths"], values, marker="o", label=name)
     left.set_xscale("log")
     left.set_xlabel("reply length (chunks)")
-    left.set_ylabel("chunks/s")
+    left.set_yscale("log")  # raw httpx (the floor) is far above the rest
+    left.set_ylabel("chunks/s (log scale)")
     left.set_title("stream throughput by reply length")
     for name, values in scaling["async"].items():
         right.plot(scaling["in_flight"], values, marker="o", label=name)
     right.set_xscale("log", base=2)
     right.set_xlabel("requests in flight")
-    right.set_ylabel("calls/s")
+    right.set_yscale("log")
+    right.set_ylabel("calls/s (log scale)")
     right.set_title("async throughput by requests in flight")
     right.legend(fontsize=8)
     fig.tight_layout()
@@ -148,6 +181,10 @@ def scaling_table(scaling: dict[str, Any]) -> str:
     for name, values in scaling["async"].items():
         lines.append(f"| {name} | " + " | ".join(f"{v:,.0f}" for v in values) + " |")
     return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.2f}" if value < 10 else f"{value:,.0f}"
 
 
 def results_is_ours(name: str) -> bool:

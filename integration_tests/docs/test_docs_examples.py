@@ -155,6 +155,15 @@ def test_demo_shares_one_server(offline_runs: Runs) -> None:
     assert "-- talking to" not in run.stdout  # no section started a server of its own
 
 
+def test_demo_says_once_that_offline_answers_come_from_an_echo_model(offline_runs: Runs) -> None:
+    run = offline_runs.get("demo.py")
+    check_clean(run)
+    lines = run.stdout.splitlines()
+    assert lines[1].startswith("No MODELSLAB_API_KEY is set, so the answers below come from")
+    assert run.stdout.count("echo model") == 1
+    assert "Set MODELSLAB_API_KEY" in run.stdout
+
+
 def test_rag_answer_comes_from_the_files(offline_runs: Runs) -> None:
     run = offline_runs.get("llama_index_rag.py")
     check_clean(run)

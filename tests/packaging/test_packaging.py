@@ -78,3 +78,11 @@ def test_the_mit_licence_ships_with_the_package() -> None:
     assert (REPO / "LICENSE").read_text(encoding="utf-8").startswith("MIT License")
     assert project["authors"] and project["urls"] and project["classifiers"]
     assert project["requires-python"] == ">=3.11"
+
+
+def test_make_bench_writes_into_an_untracked_folder() -> None:
+    from benchmarks.__main__ import OUT, ROOT
+
+    assert OUT == ROOT / ".bench"
+    ignored = (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert ".bench/" in ignored
