@@ -11,11 +11,9 @@ from __future__ import annotations
 import math
 import os
 import sys
-import threading
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self
 
 import httpx
 import langchain_core
@@ -40,132 +38,17 @@ from modelslab_core import (
     ModelsLabClient,
     check_params,
 )
-from modelslab_core.config import ClientConfig, KeyPlacement
+from modelslab_core._cache import ClientCache
+from modelslab_core.config import ClientConfig
+from modelslab_core.validation import check_numbers
 
 from ._convert import PROVIDER
 
 __all__ = [
-    "ClientCache",
-    "ClientSettings",
     "ModelsLabFields",
     "approximate_tokens",
     "move_unknown_to_model_kwargs",
 ]
-
-S = TypeVar("S", bound=ModelsLabClient)
-A = TypeVar("A", bound=AsyncModelsLabClient)
-
-
-class ClientSettings:
-    """The connection settings of a model, comparable so a changed setting rebuilds clients."""
-
-    __slots__ = ("_key",)
-
-    def __init__(
-        self,
-        *,
-        api_key: SecretStr | None,
-        base_url: str | None,
-        timeout: float | None,
-        max_retries: int | None,
-        default_headers: Mapping[str, str] | None,
-        key_in_body: bool,
-        max_in_flight: int | None = None,
-    ) -> None:
-        self._key = (
-            api_key.get_secret_value() if api_key is not None else None,
-            base_url,
-            timeout,
-            max_retries,
-            tuple(sorted((default_headers or {}).items())),
-            key_in_body,
-            max_in_flight,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ClientSettings) and other._key == self._key
-
-    def __hash__(self) -> int:
-        return hash(self._key)
-
-    def __repr__(self) -> str:  # never shows the key
-        return "ClientSettings(...)"
-
-    def kwargs(self) -> dict[str, Any]:
-        api_key, base_url, timeout, max_retries, headers, key_in_body, max_in_flight = self._key
-        placement: KeyPlacement = "body" if key_in_body else "bearer"
-        return {
-            "api_key": api_key,
-            "base_url": base_url,
-            "timeout": timeout,
-            "max_retries": max_retries,
-            "default_headers": dict(headers),
-            "key_placement": placement,
-            "max_in_flight": max_in_flight,
-        }
-
-
-#: Clients are built rarely: one lock for every model is enough.
-_BUILD_LOCK = threading.Lock()
-
-
-class ClientCache:
-    """One sync and one async client per model instance, rebuilt when the settings change."""
-
-    __slots__ = ("_async", "_async_settings", "_sync", "_sync_settings")
-
-    def __init__(self) -> None:
-        self._sync: ModelsLabClient | None = None
-        self._sync_settings: ClientSettings | None = None
-        self._async: AsyncModelsLabClient | None = None
-        self._async_settings: ClientSettings | None = None
-
-    def sync(self, cls: type[S], settings: ClientSettings, http_client: httpx.Client | None) -> S:
-        if not isinstance(self._sync, cls) or self._sync_settings != settings:
-            # Threads making a model's first calls at once must share one client (and so one
-            # max_in_flight cap): built under a lock, checked again inside it.
-            with _BUILD_LOCK:
-                if not isinstance(self._sync, cls) or self._sync_settings != settings:
-                    self._sync = cls(**settings.kwargs(), http_client=http_client)
-                    self._sync_settings = settings
-        return self._sync
-
-    def async_(
-        self, cls: type[A], settings: ClientSettings, http_client: httpx.AsyncClient | None
-    ) -> A:
-        if not isinstance(self._async, cls) or self._async_settings != settings:
-            with _BUILD_LOCK:
-                if not isinstance(self._async, cls) or self._async_settings != settings:
-                    self._async = cls(**settings.kwargs(), http_client=http_client)
-                    self._async_settings = settings
-        return self._async
-
-    # A copy or an unpickled model starts with no clients and builds its own.
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (ClientCache, ())
-
-    def __copy__(self) -> ClientCache:
-        return ClientCache()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> ClientCache:
-        return ClientCache()
-
-
-def check_connection(settings: ClientSettings, default_base_url: str, base_url_env: str) -> str:
-    """Resolve and check the key and base URL now (a missing key fails at construction);
-    returns the resolved base URL."""
-    options = settings.kwargs()
-    config = ClientConfig.build(
-        options["api_key"],
-        options["base_url"],
-        timeout=options["timeout"],
-        max_retries=options["max_retries"],
-        key_placement=options["key_placement"],
-        max_in_flight=options["max_in_flight"],
-        default_base_url=default_base_url,
-        base_url_env=base_url_env,
-    )
-    return config.base_url
 
 
 def approximate_tokens(text: str) -> int:
@@ -272,12 +155,23 @@ class ModelsLabFields(BaseModel):
     key_in_body: bool = False
     """Send the key as a ``key`` field in the JSON body (legacy ModelsLab style)."""
     max_in_flight: int | None = None
-    """At most this many requests of this model open at once (ModelsLab queues 5, 10 or 15 per
-    account, by plan); a stream holds its place until it ends. ``None``: no cap."""
+    """Requests open at once for this account (API key and host), shared by every model and
+    client in the process; a stream holds its place until it ends. ``None``: learned from the
+    account's 429 answers (ModelsLab queues 5, 10 or 15 per account, by plan)."""
+    flow_control: bool = True
+    """False turns the account gate off: every call goes out at once."""
+    total_timeout: float | None = None
+    """Seconds a whole call may take, retries, waits and the whole stream included. ``timeout``
+    bounds each network step only: a server trickling bytes never trips it."""
+    rate_limit_budget: float | None = None
+    """Seconds a call may spend waiting out rate limits (HTTP 429) before it raises (the
+    adapter's default, 300, when None)."""
     http_client: httpx.Client | None = Field(default=None, exclude=True)
-    """An ``httpx.Client`` for the sync paths (tests); default: the adapter's shared pool."""
+    """An ``httpx.Client`` of yours for the sync paths (proxies, certificates, event hooks,
+    a mock transport); default: the adapter's shared pool."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
-    """An ``httpx.AsyncClient`` for the async paths (tests); default: shared per-loop pools."""
+    """An ``httpx.AsyncClient`` of yours for the async paths; default: a shared pool per event
+    loop."""
 
     _clients: ClientCache = PrivateAttr(default_factory=ClientCache)
 
@@ -312,6 +206,7 @@ class ModelsLabFields(BaseModel):
     @classmethod
     def _collect_model_kwargs(cls, values: Any) -> Any:
         if isinstance(values, dict):
+            check_numbers(values)  # before pydantic turns True into 1 (NaN is checked after too)
             return move_unknown_to_model_kwargs(cls, values)
         return values
 
@@ -320,27 +215,33 @@ class ModelsLabFields(BaseModel):
         check_params({name: getattr(self, name) for name in self._sampling} | {"stop": self.stop})
         if not self.model:
             raise ValueError("model must be a non-empty model id")
-        settings = self._settings()
-        self.base_url = check_connection(settings, self._default_base_url, self._base_url_env)
+        # Every setting is resolved and checked now: a missing key or a bad value fails here.
+        self.base_url = self._config().base_url
         return self
 
-    def _settings(self) -> ClientSettings:
-        return ClientSettings(
-            api_key=self.api_key,
-            base_url=self.base_url,
+    def _config(self) -> ClientConfig:
+        """The model's one settings object; its clients are cached by it."""
+        return ClientConfig.build(
+            self.api_key,
+            self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
             default_headers=self.default_headers,
-            key_in_body=self.key_in_body,
+            key_placement="body" if self.key_in_body else "bearer",
             max_in_flight=self.max_in_flight,
+            flow_control=self.flow_control,
+            total_timeout=self.total_timeout,
+            rate_limit_budget=self.rate_limit_budget,
+            default_base_url=self._default_base_url,
+            base_url_env=self._base_url_env,
         )
 
     def _client(self) -> ModelsLabClient:
-        return self._clients.sync(self._sync_client_class, self._settings(), self.http_client)
+        return self._clients.sync(self._sync_client_class, self._config(), self.http_client)
 
     def _async_client(self) -> AsyncModelsLabClient:
         return self._clients.async_(
-            self._async_client_class, self._settings(), self.http_async_client
+            self._async_client_class, self._config(), self.http_async_client
         )
 
     # --- LangChain's bookkeeping --------------------------------------------------------------

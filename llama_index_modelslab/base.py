@@ -8,10 +8,10 @@ several event loops in a row.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+import httpx
 from llama_index.core.base.llms.generic_utils import (
     messages_to_prompt as generic_messages_to_prompt,
 )
@@ -48,15 +48,17 @@ from modelslab_core import (
     check_params,
     get_profile,
 )
+from modelslab_core._cache import ClientCache
 from modelslab_core.config import (
     BASE_URL_ENV,
     COMPLETIONS_BASE_URL_ENV,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
+    ClientConfig,
     resolve_api_key,
     resolve_base_url,
 )
-from modelslab_core.validation import check_chat_request, check_completion_request
+from modelslab_core.validation import check_chat_request, check_completion_request, check_numbers
 
 from . import _convert as conv
 
@@ -68,8 +70,6 @@ __all__ = ["DEFAULT_MODEL", "ModelsLabLLM"]
 
 DEFAULT_MODEL = "meta-llama-3-8B-instruct"
 DEFAULT_TEMPERATURE = 0.1
-#: Clients are built rarely: one lock for every model is enough.
-_BUILD_LOCK = threading.Lock()
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -99,12 +99,31 @@ class ModelsLabLLM(FunctionCallingLLM):
     key_in_body: bool = Field(default=False, description="Send the key in the body, not Bearer.")
     strict: bool = Field(default=False, description="Ask for strict tool-argument schemas.")
     max_in_flight: int | None = Field(
-        default=None, ge=1, description="At most this many requests open at once (None: no cap)."
+        default=None,
+        ge=1,
+        description="Requests open at once for this account, shared by every model in the "
+        "process (None: learned from the account's 429 answers).",
+    )
+    flow_control: bool = Field(
+        default=True, description="False turns the account gate off: every call goes at once."
+    )
+    total_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds a whole call may take, retries, waits and the whole stream "
+        "included (``timeout`` bounds each network step only).",
+    )
+    rate_limit_budget: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds a call may wait out rate limits (HTTP 429) before it raises "
+        "(None: the adapter's default, 300).",
     )
 
     _api_key: SecretStr = PrivateAttr()
-    _sync_client: ModelsLabClient | None = PrivateAttr(default=None)
-    _async_client: AsyncModelsLabClient | None = PrivateAttr(default=None)
+    _http_client: httpx.Client | None = PrivateAttr(default=None)
+    _async_http_client: httpx.AsyncClient | None = PrivateAttr(default=None)
+    _clients: ClientCache = PrivateAttr(default_factory=ClientCache)
 
     def __init__(
         self,
@@ -115,11 +134,14 @@ class ModelsLabLLM(FunctionCallingLLM):
         is_chat_model: bool | None = None,
         context_window: int | None = None,
         is_function_calling_model: bool | None = None,
+        http_client: httpx.Client | None = None,
+        async_http_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> None:
         # ``api_base`` is what OpenAILike and llama-index-llms-modelslab call the base URL.
         api_base = kwargs.pop("api_base", None)
         base_url = base_url or api_base
+        check_numbers(kwargs)  # before pydantic turns True into 1
         unknown = sorted(set(kwargs) - set(type(self).model_fields))
         if unknown:
             raise TypeError(
@@ -144,6 +166,9 @@ class ModelsLabLLM(FunctionCallingLLM):
         )
         check_params({"temperature": self.temperature, "max_tokens": self.max_tokens})
         self._api_key = resolve_api_key(api_key)
+        self._http_client = http_client
+        self._async_http_client = async_http_client
+        self._config()  # every setting checked now: a bad value fails here, not at the first call
 
     @classmethod
     def class_name(cls) -> str:
@@ -175,7 +200,7 @@ class ModelsLabLLM(FunctionCallingLLM):
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
         private = dict(state.get("__pydantic_private__") or {})
-        private.update(_sync_client=None, _async_client=None)
+        private.update(_clients=ClientCache(), _http_client=None, _async_http_client=None)
         state["__pydantic_private__"] = private
         return state
 
@@ -187,31 +212,27 @@ class ModelsLabLLM(FunctionCallingLLM):
 
     # --- clients and requests ------------------------------------------------------------------
 
-    def _client_kwargs(self) -> dict[str, Any]:
-        return {
-            "api_key": self._api_key,
-            "base_url": self.base_url,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
-            "default_headers": self.default_headers,
-            "key_placement": "body" if self.key_in_body else "bearer",
-            "max_in_flight": self.max_in_flight,
-        }
+    def _config(self) -> ClientConfig:
+        """The model's one settings object, built from its current fields: a field changed after
+        the first call takes effect at the next one (the clients are cached by it)."""
+        return ClientConfig.build(
+            self._api_key,
+            self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            default_headers=self.default_headers,
+            key_placement="body" if self.key_in_body else "bearer",
+            max_in_flight=self.max_in_flight,
+            flow_control=self.flow_control,
+            total_timeout=self.total_timeout,
+            rate_limit_budget=self.rate_limit_budget,
+        )
 
     def _client(self) -> ModelsLabClient:
-        if self._sync_client is None:
-            # Threads making the first calls at once must share one client (one max_in_flight).
-            with _BUILD_LOCK:
-                if self._sync_client is None:
-                    self._sync_client = ModelsLabClient(**self._client_kwargs())
-        return self._sync_client
+        return self._clients.sync(ModelsLabClient, self._config(), self._http_client)
 
     def _aclient(self) -> AsyncModelsLabClient:
-        if self._async_client is None:
-            with _BUILD_LOCK:
-                if self._async_client is None:
-                    self._async_client = AsyncModelsLabClient(**self._client_kwargs())
-        return self._async_client
+        return self._clients.async_(AsyncModelsLabClient, self._config(), self._async_http_client)
 
     def _params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         params = {"model": self.model, "temperature": self.temperature}

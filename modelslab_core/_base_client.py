@@ -3,9 +3,17 @@ parsing and error translation. The clients in ``client.py`` only move bytes and 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import platform
+import sys
+import threading
+import time
+import weakref
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -15,8 +23,10 @@ from .config import BASE_URL_ENV, CHAT_BASE_URL, ClientConfig, KeyPlacement
 from .errors import (
     APIConnectionError,
     APIError,
+    APIStatusError,
     APITimeoutError,
     InvalidResponseError,
+    ParameterError,
     ProcessingResponseError,
     error_from_body,
     error_from_response,
@@ -24,12 +34,59 @@ from .errors import (
 from .retry import RetryPolicy, parse_retry_after
 from .types import ModelList
 
-__all__ = ["BaseClient"]
+__all__ = ["BaseClient", "next_hop", "user_agent"]
 
 T = TypeVar("T", bound=BaseModel)
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
 
-USER_AGENT = f"modelslab-integrations/{__version__} (python; httpx)"
+logger = logging.getLogger("modelslab_core")
+
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
+
+
+def _version_of(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:  # pragma: no cover - only in a broken environment
+        return "unknown"
+
+
+def user_agent(transport: str) -> str:
+    """``modelslab-integrations/0.1.0 httpx/0.28.1 aiohttp/3.x (CPython 3.11.7)``: ours, then the
+    HTTP stack that really carries the bytes (``transport`` names it; empty for httpx's own)."""
+    stack = f"httpx/{httpx.__version__}"
+    if transport:
+        stack += f" {transport}/{_version_of(transport)}"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"modelslab-integrations/{__version__} {stack} ({python})"
+
+
+def next_hop(response: httpx.Response, hops: int, max_hops: int) -> httpx.Request | None:
+    """The request a redirect asks for, or None when ``response`` is no redirect.
+
+    307 and 308 keep the method and the body: followed (httpx builds the request, dropping the
+    ``Authorization`` header when the redirect leaves the origin). A 301, 302 or 303 answering a
+    POST would turn it into a GET without its body: an error naming the ``Location`` instead.
+    """
+    following = response.next_request
+    if following is None:
+        return None
+    location = response.headers.get("location", "")
+    if following.method != response.request.method:
+        raise APIStatusError(
+            f"the API answered {response.request.method} {response.request.url} with HTTP "
+            f"{response.status_code}, a redirect to {location!r} that would turn it into a "
+            f"{following.method} and drop its body; set base_url to the new address",
+            status_code=response.status_code,
+            request_id=request_id_of(response.headers),
+        )
+    if hops >= max_hops:
+        raise APIStatusError(
+            f"more than {max_hops} redirects, the last to {location!r}",
+            status_code=response.status_code,
+            request_id=request_id_of(response.headers),
+        )
+    return following
 
 
 def request_id_of(headers: httpx.Headers) -> str | None:
@@ -40,12 +97,28 @@ def request_id_of(headers: httpx.Headers) -> str | None:
     return None
 
 
-def translate_transport_error(exc: httpx.HTTPError) -> APIError:
-    """An httpx failure with no usable response → our connection or timeout error."""
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"request timed out: {type(exc).__name__}")
+def is_transport_error(exc: BaseException) -> bool:
+    """An error of the HTTP stack: httpx's, or aiohttp's where the aiohttp transport lets one
+    through unmapped (``httpx-aiohttp`` maps only some of them)."""
+    if isinstance(exc, httpx.HTTPError):
+        return True
+    aiohttp = sys.modules.get("aiohttp")
+    return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
+
+
+def translate_transport_error(exc: BaseException) -> APIError:
+    """An HTTP-stack failure with no usable response → our connection or timeout error.
+
+    Judged by the aiohttp error underneath when there is one: ``httpx-aiohttp`` reports a server
+    that hung up (``ServerDisconnectedError``) as an ``httpx.ConnectTimeout``."""
+    cause = exc.__cause__
+    aiohttp = sys.modules.get("aiohttp")
+    if aiohttp is not None and isinstance(cause, aiohttp.ClientError):
+        exc = cause
     detail = str(exc) or type(exc).__name__
-    return APIConnectionError(f"connection failed: {detail}")
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return APITimeoutError(f"request timed out: {type(exc).__name__}: {detail}")
+    return APIConnectionError(f"connection failed: {type(exc).__name__}: {detail}")
 
 
 def _scrub(content: bytes, secret: str) -> bytes:
@@ -132,11 +205,23 @@ def parse_body(
         ) from None
 
 
-class BaseClient:
-    """Settings and request building; no I/O."""
+def _context(text: str, exc: UnicodeEncodeError) -> str:
+    around = text[max(exc.start - 24, 0) : exc.end + 24]
+    return around.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class BaseClient(Generic[H]):
+    """Settings and request building; no I/O. ``H`` is the httpx client class of the twin.
+
+    Settings come as one :class:`ClientConfig` (``config=``), or as keyword arguments that
+    :meth:`ClientConfig.build` resolves. ``http_client`` is an httpx client of the user's (its
+    proxies, certificates, hooks and transport are then used); without it the process's shared
+    pool is."""
 
     _default_base_url = CHAT_BASE_URL
     _base_url_env = BASE_URL_ENV
+    #: The transport under the shared pool, named in the User-Agent ("" for httpx's own).
+    _transport_name = ""
 
     def __init__(
         self,
@@ -148,6 +233,10 @@ class BaseClient:
         default_headers: Mapping[str, str] | None = None,
         key_placement: KeyPlacement = "bearer",
         max_in_flight: int | None = None,
+        flow_control: bool = True,
+        total_timeout: float | None = None,
+        rate_limit_budget: float | None = None,
+        http_client: H | None = None,
         config: ClientConfig | None = None,
     ) -> None:
         self.config = config or ClientConfig.build(
@@ -158,19 +247,28 @@ class BaseClient:
             default_headers=default_headers,
             key_placement=key_placement,
             max_in_flight=max_in_flight,
+            flow_control=flow_control,
+            total_timeout=total_timeout,
+            rate_limit_budget=rate_limit_budget,
             default_base_url=self._default_base_url,
             base_url_env=self._base_url_env,
         )
+        self._http_client: H | None = http_client
         self.retry_policy = RetryPolicy(max_retries=self.config.max_retries)
         self._secret = self.config.api_key.get_secret_value()
         self._headers = self._build_headers()
         # A request without a body (the model list, a GET) cannot carry the key in the body:
-        # it goes in ``x-api-key``, as the OpenAPI spec documents for that endpoint.
+        # it goes in ``x-api-key``, as ModelsLab's OpenAPI spec documents for that endpoint.
         self._bodyless_headers = self._headers
         if self.config.key_placement == "body":
             self._bodyless_headers = httpx.Headers({**self._headers, "x-api-key": self._secret})
         self._urls: dict[str, httpx.URL] = {}
-        self._extensions = {"timeout": httpx.Timeout(self.config.timeout).as_dict()}
+        self._timeout = httpx.Timeout(self.config.timeout)
+        limit = self.config.max_in_flight
+        self._gate = threading.BoundedSemaphore(limit) if limit else None
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def base_url(self) -> str:
@@ -181,10 +279,11 @@ class BaseClient:
 
     def _build_headers(self) -> httpx.Headers:
         # Built once: an httpx.Headers is copied per request, not re-normalised.
+        transport = "" if self._http_client is not None else self._transport_name
         headers = {
             "content-type": "application/json",
             "accept": "application/json, text/event-stream",
-            "user-agent": USER_AGENT,
+            "user-agent": user_agent(transport),
         }
         headers.update({k.lower(): v for k, v in self.config.default_headers.items()})
         placement = self.config.key_placement
@@ -194,6 +293,29 @@ class BaseClient:
             headers["x-api-key"] = self._secret
         return httpx.Headers(headers)
 
+    def _request(self, http: H, method: str, path: str, body: bytes | None) -> httpx.Request:
+        return http.build_request(
+            method,
+            self._url(path),
+            content=body,
+            headers=self._headers if body is not None else self._bodyless_headers,
+            timeout=self._timeout,
+        )
+
+    @staticmethod
+    def _log(response: httpx.Response, model: str | None, started: float, retries: int) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "ModelsLab %s %s model=%s status=%s request_id=%s latency=%.3fs retries=%d",
+                response.request.method,
+                response.request.url.path,
+                model,
+                response.status_code,
+                request_id_of(response.headers),
+                time.monotonic() - started,
+                retries,
+            )
+
     def _url(self, path: str) -> httpx.URL:
         # Parsed once per path: URL parsing was a tenth of an async call's CPU time.
         url = self._urls.get(path)
@@ -202,10 +324,26 @@ class BaseClient:
         return url
 
     def _encode(self, body: dict[str, Any]) -> bytes:
-        """The JSON body, with the key inside when ``key_placement="body"`` (seed 000)."""
+        """The JSON body, with the key inside when ``key_placement="body"`` (ModelsLab's legacy
+        style). NaN and infinities are refused (they are not JSON), and so is text that is not
+        valid Unicode (a lone surrogate): a :class:`ParameterError` naming where, never the body
+        (which may hold the key)."""
+        try:
+            text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError as exc:
+            raise ParameterError(f"the request cannot be sent as JSON: {exc}") from None
+        try:
+            encoded = text.encode()
+        except UnicodeEncodeError as exc:
+            bad = text[exc.start : exc.end]
+            raise ParameterError(
+                f"the request holds text that is not valid Unicode (U+{ord(bad[0]):04X}, a lone "
+                f"surrogate, at character {exc.start} of the JSON body): {_context(text, exc)!r}"
+            ) from None
         if self.config.key_placement == "body":
-            body = {"key": self._secret, **body}
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+            key = json.dumps(self._secret).encode()
+            return b'{"key":' + key + (b"," + encoded[1:] if encoded != b"{}" else b"}")
+        return encoded
 
     def _parse(self, response: httpx.Response, model: type[T]) -> T:
         return parse_body(

@@ -1,16 +1,25 @@
-"""Shared connection pools: one per process for sync clients, one per event loop for async ones,
-reused by every ModelsLab client that was not handed its own ``http_client``.
+"""Shared httpx clients: one per process for sync calls, one per event loop for async ones,
+used by every ModelsLab client that was not handed its own ``http_client``.
 
-A :class:`Sender` sends a request either through an httpx client (one the user handed us, or
-ours when ``HTTP(S)_PROXY`` is set, since httpx knows proxies) or straight to our transport:
-skipping ``httpx.Client``'s cookie, redirect and header-merging layers nearly doubles async
-throughput on loopback (measured: ~3,300 → ~6,000 calls/s at 64 in flight) and trims every sync
-call. Either way the request and the response are httpx objects.
+Every byte goes through an ``httpx.Client`` / ``httpx.AsyncClient``, so TLS trust
+(``SSL_CERT_FILE``, ``SSL_CERT_DIR``), proxies (``HTTP(S)_PROXY``, ``NO_PROXY``), compression,
+keep-alive expiry, event hooks and httpx's own request log work as users expect.
 
-An async pool must never cross event loops (its connections belong to the loop that opened them:
-the "Event loop is closed" failure of other integrations), so async pools are kept per loop.
-Each one is closed when its loop shuts down: a started async generator registered with the loop
-(``loop.shutdown_asyncgens()``, run by ``asyncio.run`` and ``asyncio.Runner``) closes it.
+- Sync: httpx's own transport.
+- Async: the maintained ``httpx-aiohttp`` transport (aiohttp's connection pool under
+  ``httpx.AsyncClient``). Measured in ``docs/benchmarks.md``: httpx's own async pool falls to a
+  tenth of aiohttp's calls per second at 16 and 64 requests in flight, while both are alike with
+  one request at a time.
+- No cap on connections (``max_connections=None``): many concurrent streams each hold one, and a
+  cap only makes the last ones wait. Idle connections expire after ``KEEPALIVE_EXPIRY`` seconds,
+  before a NAT or a load balancer silently forgets them.
+- An async pool never crosses event loops (its connections belong to the loop that opened them).
+  Each one closes when its loop shuts down (an async generator registered with the loop, closed
+  by ``loop.shutdown_asyncgens()``, which ``asyncio.run`` and ``asyncio.Runner`` call) and then
+  lets go of the loop; pools of loops closed without that are dropped on the next lookup.
+- A forked child (``os.fork``, ``multiprocessing`` with fork) drops every inherited pool and lock
+  without touching them: their sockets and TLS sessions belong to the parent, and a lock held by
+  a parent thread at the fork would never be released in the child.
 """
 
 from __future__ import annotations
@@ -19,187 +28,122 @@ import asyncio
 import atexit
 import os
 import threading
-import urllib.request
 import weakref
-from collections.abc import AsyncGenerator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator
 
 import httpx
 
 __all__ = [
-    "POOL_LIMITS",
-    "AsyncSender",
-    "Sender",
+    "KEEPALIVE_EXPIRY",
     "async_pool",
     "close_shared_pools",
+    "new_async_client",
+    "new_sync_client",
     "sync_pool",
 ]
 
-#: Enough keep-alive connections for 64 requests in flight without reconnecting.
-POOL_LIMITS = httpx.Limits(max_connections=512, max_keepalive_connections=256, keepalive_expiry=30)
+#: Seconds an idle keep-alive connection is kept: below common NAT and load-balancer idle
+#: timeouts, so a connection they dropped without a word is never reused.
+KEEPALIVE_EXPIRY = 15.0
 
 
-class Sender:
-    """Sends one request through an ``httpx.Client`` or straight to an ``httpx.BaseTransport``."""
-
-    __slots__ = ("_via",)
-
-    def __init__(self, via: httpx.Client | httpx.BaseTransport) -> None:
-        self._via = via
-
-    def send(
-        self,
-        method: str,
-        url: httpx.URL,
-        *,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        extensions: dict[str, Any],
-        stream: bool = False,
-    ) -> httpx.Response:
-        via = self._via
-        if isinstance(via, httpx.Client):
-            request = via.build_request(
-                method, url, content=content, headers=headers, extensions=extensions
-            )
-            return via.send(request, stream=stream)
-        request = httpx.Request(
-            method, url, content=content, headers=headers, extensions=extensions
-        )
-        response = via.handle_request(request)
-        if not stream:
-            try:
-                response.read()
-            finally:
-                response.close()
-        return response
-
-    def close(self) -> None:
-        self._via.close()
+def pool_limits() -> httpx.Limits:
+    """No connection cap; enough idle connections kept for 256 requests in flight."""
+    return httpx.Limits(
+        max_connections=None, max_keepalive_connections=256, keepalive_expiry=KEEPALIVE_EXPIRY
+    )
 
 
-class AsyncSender:
-    """Async twin of :class:`Sender`."""
-
-    __slots__ = ("_via",)
-
-    def __init__(self, via: httpx.AsyncClient | httpx.AsyncBaseTransport) -> None:
-        self._via = via
-
-    async def send(
-        self,
-        method: str,
-        url: httpx.URL,
-        *,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        extensions: dict[str, Any],
-        stream: bool = False,
-    ) -> httpx.Response:
-        via = self._via
-        if isinstance(via, httpx.AsyncClient):
-            request = via.build_request(
-                method, url, content=content, headers=headers, extensions=extensions
-            )
-            return await via.send(request, stream=stream)
-        request = httpx.Request(
-            method, url, content=content, headers=headers, extensions=extensions
-        )
-        response = await via.handle_async_request(request)
-        if not stream:
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        return response
-
-    async def aclose(self) -> None:
-        await self._via.aclose()
+def new_sync_client() -> httpx.Client:
+    """A sync httpx client as the shared pool builds it (environment proxies and CAs honoured).
+    Timeouts are set per request by the ModelsLab clients."""
+    return httpx.Client(limits=pool_limits(), timeout=None)
 
 
-def _proxied() -> bool:
-    """Whether the environment names a proxy (then httpx's client, which honours it, is used)."""
-    return bool(urllib.request.getproxies())
+def new_async_client() -> httpx.AsyncClient:
+    """An async httpx client on the aiohttp transport, as the shared per-loop pools build it."""
+    from httpx_aiohttp import HttpxAiohttpClient
+
+    return HttpxAiohttpClient(limits=pool_limits(), timeout=None)
 
 
-_lock = threading.Lock()
-_sync: Sender | None = None
-_async: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, tuple[AsyncSender, AsyncGenerator[None, None]]
-] = weakref.WeakKeyDictionary()
+class _Shared:
+    """The process's pools. Replaced whole in a forked child."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sync: httpx.Client | None = None
+        self.by_loop: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
 
 
-#: ``MODELSLAB_SYNC_TRANSPORT=httpx`` keeps httpx's own sync transport instead of http.client.
-SYNC_TRANSPORT_ENV = "MODELSLAB_SYNC_TRANSPORT"
+_shared = _Shared()
+#: What a forked child inherited: kept (never used, never closed) so that garbage collection
+#: does not shut down sockets and TLS sessions that still belong to the parent.
+_inherited: list[_Shared] = []
 
 
-def _new_sync_sender() -> Sender:
-    """http.client's keep-alive connections (half the per-call cost of httpx's default: see
-    ``_sync_transport``), unless a proxy or ``MODELSLAB_SYNC_TRANSPORT=httpx`` asks for httpx."""
-    if os.environ.get(SYNC_TRANSPORT_ENV, "").lower() == "httpx" or _proxied():
-        return Sender(httpx.Client(limits=POOL_LIMITS, follow_redirects=True))
-    from ._sync_transport import HTTPClientTransport
-
-    return Sender(HTTPClientTransport(max_keepalive=POOL_LIMITS.max_keepalive_connections or 64))
+def _forget_after_fork() -> None:
+    global _shared
+    _inherited.append(_shared)
+    _shared = _Shared()
 
 
-def sync_pool() -> Sender:
-    """The process-wide pool for sync clients."""
-    global _sync
-    pool = _sync
-    if pool is None:
-        with _lock:
-            if _sync is None:
-                _sync = _new_sync_sender()
-            pool = _sync
-    return pool
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-async def _close_with_loop(sender: AsyncSender) -> AsyncGenerator[None, None]:
+def sync_pool() -> httpx.Client:
+    """The process-wide sync client."""
+    shared = _shared
+    client = shared.sync
+    if client is None:
+        with shared.lock:
+            if shared.sync is None:
+                shared.sync = new_sync_client()
+            client = shared.sync
+    return client
+
+
+async def _close_with_loop(
+    shared: _Shared, loop: asyncio.AbstractEventLoop, client: httpx.AsyncClient
+) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
-        await sender.aclose()
+        # The pool refers to its loop: drop the entry, or the loop would never be freed.
+        entry = shared.by_loop.pop(loop, None)
+        del loop, entry
+        await client.aclose()
 
 
-#: ``MODELSLAB_ASYNC_TRANSPORT=httpx`` keeps httpx's own async pool instead of aiohttp's.
-ASYNC_TRANSPORT_ENV = "MODELSLAB_ASYNC_TRANSPORT"
+def _drop_closed_loops(shared: _Shared) -> None:
+    for loop in [loop for loop in list(shared.by_loop) if loop.is_closed()]:
+        shared.by_loop.pop(loop, None)
 
 
-def _new_async_sender() -> AsyncSender:
-    """aiohttp's pool when aiohttp is installed (it holds up with many requests in flight where
-    httpx's slows down: see ``_aiohttp_transport``); httpx's client with a proxy, without
-    aiohttp, or with ``MODELSLAB_ASYNC_TRANSPORT=httpx``."""
-    if os.environ.get(ASYNC_TRANSPORT_ENV, "").lower() != "httpx" and not _proxied():
-        try:
-            from ._aiohttp_transport import AiohttpTransport
-        except ImportError:
-            pass
-        else:
-            return AsyncSender(AiohttpTransport(POOL_LIMITS))
-    return AsyncSender(httpx.AsyncClient(limits=POOL_LIMITS, follow_redirects=True))
-
-
-async def async_pool() -> AsyncSender:
-    """The pool of the running event loop (created on first use there)."""
+async def async_pool() -> httpx.AsyncClient:
+    """The async client of the running event loop (created on first use there)."""
     loop = asyncio.get_running_loop()
-    entry = _async.get(loop)
+    shared = _shared
+    entry = shared.by_loop.get(loop)
     if entry is not None:
         return entry[0]
-    sender = _new_async_sender()
-    guard = _close_with_loop(sender)
+    _drop_closed_loops(shared)
+    client = new_async_client()
+    guard = _close_with_loop(shared, loop, client)
     await guard.__anext__()  # started: the loop now tracks it and closes it at shutdown
-    _async[loop] = (sender, guard)
-    return sender
+    shared.by_loop[loop] = (client, guard)
+    return client
 
 
 def close_shared_pools() -> None:
-    """Close the process-wide sync pool (async pools close with their loops)."""
-    global _sync
-    with _lock:
-        if _sync is not None:
-            _sync.close()
-            _sync = None
+    """Close the process-wide sync client (async pools close with their loops)."""
+    shared = _shared
+    with shared.lock:
+        client, shared.sync = shared.sync, None
+    if client is not None:
+        client.close()
 
 
 atexit.register(close_shared_pools)

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from functools import partial
 from itertools import chain
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
 from . import _pools
-from ._base_client import BaseClient, translate_transport_error
-from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV, ClientConfig, KeyPlacement
+from ._base_client import BaseClient, is_transport_error, next_hop, translate_transport_error
+from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
 from .errors import APIError, redact_error
 from .streaming import (
     AsyncStream,
@@ -98,66 +97,50 @@ class _Slot:
 _END: Any = object()
 
 
-class ModelsLabClient(BaseClient):
-    """Synchronous client. ``http_client`` lets tests pass ``httpx.Client(transport=...)``;
-    without it the process-wide pool is shared by every client."""
+class ModelsLabClient(BaseClient[httpx.Client]):
+    """Synchronous client. Settings as keyword arguments or one ``config=ClientConfig``;
+    ``http_client`` is an ``httpx.Client`` of yours (proxies, certificates, event hooks, a mock
+    transport); without it the process-wide pool is shared by every client."""
 
-    def __init__(
-        self,
-        api_key: str | SecretStr | None = None,
-        base_url: str | None = None,
-        *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        key_placement: KeyPlacement = "bearer",
-        max_in_flight: int | None = None,
-        http_client: httpx.Client | None = None,
-        config: ClientConfig | None = None,
-    ) -> None:
-        super().__init__(
-            api_key,
-            base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-            key_placement=key_placement,
-            max_in_flight=max_in_flight,
-            config=config,
-        )
-        self._own_http = http_client
-        self._own_sender = _pools.Sender(http_client) if http_client is not None else None
-        limit = self.config.max_in_flight
-        self._gate = threading.BoundedSemaphore(limit) if limit else None
-
-    @property
-    def _http(self) -> _pools.Sender:
-        return self._own_sender if self._own_sender is not None else _pools.sync_pool()
+    def _http(self) -> httpx.Client:
+        return self._http_client if self._http_client is not None else _pools.sync_pool()
 
     # --- public API ---------------------------------------------------------------------------
 
     def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
-        body = self._encode(_chat_body(request, stream=False))
-        return self._retrying(lambda: self._send("POST", "chat/completions", body, ChatCompletion))
+        payload = _chat_body(request, stream=False)
+        body = self._encode(payload)
+        label = payload.get("model")
+        return self._retrying(
+            partial(self._send, "POST", "chat/completions", body, ChatCompletion, label)
+        )
 
     def chat_stream(self, request: ChatInput) -> Stream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an iterator of chunks."""
-        body = self._encode(_chat_body(request, stream=True))
+        payload = _chat_body(request, stream=True)
+        body = self._encode(payload)
+        label = payload.get("model")
         return self._retrying(
-            lambda: self._open_stream("chat/completions", body, ChatCompletion, ChatCompletionChunk)
+            lambda n: self._open_stream(
+                "chat/completions", body, ChatCompletion, ChatCompletionChunk, label, n
+            )
         )
 
     def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
-        body = self._encode(_completion_body(request, stream=False))
-        return self._retrying(lambda: self._send("POST", "completions", body, Completion))
+        payload = _completion_body(request, stream=False)
+        body = self._encode(payload)
+        label = payload.get("model")
+        return self._retrying(partial(self._send, "POST", "completions", body, Completion, label))
 
     def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
         """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""
-        body = self._encode(_completion_body(request, stream=True))
+        payload = _completion_body(request, stream=True)
+        body = self._encode(payload)
+        label = payload.get("model")
         return self._retrying(
-            lambda: self._open_stream("completions", body, Completion, Completion)
+            partial(self._open_stream, "completions", body, Completion, Completion, label)
         )
 
     def list_models(self) -> ModelList:
@@ -165,14 +148,14 @@ class ModelsLabClient(BaseClient):
         from .errors import NotFoundError
 
         try:
-            return self._retrying(lambda: self._send("GET", "v1/models", None, ModelList))
+            return self._retrying(partial(self._send, "GET", "v1/models", None, ModelList, None))
         except NotFoundError:
-            return self._retrying(lambda: self._send("GET", "models", None, ModelList))
+            return self._retrying(partial(self._send, "GET", "models", None, ModelList, None))
 
     def close(self) -> None:
         """Close the ``http_client`` this client was given; the shared pool stays open."""
-        if self._own_http is not None:
-            self._own_http.close()
+        if self._http_client is not None:
+            self._http_client.close()
 
     def __enter__(self) -> ModelsLabClient:
         return self
@@ -187,11 +170,11 @@ class ModelsLabClient(BaseClient):
 
     # --- the I/O loop -------------------------------------------------------------------------
 
-    def _retrying(self, attempt: Callable[[], R]) -> R:
+    def _retrying(self, attempt: Callable[[int], R]) -> R:
         retries = 0
         while True:
             try:
-                return attempt()
+                return attempt(retries)
             except APIError as error:
                 redact_error(error, self._secret)  # a server may echo the key back
                 if not self.retry_policy.should_retry(error, retries):
@@ -202,43 +185,70 @@ class ModelsLabClient(BaseClient):
             retries += 1
 
     def _acquire(self) -> _Slot:
-        if self._gate is None:
+        gate = self._gate
+        if gate is None:
             return _Slot(None)
-        self._gate.acquire()
-        return _Slot(self._gate.release)
+        gate.acquire()
+        return _Slot(gate.release)
 
-    def _send(self, method: str, path: str, body: bytes | None, model: type[T]) -> T:
+    def _exchange(self, method: str, path: str, body: bytes | None) -> httpx.Response:
+        """Send through the httpx client and return the open (unread) response, after following
+        307/308 redirects (see :func:`next_hop`)."""
+        http = self._http()
+        request = self._request(http, method, path, body)
+        hops = 0
+        while True:
+            try:
+                response = http.send(request, stream=True, follow_redirects=False)
+            except httpx.HTTPError as exc:
+                raise translate_transport_error(exc) from None
+            try:
+                following = next_hop(response, hops, http.max_redirects)
+            finally:
+                if response.next_request is not None:
+                    response.close()
+            if following is None:
+                return response
+            request, hops = following, hops + 1
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        model: type[T],
+        label: str | None,
+        retries: int,
+    ) -> T:
         slot = self._acquire()
+        started = time.monotonic()
         try:
-            response = self._http.send(
-                method,
-                self._url(path),
-                content=body,
-                headers=self._headers if body is not None else self._bodyless_headers,
-                extensions=self._extensions,
-            )
-        except httpx.HTTPError as exc:
-            raise translate_transport_error(exc) from None
+            response = self._exchange(method, path, body)
+            try:
+                response.read()
+            except httpx.HTTPError as exc:
+                raise translate_transport_error(exc) from None
+            finally:
+                response.close()
         finally:
             slot.release()
+        self._log(response, label, started, retries)
         return self._parse(response, model)
 
     def _open_stream(
-        self, path: str, body: bytes, answer_model: type[BaseModel], chunk_model: type[T]
+        self,
+        path: str,
+        body: bytes,
+        answer_model: type[BaseModel],
+        chunk_model: type[T],
+        label: str | None,
+        retries: int,
     ) -> Stream[T]:
         slot = self._acquire()
         try:
-            try:
-                response = self._http.send(
-                    "POST",
-                    self._url(path),
-                    content=body,
-                    headers=self._headers,
-                    extensions=self._extensions,
-                    stream=True,
-                )
-            except httpx.HTTPError as exc:
-                raise translate_transport_error(exc) from None
+            started = time.monotonic()
+            response = self._exchange("POST", path, body)
+            self._log(response, label, started, retries)
             try:
                 if not self._is_event_stream(response):
                     response.read()
@@ -264,70 +274,55 @@ class ModelsLabClient(BaseClient):
         return Stream(response, rest, on_close=slot.release, secret=self._secret)
 
 
-class AsyncModelsLabClient(BaseClient):
+class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
     """Asynchronous twin of :class:`ModelsLabClient`. Without ``http_client``, each event loop
-    gets its own shared pool, so one client works from several loops in a row."""
+    gets its own shared pool (on the aiohttp transport), so one client works from several loops
+    in a row."""
 
-    def __init__(
-        self,
-        api_key: str | SecretStr | None = None,
-        base_url: str | None = None,
-        *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        key_placement: KeyPlacement = "bearer",
-        max_in_flight: int | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        config: ClientConfig | None = None,
-    ) -> None:
-        super().__init__(
-            api_key,
-            base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-            key_placement=key_placement,
-            max_in_flight=max_in_flight,
-            config=config,
-        )
-        self._own_http = http_client
-        self._own_sender = _pools.AsyncSender(http_client) if http_client is not None else None
-        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
+    _transport_name = "aiohttp"
 
-    async def _http(self) -> _pools.AsyncSender:
-        if self._own_sender is not None:
-            return self._own_sender
-        return await _pools.async_pool()
+    async def _http(self) -> httpx.AsyncClient:
+        own = self._http_client
+        return own if own is not None else await _pools.async_pool()
 
     # --- public API ---------------------------------------------------------------------------
 
     async def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
-        body = self._encode(_chat_body(request, stream=False))
+        payload = _chat_body(request, stream=False)
+        body = self._encode(payload)
+        label = payload.get("model")
         return await self._retrying(
-            lambda: self._send("POST", "chat/completions", body, ChatCompletion)
+            partial(self._send, "POST", "chat/completions", body, ChatCompletion, label)
         )
 
     async def chat_stream(self, request: ChatInput) -> AsyncStream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an async iterator of chunks."""
-        body = self._encode(_chat_body(request, stream=True))
+        payload = _chat_body(request, stream=True)
+        body = self._encode(payload)
+        label = payload.get("model")
         return await self._retrying(
-            lambda: self._open_stream("chat/completions", body, ChatCompletion, ChatCompletionChunk)
+            lambda n: self._open_stream(
+                "chat/completions", body, ChatCompletion, ChatCompletionChunk, label, n
+            )
         )
 
     async def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
-        body = self._encode(_completion_body(request, stream=False))
-        return await self._retrying(lambda: self._send("POST", "completions", body, Completion))
+        payload = _completion_body(request, stream=False)
+        body = self._encode(payload)
+        label = payload.get("model")
+        return await self._retrying(
+            partial(self._send, "POST", "completions", body, Completion, label)
+        )
 
     async def complete_stream(self, request: CompletionInput) -> AsyncStream[Completion]:
         """POST ``/completions`` with ``stream: true``; an async iterator of completion chunks."""
-        body = self._encode(_completion_body(request, stream=True))
+        payload = _completion_body(request, stream=True)
+        body = self._encode(payload)
+        label = payload.get("model")
         return await self._retrying(
-            lambda: self._open_stream("completions", body, Completion, Completion)
+            partial(self._open_stream, "completions", body, Completion, Completion, label)
         )
 
     async def list_models(self) -> ModelList:
@@ -335,14 +330,16 @@ class AsyncModelsLabClient(BaseClient):
         from .errors import NotFoundError
 
         try:
-            return await self._retrying(lambda: self._send("GET", "v1/models", None, ModelList))
+            return await self._retrying(
+                partial(self._send, "GET", "v1/models", None, ModelList, None)
+            )
         except NotFoundError:
-            return await self._retrying(lambda: self._send("GET", "models", None, ModelList))
+            return await self._retrying(partial(self._send, "GET", "models", None, ModelList, None))
 
     async def close(self) -> None:
         """Close the ``http_client`` this client was given; shared pools close with their loop."""
-        if self._own_http is not None:
-            await self._own_http.aclose()
+        if self._http_client is not None:
+            await self._http_client.aclose()
 
     async def __aenter__(self) -> AsyncModelsLabClient:
         return self
@@ -357,11 +354,11 @@ class AsyncModelsLabClient(BaseClient):
 
     # --- the I/O loop -------------------------------------------------------------------------
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[R]]) -> R:
+    async def _retrying(self, attempt: Callable[[int], Awaitable[R]]) -> R:
         retries = 0
         while True:
             try:
-                return await attempt()
+                return await attempt(retries)
             except APIError as error:
                 redact_error(error, self._secret)  # a server may echo the key back
                 if not self.retry_policy.should_retry(error, retries):
@@ -382,40 +379,67 @@ class AsyncModelsLabClient(BaseClient):
         await gate.acquire()
         return _Slot(gate.release)
 
-    async def _send(self, method: str, path: str, body: bytes | None, model: type[T]) -> T:
+    async def _exchange(self, method: str, path: str, body: bytes | None) -> httpx.Response:
+        """Async twin of :meth:`ModelsLabClient._exchange`."""
         http = await self._http()
+        request = self._request(http, method, path, body)
+        hops = 0
+        while True:
+            try:
+                response = await http.send(request, stream=True, follow_redirects=False)
+            except Exception as exc:
+                if not is_transport_error(exc):
+                    raise
+                raise translate_transport_error(exc) from None
+            try:
+                following = next_hop(response, hops, http.max_redirects)
+            finally:
+                if response.next_request is not None:
+                    await response.aclose()
+            if following is None:
+                return response
+            request, hops = following, hops + 1
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        model: type[T],
+        label: str | None,
+        retries: int,
+    ) -> T:
         slot = await self._acquire()
+        started = time.monotonic()
         try:
-            response = await http.send(
-                method,
-                self._url(path),
-                content=body,
-                headers=self._headers if body is not None else self._bodyless_headers,
-                extensions=self._extensions,
-            )
-        except httpx.HTTPError as exc:
-            raise translate_transport_error(exc) from None
+            response = await self._exchange(method, path, body)
+            try:
+                await response.aread()
+            except Exception as exc:
+                if not is_transport_error(exc):
+                    raise
+                raise translate_transport_error(exc) from None
+            finally:
+                await response.aclose()
         finally:
             slot.release()
+        self._log(response, label, started, retries)
         return self._parse(response, model)
 
     async def _open_stream(
-        self, path: str, body: bytes, answer_model: type[BaseModel], chunk_model: type[T]
+        self,
+        path: str,
+        body: bytes,
+        answer_model: type[BaseModel],
+        chunk_model: type[T],
+        label: str | None,
+        retries: int,
     ) -> AsyncStream[T]:
-        http = await self._http()
         slot = await self._acquire()
         try:
-            try:
-                response = await http.send(
-                    "POST",
-                    self._url(path),
-                    content=body,
-                    headers=self._headers,
-                    extensions=self._extensions,
-                    stream=True,
-                )
-            except httpx.HTTPError as exc:
-                raise translate_transport_error(exc) from None
+            started = time.monotonic()
+            response = await self._exchange("POST", path, body)
+            self._log(response, label, started, retries)
             try:
                 if not self._is_event_stream(response):
                     await response.aread()
@@ -425,8 +449,10 @@ class AsyncModelsLabClient(BaseClient):
                     return AsyncStream(response, _aiter([answer, None]))
                 events = _adecode(response, chunk_model)
                 first = await anext(events, _END)
-            except httpx.HTTPError as exc:
+            except Exception as exc:
                 await response.aclose()
+                if not is_transport_error(exc):
+                    raise
                 raise translate_transport_error(exc) from None
             except BaseException:
                 await response.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,10 +20,12 @@ __all__ = [
     "COMPLETIONS_BASE_URL",
     "COMPLETIONS_BASE_URL_ENV",
     "DEFAULT_MAX_RETRIES",
+    "DEFAULT_RATE_LIMIT_BUDGET",
     "DEFAULT_TIMEOUT",
     "UNCENSORED_BASE_URL",
     "ClientConfig",
     "KeyPlacement",
+    "check_header_value",
     "resolve_api_key",
     "resolve_base_url",
 ]
@@ -32,11 +35,14 @@ BASE_URL_ENV = "MODELSLAB_BASE_URL"
 #: Overrides the text-completions base (the chat base has ``MODELSLAB_BASE_URL``).
 COMPLETIONS_BASE_URL_ENV = "MODELSLAB_COMPLETIONS_BASE_URL"
 
-#: Chat completions live at ``{CHAT_BASE_URL}/chat/completions`` (seeds 000, 002).
+#: Chat completions live at ``{CHAT_BASE_URL}/chat/completions`` (ModelsLab's API reference,
+#: https://docs.modelslab.com, "Chat Completions").
 CHAT_BASE_URL = "https://modelslab.com/api/v7/llm"
-#: OpenAI-style text completions at ``{COMPLETIONS_BASE_URL}/completions`` (seed 004).
+#: OpenAI-style text completions at ``{COMPLETIONS_BASE_URL}/completions`` (the same reference,
+#: "OpenAI-compatible text completions").
 COMPLETIONS_BASE_URL = "https://modelslab.com/api/v6"
-#: The uncensored endpoints: ``/chat/completions`` and ``/completions`` (seed 004).
+#: The uncensored endpoints: ``/chat/completions`` and ``/completions``
+#: (https://docs.modelslab.com/uncensored-chat-api/overview).
 UNCENSORED_BASE_URL = "https://modelslab.com/api/uncensored-chat/v1"
 
 #: Named base URLs. Third-party integrations drop the ``/api`` segment and call URLs that do not
@@ -49,15 +55,33 @@ BASE_URLS: Mapping[str, str] = {
 
 DEFAULT_TIMEOUT = 120.0
 DEFAULT_MAX_RETRIES = 2
+#: Seconds a call may wait out rate limits (HTTP 429) in all.
+DEFAULT_RATE_LIMIT_BUDGET = 300.0
 
 #: Where the key goes: ``Authorization: Bearer`` (documented default), a ``key`` field in the JSON
-#: body (seed 000, the official CLI and SDK), or an ``x-api-key`` header (the OpenAPI spec).
+#: body (ModelsLab's documented legacy style, used by its official CLI and SDK), or an
+#: ``x-api-key`` header (ModelsLab's OpenAPI spec).
 KeyPlacement = Literal["bearer", "body", "x-api-key"]
 _PLACEMENTS = ("bearer", "body", "x-api-key")
 
 
+def check_header_value(value: str, what: str) -> None:
+    """Refuse what cannot travel in an HTTP header: control characters (``\\r\\n`` would fold or
+    split the header) and characters outside latin-1 (a pasted zero-width space). The error
+    names the position and the character's code point, never the value itself."""
+    for index, char in enumerate(value):
+        code = ord(char)
+        if code < 0x20 or code == 0x7F or code > 0xFF:
+            raise ConfigurationError(
+                f"{what} cannot be sent in an HTTP header: character {index + 1} is U+{code:04X}, "
+                "a control character or one outside latin-1 (a stray newline or an invisible "
+                "character pasted with it?)"
+            )
+
+
 def resolve_api_key(api_key: str | SecretStr | None) -> SecretStr:
-    """The key from the argument, else from ``MODELSLAB_API_KEY``; a clear error when neither."""
+    """The key from the argument, else from ``MODELSLAB_API_KEY``; a clear error when neither,
+    or when the key holds a character that cannot go in an HTTP header."""
     if isinstance(api_key, SecretStr):
         api_key = api_key.get_secret_value()
     if not api_key:
@@ -67,6 +91,7 @@ def resolve_api_key(api_key: str | SecretStr | None) -> SecretStr:
         raise MissingAPIKeyError(
             f"No ModelsLab API key: pass api_key=... or set the {API_KEY_ENV} environment variable."
         )
+    check_header_value(api_key, "The API key")
     return SecretStr(api_key)
 
 
@@ -81,20 +106,64 @@ def resolve_base_url(
         raise ConfigurationError(
             f"base_url must be an http(s) URL or one of {sorted(BASE_URLS)}, got {url!r}"
         )
+    if "?" in url or "#" in url:
+        # ``{base_url}/chat/completions`` would land inside the query or the fragment.
+        raise ConfigurationError(
+            f"base_url must not have a query string or a fragment, got {url!r}: "
+            "pass extra headers with default_headers and extra body fields with model_kwargs"
+        )
     return url.rstrip("/")
+
+
+def _seconds(value: float | None, name: str, default: float | None) -> float | None:
+    """A positive, finite number of seconds (``None`` keeps ``default``); bools are refused."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return seconds
+
+
+def _count(value: int | None, name: str, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True, repr=False)
 class ClientConfig:
-    """Everything a client needs, resolved and checked. The key is a ``SecretStr``."""
+    """Everything a client needs, resolved and checked: the one settings object.
+
+    Build it with :meth:`build` (which resolves the key and the base URL from the environment
+    and checks every value); the frameworks build one per model and hand it to the clients,
+    which are cached by it. Equal configs mean interchangeable clients. The key is a
+    ``SecretStr`` and never appears in the repr.
+    """
 
     api_key: SecretStr
     base_url: str = CHAT_BASE_URL
+    #: Seconds allowed for each network step (connect, each read, each write, a place in the
+    #: pool): a server that keeps sending bytes is never cut off by it. ``total_timeout``
+    #: bounds a whole call.
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
     default_headers: Mapping[str, str] = field(default_factory=dict)
     key_placement: KeyPlacement = "bearer"
+    #: ``None``: the account gate learns the account's queue limit; ``N``: pinned to N.
     max_in_flight: int | None = None
+    #: False turns the account gate off: every call goes out at once.
+    flow_control: bool = True
+    #: Seconds a whole call may take, retries, waits and the whole stream included (None: no
+    #: bound beyond ``timeout`` per step).
+    total_timeout: float | None = None
+    #: Seconds a call may spend waiting out the account's rate limit (HTTP 429) before it
+    #: raises :class:`~modelslab_core.errors.RateLimitError`.
+    rate_limit_budget: float = DEFAULT_RATE_LIMIT_BUDGET
 
     @classmethod
     def build(
@@ -107,34 +176,48 @@ class ClientConfig:
         default_headers: Mapping[str, str] | None = None,
         key_placement: KeyPlacement = "bearer",
         max_in_flight: int | None = None,
+        flow_control: bool = True,
+        total_timeout: float | None = None,
+        rate_limit_budget: float | None = None,
         default_base_url: str = CHAT_BASE_URL,
         base_url_env: str = BASE_URL_ENV,
     ) -> ClientConfig:
-        timeout = DEFAULT_TIMEOUT if timeout is None else float(timeout)
-        max_retries = DEFAULT_MAX_RETRIES if max_retries is None else max_retries
-        if timeout <= 0:
-            raise ConfigurationError(f"timeout must be > 0 seconds, got {timeout}")
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
+        """Resolve the key and base URL (arguments, then environment, then defaults) and check
+        every setting; a :class:`ConfigurationError` (or :class:`MissingAPIKeyError`) before any
+        request when something is off."""
         if key_placement not in _PLACEMENTS:
             raise ConfigurationError(
                 f"key_placement must be one of {_PLACEMENTS}, got {key_placement!r}"
             )
-        if max_in_flight is not None and max_in_flight < 1:
-            raise ConfigurationError(f"max_in_flight must be >= 1 or None, got {max_in_flight}")
+        headers = dict(default_headers or {})
+        for name, value in headers.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise ConfigurationError(f"default_headers must map str to str, got {name!r}")
+            check_header_value(name, f"The default header name {name!r}")
+            check_header_value(value, f"The value of default header {name!r}")
         return cls(
             api_key=resolve_api_key(api_key),
             base_url=resolve_base_url(base_url, default_base_url, env=base_url_env),
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=dict(default_headers or {}),
+            timeout=_seconds(timeout, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
+            max_retries=DEFAULT_MAX_RETRIES
+            if max_retries is None
+            else _count(max_retries, "max_retries", 0) or 0,
+            default_headers=headers,
             key_placement=key_placement,
-            max_in_flight=max_in_flight,
+            max_in_flight=_count(max_in_flight, "max_in_flight", 1),
+            flow_control=bool(flow_control),
+            total_timeout=_seconds(total_timeout, "total_timeout", None),
+            rate_limit_budget=_seconds(
+                rate_limit_budget, "rate_limit_budget", DEFAULT_RATE_LIMIT_BUDGET
+            )
+            or DEFAULT_RATE_LIMIT_BUDGET,
         )
 
     def __repr__(self) -> str:
         return (
             f"ClientConfig(api_key=SecretStr('**********'), base_url={self.base_url!r}, "
             f"timeout={self.timeout}, max_retries={self.max_retries}, "
-            f"key_placement={self.key_placement!r}, max_in_flight={self.max_in_flight})"
+            f"key_placement={self.key_placement!r}, max_in_flight={self.max_in_flight}, "
+            f"flow_control={self.flow_control}, total_timeout={self.total_timeout}, "
+            f"rate_limit_budget={self.rate_limit_budget})"
         )

@@ -71,15 +71,8 @@ class Script:
         chat = ChatModelsLab(
             api_key=KEY, base_url=BASE, max_retries=0, http_client=sync, http_async_client=asyn
         )
-        llm = ModelsLabLLM(api_key=KEY, base_url=BASE, max_retries=0)
-        # LlamaIndex's model has no http_client field: its adapter clients get the mock.
-        from modelslab_core import AsyncModelsLabClient, ModelsLabClient
-
-        llm._sync_client = ModelsLabClient(
-            api_key=KEY, base_url=BASE, max_retries=0, http_client=sync
-        )
-        llm._async_client = AsyncModelsLabClient(
-            api_key=KEY, base_url=BASE, max_retries=0, http_client=asyn
+        llm = ModelsLabLLM(
+            api_key=KEY, base_url=BASE, max_retries=0, http_client=sync, async_http_client=asyn
         )
         return chat, llm, [sync, asyn]
 
