@@ -72,12 +72,12 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     """ModelsLab's chat completions API (``/api/v7/llm/chat/completions``).
 
     Example:
-        .. code-block:: python
+        ```python
+        from langchain_modelslab import ChatModelsLab
 
-            from langchain_modelslab import ChatModelsLab
-
-            model = ChatModelsLab(model="meta-llama-3-8B-instruct", temperature=0)
-            model.invoke("Hello")
+        model = ChatModelsLab(model="meta-llama-3-8B-instruct", temperature=0)
+        model.invoke("Hello")
+        ```
 
     The key comes from ``api_key`` or ``MODELSLAB_API_KEY``; the base URL from ``base_url``
     (a URL or a name in ``modelslab_core.BASE_URLS``), ``MODELSLAB_BASE_URL``, or the v7 chat URL.

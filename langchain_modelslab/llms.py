@@ -41,12 +41,12 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
     """ModelsLab's text completions (``/api/v6/completions``, or the uncensored endpoint).
 
     Example:
-        .. code-block:: python
+        ```python
+        from langchain_modelslab import ModelsLabLLM
 
-            from langchain_modelslab import ModelsLabLLM
-
-            llm = ModelsLabLLM(max_tokens=64)
-            llm.invoke("Once upon a time")
+        llm = ModelsLabLLM(max_tokens=64)
+        llm.invoke("Once upon a time")
+        ```
     """
 
     model: str = Field(
