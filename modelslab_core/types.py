@@ -3,14 +3,18 @@
 Every model keeps unknown fields (``extra="allow"``) and takes enum-like values (``role``,
 ``finish_reason``, ``object``) as plain strings, so a new value from the server never breaks a
 client. Requests accept ModelsLab's aliases on input (``model_id`` for ``model``, ``streaming``
-for ``stream``, seed 000) and always send the canonical names.
+for ``stream``, as ModelsLab's documentation spells them) and always send the canonical names.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+import math
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+
+from .errors import ParameterError
 
 __all__ = [
     "ChatChoice",
@@ -30,7 +34,55 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "check_numbers",
+    "check_tools",
 ]
+
+#: Request fields that take a number (ModelsLab's parameter tables, https://docs.modelslab.com).
+NUMERIC_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "n",
+    "max_tokens",
+    "seed",
+)
+
+
+def check_numbers(values: Mapping[str, Any]) -> None:
+    """Refuse a bool or a non-finite number (NaN, infinity) in a field that takes a number, with
+    a :class:`ParameterError` naming the field. Runs on the values as given, before pydantic would
+    turn ``True`` into ``1``; NaN would go out as a bare ``NaN`` token, which is not JSON."""
+    for name in NUMERIC_FIELDS:
+        value = values.get(name)
+        if isinstance(value, bool):
+            raise ParameterError(f"{name} must be a number, got {value!r}", field=name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParameterError(f"{name} must be a finite number, got {value!r}", field=name)
+
+
+def check_tools(tools: Sequence[Any] | None) -> None:
+    """Every tool is an OpenAI function tool with a name (the model calls tools by name): else a
+    :class:`ParameterError` naming the tool's position, before any request."""
+    for index, tool in enumerate(tools or ()):
+        if not isinstance(tool, Mapping):
+            raise ParameterError(
+                f"tools[{index}] must be an object like "
+                '{"type": "function", "function": {"name": ...}}, '
+                f"got {type(tool).__name__}",
+                field="tools",
+            )
+        if tool.get("type", "function") != "function":
+            continue  # another kind of tool: the server decides
+        function = tool.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not name.strip():
+            raise ParameterError(
+                f"tools[{index}] has no function name: every tool needs one", field="tools"
+            )
 
 
 class WireModel(BaseModel):
@@ -107,6 +159,23 @@ class _SamplingFields(WireModel):
     stream: bool | None = Field(default=None, validation_alias=AliasChoices("stream", "streaming"))
     stream_options: dict[str, Any] | None = None
 
+    # Both ways in (keyword construction and model_validate, which the clients and frameworks use)
+    # check the raw values first: a ParameterError raised inside a pydantic validator would come
+    # out wrapped in a ValidationError, and a bool would already be a number.
+    def __init__(self, /, **data: Any) -> None:
+        self._check_raw(data)
+        super().__init__(**data)
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
+        if isinstance(obj, Mapping):
+            cls._check_raw(obj)
+        return super().model_validate(obj, *args, **kwargs)
+
+    @classmethod
+    def _check_raw(cls, values: Mapping[str, Any]) -> None:
+        check_numbers(values)
+
     def to_body(self) -> dict[str, Any]:
         """The JSON body to send: canonical names, no unset fields, extra fields passed through."""
         return self.model_dump(exclude_none=True, by_alias=False)
@@ -120,6 +189,13 @@ class ChatRequest(_SamplingFields):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
+
+    @classmethod
+    def _check_raw(cls, values: Mapping[str, Any]) -> None:
+        check_numbers(values)
+        tools = values.get("tools")
+        if isinstance(tools, Sequence) and not isinstance(tools, str):
+            check_tools(tools)
 
 
 class CompletionRequest(_SamplingFields):

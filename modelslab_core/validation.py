@@ -1,18 +1,28 @@
-"""Parameter ranges from ModelsLab's docs (seed 000's table, seeds 002 and 004), checked before a
-request is sent, so a bad value fails at once with a message naming the field and the range."""
+"""Parameter ranges from ModelsLab's LLM API documentation (https://docs.modelslab.com: the chat
+and text-completion parameter tables), checked before a request is sent, so a bad value fails at
+once with a message naming the field and the range. Bools and non-finite numbers are refused too:
+pydantic would send ``True`` as ``1``, and NaN is not JSON."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from .errors import ParameterError
-from .types import ChatRequest, CompletionRequest
+from .types import NUMERIC_FIELDS, ChatRequest, CompletionRequest, check_numbers, check_tools
 
-__all__ = ["MAX_STOP_SEQUENCES", "check_chat_request", "check_completion_request", "check_params"]
+__all__ = [
+    "MAX_STOP_SEQUENCES",
+    "check_chat_request",
+    "check_completion_request",
+    "check_numbers",
+    "check_params",
+    "check_tools",
+]
 
 MAX_STOP_SEQUENCES = 4
-#: seed 004: text completions take max_tokens up to 44,000.
+#: Text completions take max_tokens up to 44,000 (ModelsLab's completions parameter table).
 MAX_COMPLETION_TOKENS = 44_000
 
 # field: (low, high); None for an open end.
@@ -35,15 +45,24 @@ def _describe(low: float | None, high: float | None) -> str:
 
 
 def check_params(params: Mapping[str, Any]) -> None:
-    """Check the sampling parameters in ``params`` (absent or None values are not checked)."""
-    for name, (low, high) in _RANGES.items():
+    """Check the sampling parameters in ``params`` (absent or None values are not checked):
+    numbers, finite (NaN is not JSON), never a bool, within the documented ranges."""
+    check_numbers(params)
+    for name in NUMERIC_FIELDS:
         value = params.get(name)
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParameterError(f"{name} must be a number, got {value!r}", field=name)
-        if name in _INTEGERS and not float(value).is_integer():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParameterError(f"{name} must be a finite number, got {value!r}", field=name)
+        # An int is whole already (float() of a huge one would overflow).
+        if name in _INTEGERS and isinstance(value, float) and not value.is_integer():
             raise ParameterError(f"{name} must be a whole number, got {value!r}", field=name)
+    for name, (low, high) in _RANGES.items():
+        value = params.get(name)
+        if value is None:
+            continue
         if (low is not None and value < low) or (high is not None and value > high):
             raise ParameterError(
                 f"{name} must be {_describe(low, high)}, got {value!r}", field=name
@@ -67,6 +86,7 @@ def check_chat_request(request: ChatRequest) -> None:
     if not request.model:
         raise ParameterError("model must be a non-empty model id", field="model")
     check_params(request.__dict__)
+    check_tools(request.tools)
 
 
 def check_completion_request(request: CompletionRequest) -> None:
