@@ -66,16 +66,17 @@ _PLACEMENTS = ("bearer", "body", "x-api-key")
 
 
 def check_header_value(value: str, what: str) -> None:
-    """Refuse what cannot travel in an HTTP header: control characters (``\\r\\n`` would fold or
-    split the header) and characters outside latin-1 (a pasted zero-width space). The error
-    names the position and the character's code point, never the value itself."""
+    """Refuse what cannot travel in an HTTP header as httpx sends it: control characters
+    (``\\r\\n`` would fold or split the header) and characters outside printable ASCII (a pasted
+    zero-width space; httpx encodes header text as ASCII). The error names the position and
+    the character's code point, never the value itself."""
     for index, char in enumerate(value):
         code = ord(char)
-        if code < 0x20 or code == 0x7F or code > 0xFF:
+        if code < 0x20 or code > 0x7E:
             raise ConfigurationError(
                 f"{what} cannot be sent in an HTTP header: character {index + 1} is U+{code:04X}, "
-                "a control character or one outside latin-1 (a stray newline or an invisible "
-                "character pasted with it?)"
+                "a control character or one outside printable ASCII (a stray newline or an "
+                "invisible character pasted with it?)"
             )
 
 
