@@ -6,10 +6,11 @@ The rules, which the pages follow:
 
 - Every fenced block whose info string is ``python`` (or ``py``) runs; ``bash``, ``text`` and the
   rest never do (shell commands such as ``pip install`` are ``bash`` blocks).
-- The blocks of one page run in order in one namespace, as a reader would paste them into one
-  session: a block may use what an earlier block of the same page defined. Each page starts fresh.
-- A block may use top-level ``await`` (as in a notebook or ``python -m asyncio``): it then runs
-  under ``asyncio.run``.
+- Every block runs on its own, as a script would (``__name__ == "__main__"``, a fresh namespace):
+  a reader who copies one block into a file can run it. A block never uses a name that an earlier
+  block defined.
+- Top-level ``await`` is refused (a script cannot use it): async code runs under
+  ``asyncio.run(...)``, as a reader's script would.
 - A block that must not run has ``<!-- no-run: the reason -->`` on the line right before its
   fence. The reason is required; such blocks are meant to be rare.
 - A block that defines pytest-style tests (``def test_...(modelslab_server)``) has them called
@@ -26,7 +27,6 @@ success is ``snippets: ran N, skipped M, tests T``.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import inspect
 import os
@@ -104,20 +104,26 @@ def extract_blocks(text: str, page: str = "<page>") -> list[Block]:
 FIXTURES = frozenset({"modelslab_server"})
 
 
-def _run_block(block: Block, namespace: dict[str, object]) -> int:
-    """Run one block (and the tests it defines); the number of tests run."""
-    before = {name: namespace.get(name) for name in namespace}
+def _run_block(block: Block) -> int:
+    """Run one block on its own, as a script (and the tests it defines); the number of tests
+    run."""
+    namespace: dict[str, object] = {"__name__": "__main__"}
     # Padding puts the code on its Markdown line numbers, so tracebacks point into the page.
     source = "\n" * (block.line - 1) + block.code
-    code = compile(source, block.page, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    if code.co_flags & inspect.CO_COROUTINE:
-        asyncio.run(eval(code, namespace))
-    else:
-        exec(code, namespace)
+    try:
+        code = compile(source, block.page, "exec")
+    except SyntaxError as exc:
+        if "await" in str(exc.msg) or "async" in str(exc.msg):
+            raise SnippetError(
+                f"{block.page}:{exc.lineno}: top-level await does not run in a script; "
+                "wrap the code in a function and call it with asyncio.run(...)"
+            ) from exc
+        raise
+    exec(code, namespace)
     tests = [
         value
         for name, value in namespace.items()
-        if name.startswith("test_") and inspect.isfunction(value) and before.get(name) is not value
+        if name.startswith("test_") and inspect.isfunction(value)
     ]
     for test in tests:
         _run_test(block, test)
@@ -145,7 +151,6 @@ def run_page(path: Path) -> tuple[int, int, int]:
     from modelslab_core.testing import LocalModelsLab
 
     blocks = extract_blocks(path.read_text(encoding="utf-8"), page=str(path))
-    namespace: dict[str, object] = {"__name__": "__main__"}
     ran = skipped = tests = 0
     home = os.getcwd()
     with LocalModelsLab(api_key=DOC_KEY) as server, tempfile.TemporaryDirectory() as scratch:
@@ -156,7 +161,7 @@ def run_page(path: Path) -> tuple[int, int, int]:
         try:
             for block in blocks:
                 if block.runs:
-                    tests += _run_block(block, namespace)
+                    tests += _run_block(block)
                     ran += 1
                 elif block.language in RUN_LANGUAGES:
                     skipped += 1

@@ -152,6 +152,20 @@ BROKEN = {
         "```python\ndef test_it(tmp_path):\n    pass\n```\n",
         "asks for ['tmp_path']",
     ),
+    # Each block runs alone, as a reader's script would: nothing is borrowed from a block above.
+    "a block using a name an earlier block defined": (
+        "```python\nfrom modelslab_core.testing import Reply\n```\n\n"
+        "```python\nprint(Reply.text('x'))\n```\n",
+        "NameError: name 'Reply' is not defined",
+    ),
+    "a top-level await": (
+        "```python\nimport asyncio\n\nawait asyncio.sleep(0)\n```\n",
+        "page.md:4: top-level await does not run in a script",
+    ),
+    "a top-level async for": (
+        "```python\nasync for x in y:\n    pass\n```\n",
+        "top-level await does not run in a script",
+    ),
 }
 
 
@@ -167,7 +181,7 @@ def test_runner_fails_a_broken_page(
     assert where in run.stderr, run.explain()
 
 
-def test_runner_runs_awaits_and_tests_with_the_live_defaults(
+def test_runner_runs_each_block_alone_with_the_live_defaults(
     python_runner: Callable[..., Any], tmp_path: Path
 ) -> None:
     page = tmp_path / "page.md"
@@ -175,24 +189,29 @@ def test_runner_runs_awaits_and_tests_with_the_live_defaults(
         "```python\n"
         "from langchain_modelslab import ChatModelsLab\n\n"
         "llm = ChatModelsLab(model='meta-llama-3-8B-instruct')\n"
-        "print('sync:', llm.invoke('from the docs').content)\n"
+        "print('sync:', llm.invoke('from the docs').content, __name__)\n"
         "```\n\n"
         "```python\n"
-        "print('async:', (await llm.ainvoke('awaited')).content)\n"
+        "import asyncio\n\n"
+        "from langchain_modelslab import ChatModelsLab\n\n"
+        "print('fresh:', 'llm' in globals())\n"
+        "print('async:', asyncio.run(ChatModelsLab().ainvoke('awaited')).content)\n"
         "```\n\n"
         "```python\n"
+        "from langchain_modelslab import ChatModelsLab\n"
+        "from modelslab_core.testing import Reply\n\n\n"
         "def test_echo(modelslab_server):\n"
         "    modelslab_server.enqueue(Reply.text('scripted'))\n"
         "    print('test:', ChatModelsLab(api_key='k', base_url=modelslab_server.base_url)"
         ".invoke('x').content)\n"
-        "from modelslab_core.testing import Reply\n"
         "```\n",
         encoding="utf-8",
     )
     run = python_runner(str(Path(__file__).with_name("run_snippets.py")), str(page))
     assert run.returncode == 0, run.explain()
     assert run.stdout.splitlines() == [
-        "sync: from the docs",
+        "sync: from the docs __main__",
+        "fresh: False",
         "async: awaited",
         "test: scripted",
         "",
