@@ -4,6 +4,7 @@ its fixtures are used, a pytest configuration that needs no optional plugin, and
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import subprocess
 import sys
 import tomllib
@@ -86,3 +87,21 @@ def test_make_bench_writes_into_an_untracked_folder() -> None:
     assert OUT == ROOT / ".bench"
     ignored = (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert ".bench/" in ignored
+
+
+#: Documents our users cannot see: the project's internal notes ("seed 000", shared/...).
+_PRIVATE_CITATION = re.compile(r"\bseeds? \d{3}\b|seed 000's|shared/modelslab-api\.md", re.I)
+
+
+def test_comments_and_docs_cite_only_public_documents() -> None:
+    roots = ["modelslab_core", "langchain_modelslab", "llama_index_modelslab", "docs", "examples"]
+    files = [REPO / "README.md"]
+    for root in roots:
+        files += [p for p in (REPO / root).rglob("*") if p.suffix in (".py", ".md")]
+    cited = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if _PRIVATE_CITATION.search(line)
+    ]
+    assert not cited, "\n".join(cited)
