@@ -45,6 +45,8 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 import modelslab_core as wire
 
+from ._errors import ModelsLabParameterError
+
 __all__ = [
     "PROVIDER",
     "chunk_to_generation",
@@ -180,8 +182,34 @@ ToolLike = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
 
 
 def tools_to_wire(tools: Sequence[ToolLike], *, strict: bool | None = None) -> list[dict[str, Any]]:
-    """Any BaseTool, function, pydantic class, TypedDict or dict as OpenAI function tools."""
-    return [convert_to_openai_tool(t, strict=strict) for t in tools]
+    """Any BaseTool, function, pydantic class, TypedDict or dict as OpenAI function tools.
+
+    A tool that has no name, or that LangChain cannot convert, raises
+    :class:`ModelsLabParameterError` naming its position (``tools[1]``), before any request: the
+    model calls tools by name, and langchain-core alone gives a bare ``KeyError: 'name'``.
+    """
+    formatted = []
+    for index, tool in enumerate(tools):
+        try:
+            spec = convert_to_openai_tool(tool, strict=strict)
+        except KeyError as exc:
+            raise ModelsLabParameterError(
+                f"tools[{index}] has no {exc.args[0] if exc.args else 'name'!s}: "
+                "every tool needs a function name",
+                field="tools",
+            ) from None
+        except (ValueError, TypeError) as exc:
+            raise ModelsLabParameterError(
+                f"tools[{index}] is not a tool LangChain can convert: {exc}", field="tools"
+            ) from exc
+        function = spec.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not name.strip():
+            raise ModelsLabParameterError(
+                f"tools[{index}] has no name: every tool needs a function name", field="tools"
+            )
+        formatted.append(spec)
+    return formatted
 
 
 def tool_choice_to_wire(

@@ -45,6 +45,7 @@ __all__ = [
     "ModelsLabProcessingResponseError",
     "ModelsLabRateLimitError",
     "ModelsLabRequestTimeoutError",
+    "ModelsLabResponseFormatError",
     "ModelsLabServerError",
     "ModelsLabStatusError",
     "ModelsLabStreamError",
@@ -78,6 +79,13 @@ class ModelsLabUnprocessableEntityError(core.UnprocessableEntityError, ModelInva
 
 class ModelsLabContextOverflowError(core.BadRequestError, ContextOverflowError):
     """A bad request whose message says the input is longer than the model's context."""
+
+
+class ModelsLabResponseFormatError(ModelsLabBadRequestError):
+    """A bad request whose message names the response format: the server refuses the
+    ``json_schema`` response format structured output asks with (ModelsLab's docs show only
+    ``json_object``). ``with_structured_output(method="json_schema")`` asks again in JSON mode on
+    this error only (:func:`modelslab_core.errors.names_response_format`)."""
 
 
 class ModelsLabStatusError(core.APIStatusError, ModelInvalidRequestError):
@@ -125,11 +133,22 @@ class ModelsLabProcessingResponseError(core.ProcessingResponseError, ModelAPIErr
 
 
 class ModelsLabStreamError(core.StreamError, ModelAPIError):
-    """An error event inside a stream."""
+    """An error event inside a stream.
+
+    ``is_retryable`` is True (a ``ModelAPIError``) while the adapter's ``retryable`` is False, on
+    purpose: the adapter never restarts a stream by itself (the caller may have read its first
+    chunks), whereas LangChain's flag says whether calling the model again from scratch may
+    succeed, which it may after an upstream failure reported mid-stream.
+    """
 
 
 class ModelsLabIncompleteStreamError(core.IncompleteStreamError, ModelConnectionError):
-    """The stream was cut off before ``[DONE]``."""
+    """The stream was cut off before ``[DONE]``.
+
+    ``is_retryable`` is True (a ``ModelConnectionError``) while the adapter's ``retryable`` is
+    False, on purpose (see :class:`ModelsLabStreamError`): a new call from scratch suits a dropped
+    connection; a silent restart of a stream already read does not.
+    """
 
 
 class ModelsLabParameterError(core.ParameterError, ModelInvalidRequestError):
@@ -174,6 +193,8 @@ def _target_class(error: core.ModelsLabError) -> type[core.ModelsLabError] | Non
         and any(hint in error.message.lower() for hint in _OVERFLOW_HINTS)
     ):
         return ModelsLabContextOverflowError
+    if core.names_response_format(error):  # a 400, 422 or envelope that names the format
+        return ModelsLabResponseFormatError
     for cls in type(error).__mro__:
         target = _CLASSES.get(cls)
         if target is not None:

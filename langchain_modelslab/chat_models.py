@@ -52,7 +52,7 @@ from ._convert import (
     tool_choice_to_wire,
     tools_to_wire,
 )
-from ._errors import translated_errors
+from ._errors import ModelsLabResponseFormatError, translated_errors
 
 __all__ = ["DEFAULT_MODEL", "ChatModelsLab"]
 
@@ -298,8 +298,10 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         elif method == "json_schema":
             assert schema is not None
             response_format = _json_schema_format(schema, strict)
-            # ModelsLab documents only json_object: a server that refuses json_schema (a 400) is
-            # asked again in JSON mode, with the schema in a system message.
+            # ModelsLab documents only json_object: a server that refuses json_schema is asked
+            # again in JSON mode, with the schema in a system message. Only a refusal that names
+            # the response format (ModelsLabResponseFormatError) does so: a context-length error
+            # would only come back with an even longer prompt.
             fallback = RunnableLambda(
                 partial(
                     _with_schema_instruction,
@@ -309,7 +311,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
             ) | self.bind(response_format=JSON_OBJECT, ls_structured_output_format=trace, **kwargs)
             llm = self.bind(
                 response_format=response_format, ls_structured_output_format=trace, **kwargs
-            ).with_fallbacks([fallback], exceptions_to_handle=(modelslab_core.BadRequestError,))
+            ).with_fallbacks([fallback], exceptions_to_handle=(ModelsLabResponseFormatError,))
             parser = (
                 PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
             )

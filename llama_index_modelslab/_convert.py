@@ -36,6 +36,7 @@ from modelslab_core import (
     ChatCompletionChunk,
     Completion,
     FunctionCall,
+    ParameterError,
     StreamAccumulator,
     ToolCall,
     Usage,
@@ -161,7 +162,15 @@ def messages_to_wire(messages: Sequence[ChatMessage]) -> list[WireMessage]:
 def tool_specs(tools: Sequence[BaseTool], *, strict: bool = False) -> list[dict[str, Any]]:
     """OpenAI-style function specs for ``tools``; ``strict`` asks for exact schema adherence."""
     specs = []
-    for tool in tools:
+    for index, tool in enumerate(tools):
+        name = tool.metadata.name
+        if not isinstance(name, str) or not name.strip():
+            # The model calls tools by name: a nameless one would go out as "name": null.
+            raise ParameterError(
+                f"tools[{index}] ({type(tool).__name__}) has no name: every tool needs one "
+                "(ToolMetadata(name=...))",
+                field="tools",
+            )
         spec = tool.metadata.to_openai_tool(skip_length_check=True)
         if strict:
             spec["function"]["strict"] = True

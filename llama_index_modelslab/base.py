@@ -58,6 +58,7 @@ from modelslab_core.config import (
     resolve_api_key,
     resolve_base_url,
 )
+from modelslab_core.errors import names_response_format
 from modelslab_core.validation import check_chat_request, check_completion_request, check_numbers
 
 from . import _convert as conv
@@ -491,7 +492,8 @@ class ModelsLabLLM(FunctionCallingLLM):
         fmt = conv.json_response_format(output_cls)
         try:
             response = self.chat(messages, **{**kwargs, "response_format": fmt})
-        except BadRequestError:
+        except BadRequestError as error:
+            _raise_unless_format_refused(error)
             fmt = conv.json_response_format(output_cls, schema=False)
             response = self.chat(messages, **{**kwargs, "response_format": fmt})
         return _parse(output_cls, response)
@@ -513,7 +515,8 @@ class ModelsLabLLM(FunctionCallingLLM):
         fmt = conv.json_response_format(output_cls)
         try:
             response = await self.achat(messages, **{**kwargs, "response_format": fmt})
-        except BadRequestError:
+        except BadRequestError as error:
+            _raise_unless_format_refused(error)
             fmt = conv.json_response_format(output_cls, schema=False)
             response = await self.achat(messages, **{**kwargs, "response_format": fmt})
         return _parse(output_cls, response)
@@ -535,7 +538,8 @@ class ModelsLabLLM(FunctionCallingLLM):
             try:
                 responses = self.stream_chat(messages, **{**kwargs, "response_format": fmt})
                 first = next(responses, None)
-            except BadRequestError:
+            except BadRequestError as error:
+                _raise_unless_format_refused(error)
                 fmt = conv.json_response_format(output_cls, schema=False)
                 responses = self.stream_chat(messages, **{**kwargs, "response_format": fmt})
                 first = next(responses, None)
@@ -570,7 +574,8 @@ class ModelsLabLLM(FunctionCallingLLM):
             try:
                 responses = await self.astream_chat(messages, **{**kwargs, "response_format": fmt})
                 first = await anext(responses, None)
-            except BadRequestError:
+            except BadRequestError as error:
+                _raise_unless_format_refused(error)
                 fmt = conv.json_response_format(output_cls, schema=False)
                 responses = await self.astream_chat(messages, **{**kwargs, "response_format": fmt})
                 first = await anext(responses, None)
@@ -585,6 +590,14 @@ class ModelsLabLLM(FunctionCallingLLM):
                 yield _parse(output_cls, last)  # the whole answer, e.g. JSON inside prose
 
         return gen()
+
+
+def _raise_unless_format_refused(error: BadRequestError) -> None:
+    """Re-raise ``error`` unless it is the server refusing the ``json_schema`` response format,
+    the only error the JSON-mode fallback of structured output may answer: any other bad request
+    (a prompt longer than the context window) would only come back with a longer prompt."""
+    if not names_response_format(error):
+        raise error
 
 
 # --- stream adapters between chat and text ---------------------------------------------------

@@ -232,11 +232,21 @@ class ProcessingResponseError(InvalidResponseError):
 
 
 class StreamError(APIError):
-    """A stream failed after it started: an error event inside the stream."""
+    """A stream failed after it started: an error event inside the stream that names no known
+    cause (a rate limit, a bad key or no credits in an event come as their own classes).
+
+    ``retryable`` (the adapter retrying on its own) is False for both stream errors, while the
+    LangChain layer's ``is_retryable`` is True for them, on purpose: they answer two questions.
+    The adapter never restarts a stream by itself, since the caller may have read its first chunks
+    and an error event names no cause it could judge. LangChain's flag says whether calling the
+    model again from scratch may succeed (``with_retry``, a retry middleware), which it may after a
+    dropped connection or an upstream failure reported mid-stream.
+    """
 
 
 class IncompleteStreamError(StreamError):
-    """The stream ended without ``data: [DONE]``: the answer is cut off, not short."""
+    """The stream ended without ``data: [DONE]``: the answer is cut off, not short. Not retried by
+    the adapter, retryable for LangChain (see :class:`StreamError`)."""
 
 
 _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
