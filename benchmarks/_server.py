@@ -15,11 +15,13 @@ class ServerProcess:
     base_url: str = ""
     completions_base_url: str = ""
     url: str = ""
+    #: More command-line options for the server (``--stream-delay 0.05``, ...).
+    args: tuple[str, ...] = ()
     _proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> ServerProcess:
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "modelslab_core.testing", "--api-key", API_KEY],
+            [sys.executable, "-m", "modelslab_core.testing", "--api-key", API_KEY, *self.args],
             stdout=subprocess.PIPE,
             text=True,
         )

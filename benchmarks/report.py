@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import network
+
 LABELS = {
     "ms_per_call": "ms per call (lower is better)",
     "stream_chunks_per_s": "stream chunks/s",
@@ -157,6 +159,9 @@ def update_doc(doc: Path, results: dict[str, Any], verdicts: list[dict[str, Any]
     )
     if results.get("scaling"):
         body += "\n" + scaling_table(results["scaling"]) + "\n"
+    extra = network.markdown(results)
+    if extra:
+        body += "\n" + extra + "\n"
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     doc.write_text(f"{head}{start}\n{body}{end}{tail}")
