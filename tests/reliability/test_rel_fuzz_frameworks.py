@@ -368,3 +368,161 @@ def test_malformed_answers_raise_only_typed_errors(
         pass
     finally:
         close(clients)
+
+
+# ----------------------------------------------------------------------------- issue 12
+# Bad numbers and nameless tools refused before any request on every path; the JSON-mode
+# fallback of structured output triggered by a refused response format and nothing else.
+
+
+class Recorder:
+    """A mock server that counts requests and answers each with the next scripted response."""
+
+    def __init__(self, *answers: httpx.Response) -> None:
+        self.answers = list(answers)
+        self.seen = 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.seen += 1
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    def models(self, **li: Any) -> tuple[ChatModelsLab, ModelsLabLLM, list[Any]]:
+        transport = httpx.MockTransport(self.handler)
+        sync, asyn = httpx.Client(transport=transport), httpx.AsyncClient(transport=transport)
+        chat = ChatModelsLab(
+            api_key=KEY, base_url=BASE, max_retries=0, http_client=sync, http_async_client=asyn
+        )
+        llm = ModelsLabLLM(
+            api_key=KEY,
+            base_url=BASE,
+            max_retries=0,
+            http_client=sync,
+            async_http_client=asyn,
+            **li,
+        )
+        return chat, llm, [sync, asyn]
+
+
+def _answer(content: str) -> httpx.Response:
+    message = {"role": "assistant", "content": content}
+    return httpx.Response(
+        200,
+        json={"id": "a", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]},
+    )
+
+
+CALL_PATHS: dict[str, Callable[[ChatModelsLab, ModelsLabLLM, dict[str, Any]], Any]] = {
+    "lc.invoke": lambda chat, llm, kw: chat.invoke("go", **kw),
+    "lc.astream": lambda chat, llm, kw: arun(_drain(chat.astream("go", **kw))),
+    "li.chat": lambda chat, llm, kw: llm.chat([ChatMessage(role="user", content="go")], **kw),
+    "li.astream_complete": lambda chat, llm, kw: arun(
+        _drain_coro(llm.astream_complete("go", **kw))
+    ),
+}
+
+
+async def _drain_coro(coro: Any) -> list[Any]:
+    return [item async for item in await coro]
+
+
+NUMBER_FIELDS = ["temperature", "top_p", "frequency_penalty", "presence_penalty", "max_tokens",
+                 "top_k", "seed", "n", "repetition_penalty"]  # fmt: skip
+bad_numbers = st.sampled_from([True, False, float("nan"), float("inf"), float("-inf")])
+
+
+@FUZZ
+@given(st.sampled_from(NUMBER_FIELDS), bad_numbers, st.sampled_from(sorted(CALL_PATHS)))
+def test_bad_numbers_are_refused_on_every_path_before_any_request(
+    field: str, value: Any, path: str
+) -> None:
+    recorder = Recorder(_answer("never"))
+    chat, llm, clients = recorder.models()
+    try:
+        CALL_PATHS[path](chat, llm, {field: value})
+    except e.ParameterError as error:
+        assert error.field == field
+    else:
+        raise AssertionError(f"{field}={value!r} was accepted")
+    finally:
+        close(clients)
+    assert recorder.seen == 0
+
+
+@FUZZ
+@given(st.integers(1, 5), st.data())
+def test_a_nameless_tool_is_named_by_its_position(count: int, data: st.DataObject) -> None:
+    from llama_index.core.tools import FunctionTool, ToolMetadata
+
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    position = data.draw(st.integers(0, count - 1))
+    nameless = data.draw(st.sampled_from([None, "", " "]))
+    lc_tools: list[Any] = [
+        {"type": "function", "function": {"name": f"tool_{i}", "parameters": {}}}
+        for i in range(count)
+    ]
+    lc_tools[position] = {"type": "function", "function": {"name": nameless, "parameters": {}}}
+    li_tools = [FunctionTool.from_defaults(fn=add, name=f"tool_{i}") for i in range(count)]
+    li_tools[position] = FunctionTool(fn=add, metadata=ToolMetadata(description="x", name=nameless))
+    recorder = Recorder(_answer("never"))
+    chat, llm, clients = recorder.models()
+    try:
+        for call in (
+            lambda: chat.bind_tools(lc_tools),
+            lambda: llm.chat_with_tools(li_tools, "go"),
+        ):
+            try:
+                call()
+            except e.ParameterError as error:
+                assert f"tools[{position}]" in str(error)
+            else:
+                raise AssertionError("a nameless tool was accepted")
+    finally:
+        close(clients)
+    assert recorder.seen == 0
+
+
+HINTS = ["response_format", "Response Format", "json_schema", "JSON schema"]
+refusal_messages = st.one_of(
+    texts,
+    st.tuples(texts, st.sampled_from(HINTS), texts).map("".join),
+    st.sampled_from(["This model's maximum context length is 8192 tokens",
+                     "The model `x` does not exist", "Invalid Api Key"]),
+)  # fmt: skip
+
+
+@FUZZ
+@given(refusal_messages, st.sampled_from([400, 422]), st.sampled_from(["lc", "li"]))
+def test_structured_output_falls_back_only_on_a_refused_response_format(
+    message: str, status: int, framework: str
+) -> None:
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+
+    refusal = httpx.Response(status, json={"error": {"message": message}})
+    error = e.error_from_body(status, {"error": {"message": message}})
+    assert error is not None
+    falls_back = e.names_response_format(error)
+    recorder = Recorder(refusal, _answer(json.dumps({"name": "Paris"})))
+    chat, llm, clients = recorder.models(is_function_calling_model=False)
+    try:
+        if framework == "lc":
+            result = chat.with_structured_output(City, method="json_schema").invoke("Paris")
+        else:
+            from llama_index.core.prompts import PromptTemplate
+
+            result = llm.structured_predict(City, PromptTemplate("{text}"), text="Paris")
+    except e.ModelsLabError as raised:
+        assert not falls_back, f"a refused format was raised: {raised}"
+        assert recorder.seen == 1
+    else:
+        assert falls_back, "another error was answered in JSON mode"
+        assert result == City(name="Paris")
+        assert recorder.seen == 2
+    finally:
+        close(clients)

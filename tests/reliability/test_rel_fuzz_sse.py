@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from modelslab_core import (
@@ -429,3 +429,168 @@ def test_known_cuts_are_incomplete_stream_errors(stream: bytes) -> None:
     for read in (sync_chunks, async_chunks):
         with pytest.raises((e.IncompleteStreamError, e.InvalidResponseError)):
             read([stream])
+
+
+# ----------------------------------------------------------------------------- hostile servers
+# Issue 12: a byte-order mark, invalid UTF-8, error bodies and events of every shape, usage chunks
+# with "choices": null, echoed keys and Retry-After values of every kind.
+
+
+@FUZZ
+@given(st.data())
+def test_a_leading_byte_order_mark_changes_nothing(data: st.DataObject) -> None:
+    stream, payloads = data.draw(sse_stream(chat_chunks()))
+    pieces = data.draw(split(b"\xef\xbb\xbf" + stream))
+    assert dumped(sync_chunks(pieces)) == expected(payloads, ChatCompletionChunk)
+    assert dumped(async_chunks(pieces)) == expected(payloads, ChatCompletionChunk)
+
+
+# Bytes that never start a valid UTF-8 sequence where they stand: invalid everywhere.
+INVALID_UTF8 = st.sampled_from([b"\xff", b"\xfe", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf8\x88"])
+
+
+@FUZZ
+@given(st.data())
+def test_invalid_utf8_anywhere_before_done_is_a_typed_error(data: st.DataObject) -> None:
+    stream, _ = data.draw(sse_stream(chat_chunks()))
+    done = stream.rfind(b"data: [DONE]")
+    at = data.draw(st.integers(0, done))
+    corrupt = stream[:at] + data.draw(INVALID_UTF8) + stream[at:]
+    pieces = data.draw(split(corrupt))
+    for read in (sync_chunks, async_chunks):
+        try:
+            read(pieces)
+        except e.InvalidResponseError as error:
+            assert "not valid UTF-8" in str(error)
+        else:
+            raise AssertionError("invalid UTF-8 was decoded as an answer")
+
+
+error_event_data = st.one_of(
+    texts.map(lambda t: t.replace("\r", " ").replace("\n", " ")),
+    envelopes.map(json.dumps),
+    st.dictionaries(st.sampled_from(ERROR_FIELDS), json_values, max_size=3).map(json.dumps),
+)
+
+
+@FUZZ
+@given(st.data(), error_event_data)
+def test_an_error_event_of_any_shape_raises_a_typed_error_never_cut_off(
+    data: st.DataObject, payload: str
+) -> None:
+    stream, _ = data.draw(sse_stream(chat_chunks()))
+    at = stream.rfind(b"data: [DONE]")
+    event = f"event: error\ndata: {payload}\n\n".encode()
+    pieces = data.draw(split(stream[:at] + event + stream[at:]))
+    for read in (sync_chunks, async_chunks):
+        try:
+            read(pieces)
+        except e.IncompleteStreamError as error:
+            raise AssertionError(f"an error event read as a cut stream: {error}") from error
+        except e.APIError:
+            pass
+        else:
+            raise AssertionError("an error event was passed over")
+
+
+def body_error(body: dict[str, Any]) -> e.APIError | None:
+    try:
+        parse_body(200, httpx.Headers(), json.dumps(body).encode(), ChatCompletion, KEY)
+    except e.APIError as error:
+        return error
+    return None
+
+
+@FUZZ
+@given(envelopes, st.data())
+def test_a_json_error_body_sent_as_an_event_stream_maps_like_a_body(
+    body: dict[str, Any], data: st.DataObject
+) -> None:
+    expected_error = body_error(body)
+    assume(expected_error is not None and e.error_from_body(200, body) is not None)
+    assert expected_error is not None
+    raw = json.dumps(body, indent=data.draw(st.sampled_from([None, 2]))).encode()
+    pieces = data.draw(split(raw))
+    for read in (sync_chunks, async_chunks):
+        try:
+            read(pieces)
+        except e.APIError as error:
+            assert type(error) is type(expected_error)
+            assert error.message == expected_error.message
+        else:
+            raise AssertionError("an error body was taken for a stream")
+
+
+@FUZZ
+@given(st.data(), st.sampled_from([None, [], "absent"]))
+def test_a_usage_chunk_without_choices_keeps_every_chunk(data: st.DataObject, empty: Any) -> None:
+    stream, payloads = data.draw(sse_stream(chat_chunks()))
+    usage = {"id": "u", "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+    if empty != "absent":
+        usage["choices"] = empty
+    at = stream.rfind(b"data: [DONE]")
+    pieces = data.draw(split(stream[:at] + f"data: {json.dumps(usage)}\n\n".encode() + stream[at:]))
+    chunks = dumped(sync_chunks(pieces))
+    assert chunks[:-1] == expected(payloads, ChatCompletionChunk)
+    assert chunks[-1]["usage"]["total_tokens"] == 3 and chunks[-1]["choices"] == []
+    assert dumped(async_chunks(pieces)) == chunks
+
+
+def key_fragments(text: str, key: str) -> list[str]:
+    return [key[i : i + 6] for i in range(len(key) - 5) if key[i : i + 6] in text]
+
+
+@FUZZ
+@given(
+    st.text("abcdefghijklmnopqrstuvwxyz0123456789", min_size=12, max_size=40),
+    st.integers(0, 420),
+    st.integers(1, 3),
+    st.sampled_from([b"", b"{", b"[1,"]),
+)
+def test_an_echoed_key_never_shows_in_part(key: str, at: int, copies: int, head: bytes) -> None:
+    """Mask first, then cut: wherever the key stands in the quoted text, however often."""
+    echo = head + b"x" * at + (key.encode() + b" ") * copies
+    try:
+        decode_event(echo.decode(), ChatCompletionChunk)
+    except e.APIError as error:
+        e.redact_error(error, key)
+        assert not key_fragments(str(error) + error.message, key)
+    try:
+        parse_body(200, httpx.Headers(), echo, ChatCompletion, key)
+    except e.APIError as error:
+        assert not key_fragments(str(error) + error.message, key)
+    error = e.error_from_response(502, echo, secret=key)
+    assert not key_fragments(str(error) + error.message, key)
+
+
+retry_after_texts = st.one_of(
+    texts,
+    st.sampled_from(["nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e400", "-1", "0", "1_0",
+                     "0x1f", "3600", " 2.5 ", "Wed, 21 Oct 2015 07:28:00 GMT",
+                     "Wed, 21 Oct 2099 07:28:00 GMT", "Mon, 99 Foo 9999 99:99:99 GMT"]),
+    st.floats().map(str),
+    st.integers(-(10**30), 10**30).map(str),
+)  # fmt: skip
+
+
+@FUZZ
+@given(retry_after_texts, st.one_of(json_values, retry_after_texts, st.floats()))
+def test_every_retry_after_value_has_a_defined_outcome(header: str, field: Any) -> None:
+    """None (no hint) or a wait that is not NaN and not negative; the policy then retries only
+    within its cap and always waits a finite time."""
+    from modelslab_core.retry import RetryPolicy, parse_retry_after
+
+    seconds = parse_retry_after(header)
+    assert seconds is None or (seconds == seconds and seconds >= 0)
+    body = {"status": "error", "message": "Rate limit exceeded", "retry_after": field}
+    error = e.error_from_body(429, body, retry_after_header=seconds)
+    assert isinstance(error, e.RateLimitError)
+    hint = error.retry_after
+    assert hint is None or (hint == hint and hint >= 0)
+    policy = RetryPolicy(max_retries=3)
+    retried = policy.should_retry(error, 0)
+    assert retried == (hint is None or hint <= policy.max_retry_after)
+    delay = policy.delay(error, 0)
+    assert 0 <= delay < float("inf")
+    if retried and hint is not None:
+        assert delay >= hint  # never earlier than the server asked
