@@ -66,7 +66,9 @@ def next_hop(response: httpx.Response, hops: int, max_hops: int) -> httpx.Reques
 
     307 and 308 keep the method and the body: followed (httpx builds the request, dropping the
     ``Authorization`` header when the redirect leaves the origin). A 301, 302 or 303 answering a
-    POST would turn it into a GET without its body: an error naming the ``Location`` instead.
+    POST would turn it into a GET without its body: an error naming the ``Location`` instead, and
+    so is a redirect to another origin when the key is in ``x-api-key`` or in the body (httpx
+    would carry both there).
     """
     following = response.next_request
     if following is None:
@@ -80,6 +82,14 @@ def next_hop(response: httpx.Response, hops: int, max_hops: int) -> httpx.Reques
             status_code=response.status_code,
             request_id=request_id_of(response.headers),
         )
+    if _leaves_origin(response.request.url, following.url) and _carries_key(following):
+        raise APIStatusError(
+            f"the API answered {response.request.method} {response.request.url} with HTTP "
+            f"{response.status_code}, a redirect to another origin ({location!r}) that would "
+            "take the API key there; set base_url to the new address",
+            status_code=response.status_code,
+            request_id=request_id_of(response.headers),
+        )
     if hops >= max_hops:
         raise APIStatusError(
             f"more than {max_hops} redirects, the last to {location!r}",
@@ -87,6 +97,21 @@ def next_hop(response: httpx.Response, hops: int, max_hops: int) -> httpx.Reques
             request_id=request_id_of(response.headers),
         )
     return following
+
+
+def _leaves_origin(old: httpx.URL, new: httpx.URL) -> bool:
+    """Where httpx drops ``Authorization``: another scheme, host or port, except an upgrade from
+    http to https on the same host with default ports."""
+    if (old.scheme, old.host, old.port) == (new.scheme, new.host, new.port):
+        return False
+    upgrade = (old.scheme, new.scheme) == ("http", "https") and old.host == new.host
+    return not (upgrade and old.port is None and new.port is None)
+
+
+def _carries_key(request: httpx.Request) -> bool:
+    """The key outside ``Authorization``: in ``x-api-key``, or first in the JSON body (where
+    ``key_placement="body"`` puts it)."""
+    return "x-api-key" in request.headers or request.read().startswith(b'{"key":')
 
 
 def request_id_of(headers: httpx.Headers) -> str | None:
