@@ -147,7 +147,7 @@ RETRYABLE = [
         e.RateLimitError,
         429,
         "Rate limit exceeded. Maximum 5 queued requests allowed.",
-        (7.0, 7.0),
+        (7.0, 8.75),  # never earlier than asked, up to a quarter on top
     ),
     Fault(
         "429 retry_after body field",
@@ -155,7 +155,7 @@ RETRYABLE = [
         e.RateLimitError,
         429,
         "Rate limit exceeded. Maximum 5 queued requests allowed.",
-        (9.0, 9.0),
+        (9.0, 11.25),
     ),
     Fault("502 HTML page", lambda _: Reply.html_error(502), e.ServerError, 502, "502 Bad Gateway"),
     Fault(
