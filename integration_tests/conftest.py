@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from modelslab_core.flow import reset_gates
+
 
 @pytest.fixture(autouse=True)
 def _event_loop_for_sync_tests(request: pytest.FixtureRequest) -> Iterator[None]:
@@ -24,3 +26,10 @@ def _event_loop_for_sync_tests(request: pytest.FixtureRequest) -> Iterator[None]
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_account_gates() -> None:
+    """Each test starts with no account gate: what one test's 429s taught the process (a queue
+    limit, a pinned ``max_in_flight``) must not hold back the next test's calls."""
+    reset_gates()

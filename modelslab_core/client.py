@@ -1,15 +1,29 @@
 """``ModelsLabClient`` and ``AsyncModelsLabClient``: thin twins over :class:`BaseClient`.
 
-They differ only in ``await``: each sends bytes, applies the one retry policy and hands the answer
-to the shared pure parsers. A stream is retried only until its first event has arrived.
+They differ only in ``await``: each waits for a place at the account gate
+(:mod:`modelslab_core.flow`), sends bytes, applies the one retry plan (:class:`CallPlan`: the retry
+count, the rate-limit budget, the whole-call deadline) and hands the answer to the shared pure
+parsers. A stream is retried only until its first event has arrived, and holds its place at the
+gate until it ends, is closed or is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+import weakref
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from functools import partial
 from itertools import chain
 from types import TracebackType
@@ -21,7 +35,8 @@ from pydantic import BaseModel
 from . import _pools
 from ._base_client import BaseClient, is_transport_error, next_hop, translate_transport_error
 from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
-from .errors import APIError, redact_error
+from .errors import APIError, RateLimitError, redact_error
+from .flow import NO_PERMIT, CallPlan, FlowGate, Permit, account_of, gate_for, parse_queue_limit
 from .streaming import (
     AsyncStream,
     Stream,
@@ -80,27 +95,143 @@ def _completion_body(request: CompletionInput, *, stream: bool) -> dict[str, Any
     return body
 
 
-class _Slot:
-    """One place among ``max_in_flight``; released exactly once."""
-
-    __slots__ = ("_release",)
-
-    def __init__(self, release: Callable[[], None] | None) -> None:
-        self._release = release
-
-    def release(self) -> None:
-        release, self._release = self._release, None
-        if release is not None:
-            release()
-
-
 _END: Any = object()
+
+
+def _flow_gate(client: BaseClient[Any]) -> FlowGate | None:
+    """The gate of the client's account (API key and host), shared by every client of the
+    process; None with ``flow_control=False``. A client's ``max_in_flight`` pins the account's
+    limit when the client first uses the gate (the latest one wins)."""
+    config = client.config
+    if not config.flow_control:
+        return None
+    account: tuple[str, str] | None = client.__dict__.get("_flow_account")
+    if account is None:
+        account = account_of(client._secret, config.base_url)
+        client.__dict__["_flow_account"] = account
+        if config.max_in_flight is not None:
+            gate_for(account).pin(config.max_in_flight)
+    return gate_for(account, pin=config.max_in_flight)
+
+
+_FLOW_GATE_DOC = """The gate of this client's account (None with ``flow_control=False``): its
+``stats()`` give the limit, the requests in flight, the waiters and the 429s seen."""
+
+
+def _plan(client: BaseClient[Any], gated: bool) -> CallPlan:
+    config = client.config
+    return CallPlan(
+        client.retry_policy,
+        gated=gated and config.flow_control,
+        rate_limit_budget=config.rate_limit_budget,
+        total_timeout=config.total_timeout,
+    )
+
+
+def _finish(permit: Permit, error: BaseException | None) -> None:
+    """Give a request's place back, telling the gate what the answer taught."""
+    if error is None:
+        permit.succeeded()
+    elif isinstance(error, RateLimitError):
+        permit.rate_limited(parse_queue_limit(error.message))
+    else:
+        permit.release()
+
+
+def _timed(request: httpx.Request, plan: CallPlan, timeout: float) -> httpx.Request:
+    """Under a deadline, each network step may take at most what is left of it."""
+    if plan.deadline is not None:
+        left = max(plan.deadline - time.monotonic(), 0.001)
+        if left < timeout:
+            request.extensions["timeout"] = httpx.Timeout(left).as_dict()
+    return request
+
+
+def _bytes_until(chunks: Iterable[bytes], plan: CallPlan) -> Iterator[bytes]:
+    """``chunks``, ended by :meth:`CallPlan.timeout_error` once the deadline passes: a server
+    trickling bytes or sending keep-alive comments forever does not hold a call past it (each
+    read is also bounded by what was left of the deadline when the request went out)."""
+    deadline = plan.deadline
+    assert deadline is not None
+    for chunk in chunks:
+        if time.monotonic() >= deadline:
+            raise plan.timeout_error()
+        yield chunk
+
+
+async def _abytes_until(chunks: AsyncIterable[bytes], plan: CallPlan) -> AsyncIterator[bytes]:
+    """Async twin of :func:`_bytes_until`; a read that waits past the deadline is cancelled."""
+    deadline = plan.deadline
+    assert deadline is not None
+    iterator = aiter(chunks)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise plan.timeout_error()
+        try:
+            async with asyncio.timeout(left):
+                chunk = await anext(iterator)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise plan.timeout_error() from None
+        yield chunk
+
+
+async def _within_deadline(attempt: Awaitable[R], plan: CallPlan) -> R:
+    """``attempt``, cancelled at the deadline and ended with :meth:`CallPlan.timeout_error`."""
+    assert plan.deadline is not None
+    try:
+        async with asyncio.timeout(max(plan.deadline - time.monotonic(), 0.0)):
+            return await attempt
+    except TimeoutError:
+        raise plan.timeout_error() from None
+
+
+#: Closings of dropped async streams, scheduled on their loops (kept until done).
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_dropped(response: httpx.Response, loop: asyncio.AbstractEventLoop) -> None:
+    async def close() -> None:
+        await response.aclose()
+
+    def schedule() -> None:
+        task = loop.create_task(close())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+
+    if not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(schedule)
+
+
+def _guard_stream(stream: Any, permit: Permit, loop: asyncio.AbstractEventLoop | None) -> None:
+    """A stream dropped unclosed gives its place back (and, async, its connection) when it is
+    garbage-collected; closing it first does that at once."""
+    if permit is NO_PERMIT and loop is None:
+        return
+    if loop is None:
+        weakref.finalize(stream, permit.release).atexit = False
+    else:
+        response: httpx.Response = stream.response
+        weakref.finalize(stream, _release_and_close, permit, response, loop).atexit = False
+
+
+def _release_and_close(
+    permit: Permit, response: httpx.Response, loop: asyncio.AbstractEventLoop
+) -> None:
+    permit.release()
+    if not response.is_closed:
+        _close_dropped(response, loop)
 
 
 class ModelsLabClient(BaseClient[httpx.Client]):
     """Synchronous client. Settings as keyword arguments or one ``config=ClientConfig``;
     ``http_client`` is an ``httpx.Client`` of yours (proxies, certificates, event hooks, a mock
     transport); without it the process-wide pool is shared by every client."""
+
+    flow_gate = property(_flow_gate, doc=_FLOW_GATE_DOC)
 
     def _http(self) -> httpx.Client:
         return self._http_client if self._http_client is not None else _pools.sync_pool()
@@ -122,8 +253,13 @@ class ModelsLabClient(BaseClient[httpx.Client]):
         body = self._encode(payload)
         label = payload.get("model")
         return self._retrying(
-            lambda n: self._open_stream(
-                "chat/completions", body, ChatCompletion, ChatCompletionChunk, label, n
+            partial(
+                self._open_stream,
+                "chat/completions",
+                body,
+                ChatCompletion,
+                ChatCompletionChunk,
+                label,
             )
         )
 
@@ -147,10 +283,15 @@ class ModelsLabClient(BaseClient[httpx.Client]):
         """GET the model list (``/v1/models``, falling back to ``/models``)."""
         from .errors import NotFoundError
 
+        # The model list is no queued request: it does not pass through the account gate.
         try:
-            return self._retrying(partial(self._send, "GET", "v1/models", None, ModelList, None))
+            return self._retrying(
+                partial(self._send, "GET", "v1/models", None, ModelList, None), gated=False
+            )
         except NotFoundError:
-            return self._retrying(partial(self._send, "GET", "models", None, ModelList, None))
+            return self._retrying(
+                partial(self._send, "GET", "models", None, ModelList, None), gated=False
+            )
 
     def close(self) -> None:
         """Close the ``http_client`` this client was given; the shared pool stays open."""
@@ -170,32 +311,44 @@ class ModelsLabClient(BaseClient[httpx.Client]):
 
     # --- the I/O loop -------------------------------------------------------------------------
 
-    def _retrying(self, attempt: Callable[[int], R]) -> R:
-        retries = 0
+    def _retrying(self, attempt: Callable[[Permit, CallPlan], R], *, gated: bool = True) -> R:
+        plan = _plan(self, gated)
+        gate = self.flow_gate if plan.gated else None
         while True:
+            permit = self._admit(gate, plan)
             try:
-                return attempt(retries)
+                return attempt(permit, plan)
             except APIError as error:
                 redact_error(error, self._secret)  # a server may echo the key back
-                if not self.retry_policy.should_retry(error, retries):
-                    raise
-                delay = self.retry_policy.delay(error, retries)
-                logger.info("retrying in %.2fs after %s", delay, type(error).__name__)
-            time.sleep(delay)
-            retries += 1
+                outcome = plan.after_error(error, time.monotonic())
+                if isinstance(outcome, APIError):
+                    if outcome is error:
+                        raise
+                    raise outcome from error
+                logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
+            time.sleep(outcome)
 
-    def _acquire(self) -> _Slot:
-        gate = self._gate
+    @staticmethod
+    def _admit(gate: FlowGate | None, plan: CallPlan) -> Permit:
+        """A place at the account gate: held back while the account's queue is full, up to the
+        deadline and (after a 429) the rate-limit budget."""
+        timeout = plan.admission_timeout(time.monotonic())
+        if timeout is not None and timeout <= 0:
+            raise plan.admission_error(time.monotonic())
         if gate is None:
-            return _Slot(None)
-        gate.acquire()
-        return _Slot(gate.release)
+            return NO_PERMIT
+        permit = gate.acquire(timeout)
+        if permit is None:
+            raise plan.admission_error(time.monotonic())
+        return permit
 
-    def _exchange(self, method: str, path: str, body: bytes | None) -> httpx.Response:
+    def _exchange(
+        self, method: str, path: str, body: bytes | None, plan: CallPlan
+    ) -> httpx.Response:
         """Send through the httpx client and return the open (unread) response, after following
         307/308 redirects (see :func:`next_hop`)."""
         http = self._http()
-        request = self._request(http, method, path, body)
+        request = _timed(self._request(http, method, path, body), plan, self.config.timeout)
         hops = 0
         while True:
             try:
@@ -218,22 +371,28 @@ class ModelsLabClient(BaseClient[httpx.Client]):
         body: bytes | None,
         model: type[T],
         label: str | None,
-        retries: int,
+        permit: Permit,
+        plan: CallPlan,
     ) -> T:
-        slot = self._acquire()
         started = time.monotonic()
         try:
-            response = self._exchange(method, path, body)
+            response = self._exchange(method, path, body, plan)
             try:
-                response.read()
+                if plan.deadline is None:
+                    response.read()
+                else:
+                    response._content = b"".join(_bytes_until(response.iter_bytes(), plan))
             except httpx.HTTPError as exc:
                 raise translate_transport_error(exc) from None
             finally:
                 response.close()
-        finally:
-            slot.release()
-        self._log(response, label, started, retries)
-        return self._parse(response, model)
+            self._log(response, label, started, plan.retries + plan.rate_limits)
+            result = self._parse(response, model)
+        except BaseException as error:
+            _finish(permit, error)
+            raise
+        _finish(permit, None)
+        return result
 
     def _open_stream(
         self,
@@ -242,23 +401,26 @@ class ModelsLabClient(BaseClient[httpx.Client]):
         answer_model: type[BaseModel],
         chunk_model: type[T],
         label: str | None,
-        retries: int,
+        permit: Permit,
+        plan: CallPlan,
     ) -> Stream[T]:
-        slot = self._acquire()
         try:
             started = time.monotonic()
-            response = self._exchange("POST", path, body)
-            self._log(response, label, started, retries)
+            response = self._exchange("POST", path, body, plan)
+            self._log(response, label, started, plan.retries + plan.rate_limits)
             try:
                 if not self._is_event_stream(response):
                     response.read()
                     response.close()
-                    slot.release()
                     answer = answer_as_chunk(self._parse(response, answer_model))
+                    _finish(permit, None)
                     return Stream(response, iter([answer, None]))  # type: ignore[list-item]
+                chunks: Iterable[bytes] = response.iter_bytes()
+                if plan.deadline is not None:
+                    chunks = _bytes_until(chunks, plan)
                 events: Iterator[T | None] = (
                     decode_event(data, chunk_model, status_code=response.status_code)
-                    for data in iter_sse_data(response.iter_bytes())
+                    for data in iter_sse_data(chunks)
                 )
                 first = next(events, _END)
             except httpx.HTTPError as exc:
@@ -267,11 +429,13 @@ class ModelsLabClient(BaseClient[httpx.Client]):
             except BaseException:
                 response.close()
                 raise
-        except BaseException:
-            slot.release()
+        except BaseException as error:
+            _finish(permit, error)
             raise
         rest = iter(()) if first is _END else chain([first], events)
-        return Stream(response, rest, on_close=slot.release, secret=self._secret)
+        stream = Stream(response, rest, on_close=permit.succeeded, secret=self._secret)
+        _guard_stream(stream, permit, None)
+        return stream
 
 
 class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
@@ -280,6 +444,8 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
     in a row."""
 
     _transport_name = "aiohttp"
+
+    flow_gate = property(_flow_gate, doc=_FLOW_GATE_DOC)
 
     async def _http(self) -> httpx.AsyncClient:
         own = self._http_client
@@ -302,8 +468,13 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
         body = self._encode(payload)
         label = payload.get("model")
         return await self._retrying(
-            lambda n: self._open_stream(
-                "chat/completions", body, ChatCompletion, ChatCompletionChunk, label, n
+            partial(
+                self._open_stream,
+                "chat/completions",
+                body,
+                ChatCompletion,
+                ChatCompletionChunk,
+                label,
             )
         )
 
@@ -329,12 +500,15 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
         """GET the model list (``/v1/models``, falling back to ``/models``)."""
         from .errors import NotFoundError
 
+        # The model list is no queued request: it does not pass through the account gate.
         try:
             return await self._retrying(
-                partial(self._send, "GET", "v1/models", None, ModelList, None)
+                partial(self._send, "GET", "v1/models", None, ModelList, None), gated=False
             )
         except NotFoundError:
-            return await self._retrying(partial(self._send, "GET", "models", None, ModelList, None))
+            return await self._retrying(
+                partial(self._send, "GET", "models", None, ModelList, None), gated=False
+            )
 
     async def close(self) -> None:
         """Close the ``http_client`` this client was given; shared pools close with their loop."""
@@ -354,35 +528,46 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
 
     # --- the I/O loop -------------------------------------------------------------------------
 
-    async def _retrying(self, attempt: Callable[[int], Awaitable[R]]) -> R:
-        retries = 0
+    async def _retrying(
+        self, attempt: Callable[[Permit, CallPlan], Awaitable[R]], *, gated: bool = True
+    ) -> R:
+        plan = _plan(self, gated)
+        gate = self.flow_gate if plan.gated else None
         while True:
+            permit = await self._admit(gate, plan)
             try:
-                return await attempt(retries)
+                if plan.deadline is None:
+                    return await attempt(permit, plan)
+                return await _within_deadline(attempt(permit, plan), plan)
             except APIError as error:
                 redact_error(error, self._secret)  # a server may echo the key back
-                if not self.retry_policy.should_retry(error, retries):
-                    raise
-                delay = self.retry_policy.delay(error, retries)
-                logger.info("retrying in %.2fs after %s", delay, type(error).__name__)
-            await asyncio.sleep(delay)
-            retries += 1
+                outcome = plan.after_error(error, time.monotonic())
+                if isinstance(outcome, APIError):
+                    if outcome is error:
+                        raise
+                    raise outcome from error
+                logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
+            await asyncio.sleep(outcome)
 
-    async def _acquire(self) -> _Slot:
-        limit = self.config.max_in_flight
-        if not limit:
-            return _Slot(None)
-        loop = asyncio.get_running_loop()
-        gate = self._gates.get(loop)
+    @staticmethod
+    async def _admit(gate: FlowGate | None, plan: CallPlan) -> Permit:
+        """Async twin of :meth:`ModelsLabClient._admit`: waits without blocking the loop."""
+        timeout = plan.admission_timeout(time.monotonic())
+        if timeout is not None and timeout <= 0:
+            raise plan.admission_error(time.monotonic())
         if gate is None:
-            gate = self._gates[loop] = asyncio.Semaphore(limit)
-        await gate.acquire()
-        return _Slot(gate.release)
+            return NO_PERMIT
+        permit = await gate.acquire_async(timeout)
+        if permit is None:
+            raise plan.admission_error(time.monotonic())
+        return permit
 
-    async def _exchange(self, method: str, path: str, body: bytes | None) -> httpx.Response:
+    async def _exchange(
+        self, method: str, path: str, body: bytes | None, plan: CallPlan
+    ) -> httpx.Response:
         """Async twin of :meth:`ModelsLabClient._exchange`."""
         http = await self._http()
-        request = self._request(http, method, path, body)
+        request = _timed(self._request(http, method, path, body), plan, self.config.timeout)
         hops = 0
         while True:
             try:
@@ -407,12 +592,12 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
         body: bytes | None,
         model: type[T],
         label: str | None,
-        retries: int,
+        permit: Permit,
+        plan: CallPlan,
     ) -> T:
-        slot = await self._acquire()
         started = time.monotonic()
         try:
-            response = await self._exchange(method, path, body)
+            response = await self._exchange(method, path, body, plan)
             try:
                 await response.aread()
             except Exception as exc:
@@ -421,10 +606,13 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
                 raise translate_transport_error(exc) from None
             finally:
                 await response.aclose()
-        finally:
-            slot.release()
-        self._log(response, label, started, retries)
-        return self._parse(response, model)
+            self._log(response, label, started, plan.retries + plan.rate_limits)
+            result = self._parse(response, model)
+        except BaseException as error:
+            _finish(permit, error)
+            raise
+        _finish(permit, None)
+        return result
 
     async def _open_stream(
         self,
@@ -433,21 +621,24 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
         answer_model: type[BaseModel],
         chunk_model: type[T],
         label: str | None,
-        retries: int,
+        permit: Permit,
+        plan: CallPlan,
     ) -> AsyncStream[T]:
-        slot = await self._acquire()
         try:
             started = time.monotonic()
-            response = await self._exchange("POST", path, body)
-            self._log(response, label, started, retries)
+            response = await self._exchange("POST", path, body, plan)
+            self._log(response, label, started, plan.retries + plan.rate_limits)
             try:
                 if not self._is_event_stream(response):
                     await response.aread()
                     await response.aclose()
-                    slot.release()
                     answer = answer_as_chunk(self._parse(response, answer_model))
+                    _finish(permit, None)
                     return AsyncStream(response, _aiter([answer, None]))
-                events = _adecode(response, chunk_model)
+                chunks: AsyncIterable[bytes] = response.aiter_bytes()
+                if plan.deadline is not None:
+                    chunks = _abytes_until(chunks, plan)
+                events = _adecode(response, chunks, chunk_model)
                 first = await anext(events, _END)
             except Exception as exc:
                 await response.aclose()
@@ -457,15 +648,19 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
             except BaseException:
                 await response.aclose()
                 raise
-        except BaseException:
-            slot.release()
+        except BaseException as error:
+            _finish(permit, error)
             raise
         rest = _aiter([]) if first is _END else _aprepend(first, events)
-        return AsyncStream(response, rest, on_close=slot.release, secret=self._secret)
+        stream = AsyncStream(response, rest, on_close=permit.succeeded, secret=self._secret)
+        _guard_stream(stream, permit, asyncio.get_running_loop())
+        return stream
 
 
-async def _adecode(response: httpx.Response, model: type[T]) -> AsyncGenerator[T | None, None]:
-    async for data in aiter_sse_data(response.aiter_bytes()):
+async def _adecode(
+    response: httpx.Response, chunks: AsyncIterable[bytes], model: type[T]
+) -> AsyncGenerator[T | None, None]:
+    async for data in aiter_sse_data(chunks):
         yield decode_event(data, model, status_code=response.status_code)
 
 

@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import math
 import os
 import random
 import re
@@ -108,7 +107,7 @@ def rate_limit_delay(
     again: never less than the server's ``retry_after``, with up to a quarter of it on top; without
     a hint, the policy's exponential backoff (0.5 s doubling to 8 s)."""
     uniform = rng.uniform if rng is not None else random.uniform
-    if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+    if retry_after is not None and retry_after >= 0:  # NaN is no hint; infinity is forever
         return float(retry_after * uniform(1.0, 1.0 + RETRY_AFTER_JITTER))
     policy = policy or RetryPolicy()
     base = min(policy.initial_delay * (2 ** min(attempt, 16)), policy.max_delay)
@@ -186,15 +185,18 @@ class CallPlan:
     how long, under the retry count, the rate-limit budget and the whole-call deadline.
 
     With the gate on (``gated``) a 429 spends no retry: the call waits the server's
-    ``retry_after`` (jitter on top) and asks for a place again, within ``rate_limit_budget``
-    seconds from its first 429. ``max_retries=0`` means no retry of any kind, 429 included.
-    Other retryable errors spend one of ``policy.max_retries``. ``deadline`` (monotonic seconds)
-    bounds everything: past it the call ends with :class:`APITimeoutError`.
+    ``retry_after`` (jitter on top; the policy's backoff without one) and asks for a place again,
+    within ``rate_limit_budget`` seconds from its first 429: a wait longer than the policy's
+    ``max_retry_after`` is waited out too, when the budget allows it. ``max_retries=0`` means no
+    retry of any kind, 429 included. Other retryable errors spend one of ``policy.max_retries``.
+    ``deadline`` (monotonic seconds) bounds everything: past it the call ends with
+    :class:`APITimeoutError`.
     """
 
     __slots__ = (
         "budget",
         "deadline",
+        "expired",
         "gated",
         "last_rate_limit",
         "policy",
@@ -223,6 +225,8 @@ class CallPlan:
         self.rate_limits = 0
         self.rate_limited_since: float | None = None
         self.last_rate_limit: RateLimitError | None = None
+        #: The error that ended the call at its deadline, once it did.
+        self.expired: APITimeoutError | None = None
 
     def remaining(self, now: float) -> float | None:
         """Seconds left before the deadline (None: no deadline)."""
@@ -241,9 +245,11 @@ class CallPlan:
     def timeout_error(self, cause: BaseException | None = None) -> APITimeoutError:
         """The error that ends a call past its deadline."""
         detail = f"; last error: {type(cause).__name__}: {cause}" if cause is not None else ""
-        return APITimeoutError(
-            f"the call did not finish within total_timeout={self.total_timeout:g} s{detail}"
+        limit = f"{self.total_timeout:g}" if self.total_timeout is not None else "?"
+        self.expired = APITimeoutError(
+            f"the call did not finish within total_timeout={limit} s{detail}"
         )
+        return self.expired
 
     def admission_error(self, now: float) -> APIError:
         """The error that ends a call the gate held back past its admission timeout."""
@@ -252,24 +258,36 @@ class CallPlan:
         assert self.last_rate_limit is not None
         return self.last_rate_limit
 
+    def _policy_delay(self, error: APIError, attempt: int, rng: random.Random | None) -> float:
+        if rng is None:  # as the clients always called it (tests replace ``delay``)
+            return self.policy.delay(error, attempt)
+        return self.policy.delay(error, attempt, rng=rng)
+
     def after_error(
         self, error: APIError, now: float, *, rng: random.Random | None = None
     ) -> float | APIError:
         """After ``error``: seconds to wait before the next attempt, or the error to raise."""
+        if self.deadline is not None and now >= self.deadline:
+            return error if error is self.expired else self.timeout_error(error)
         if isinstance(error, RateLimitError) and self.gated:
             if self.policy.max_retries == 0:
                 return error
             self.last_rate_limit = error
             if self.rate_limited_since is None:
                 self.rate_limited_since = now
-            wait = rate_limit_delay(error.retry_after, self.rate_limits, self.policy, rng=rng)
+            hint = error.retry_after
+            if hint is not None and not hint <= self.policy.max_retry_after:
+                # Longer than the policy waits for a retry: waited out within the budget.
+                wait = rate_limit_delay(hint, self.rate_limits, self.policy, rng=rng)
+            else:
+                wait = self._policy_delay(error, self.rate_limits, rng)
             self.rate_limits += 1
             if now + wait > self.rate_limited_since + self.budget:
                 return error
         else:
             if not self.policy.should_retry(error, self.retries):
                 return error
-            wait = self.policy.delay(error, self.retries, rng=rng)
+            wait = self._policy_delay(error, self.retries, rng)
             self.retries += 1
         if self.deadline is not None and now + wait >= self.deadline:
             return self.timeout_error(error)

@@ -8,10 +8,11 @@ import logging
 import os
 import random
 import threading
+from typing import Any
 
 import pytest
 
-from modelslab_core import flow
+from modelslab_core import AsyncModelsLabClient, ModelsLabClient, flow
 from modelslab_core.errors import APITimeoutError, RateLimitError, ServerError
 from modelslab_core.flow import (
     AdaptiveLimit,
@@ -455,3 +456,95 @@ def test_a_forked_child_starts_with_no_gates() -> None:
 
 def test_flow_module_exports() -> None:
     assert set(flow.__all__) >= {"FlowGate", "Permit", "gate_for", "gate_stats", "reset_gates"}
+
+
+def test_an_endless_wait_is_never_waited() -> None:
+    assert rate_limit_delay(float("inf"), 0) == float("inf")
+    plan = CallPlan(RetryPolicy(), now=0.0)
+    error = _rate_limit(float("inf"))
+    assert plan.after_error(error, 0.0) is error
+
+
+def test_past_the_deadline_every_error_ends_the_call() -> None:
+    plan = CallPlan(RetryPolicy(max_retries=5), total_timeout=1.0, now=0.0)
+    outcome = plan.after_error(ServerError("boom", status_code=503), 1.5)
+    assert isinstance(outcome, APITimeoutError) and outcome is plan.expired
+    assert plan.after_error(outcome, 1.6) is outcome  # the deadline's own error is final
+
+
+# ----------------------------------------------------------------------------- the clients
+
+
+def _clients(handler: Any, **options: Any) -> tuple[ModelsLabClient, AsyncModelsLabClient]:
+    import httpx
+
+    options.setdefault("api_key", KEY)
+    transport = httpx.MockTransport(handler)
+    sync = ModelsLabClient(http_client=httpx.Client(transport=transport), **options)
+    async_ = AsyncModelsLabClient(http_client=httpx.AsyncClient(transport=transport), **options)
+    return sync, async_
+
+
+def _scripted(statuses: list[int]) -> tuple[Any, list[int]]:
+    import httpx
+
+    seen: list[int] = []
+
+    def handler(request: Any) -> httpx.Response:
+        status = statuses[len(seen)] if len(seen) < len(statuses) else 200
+        seen.append(status)
+        if status == 429:
+            body = {
+                "status": "error",
+                "message": "Maximum 3 queued requests allowed.",
+                "retry_after": 0,
+            }
+            return httpx.Response(429, json=body)
+        if status >= 500:
+            return httpx.Response(status, json={"status": "error", "message": "down"})
+        answer = {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+        }
+        return httpx.Response(200, json=answer)
+
+    return handler, seen
+
+
+REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_clients_a_429_spends_no_retry(mode: str) -> None:
+    handler, seen = _scripted([429, 429, 429, 429, 503, 429])
+    sync, async_ = _clients(handler, max_retries=1)
+    answer = sync.chat(REQUEST) if mode == "sync" else await async_.chat(REQUEST)
+    assert answer.choices[0].message.content == "ok"
+    assert seen == [429, 429, 429, 429, 503, 429, 200]
+    gate = sync.flow_gate
+    assert gate is not None and gate is async_.flow_gate
+    stats = gate.stats()
+    # Each 429 left the limit at what the server held of ours (nothing else: 1); the answer at
+    # the end, with the limit filled, raised it one step towards the named 3.
+    assert (stats.limit, stats.named_limit, stats.rate_limited, stats.in_flight) == (2, 3, 5, 0)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_clients_without_the_gate_a_429_spends_a_retry(mode: str) -> None:
+    handler, seen = _scripted([429, 429, 429])
+    sync, async_ = _clients(handler, max_retries=1, flow_control=False)
+    with pytest.raises(RateLimitError, match="Maximum 3 queued requests"):
+        sync.chat(REQUEST) if mode == "sync" else await async_.chat(REQUEST)
+    assert seen == [429, 429]
+    assert sync.flow_gate is None and gate_stats() == []
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_clients_max_in_flight_pins_the_account(mode: str) -> None:
+    handler, _ = _scripted([])
+    sync, async_ = _clients(handler, max_in_flight=2)
+    sync.chat(REQUEST) if mode == "sync" else await async_.chat(REQUEST)
+    [stats] = gate_stats()
+    assert (stats.limit, stats.pinned, stats.admitted) == (2, True, 1)
