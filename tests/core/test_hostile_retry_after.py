@@ -235,3 +235,17 @@ def test_a_wait_within_the_cap_is_still_obeyed(server: LocalModelsLab, mode: str
     server.enqueue(limited(header="0", body_field=0), Reply.text("second try"))
     assert CALLS[mode](server, max_retries=1) == "second try"
     assert server.request_count == 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("header", ["61", "120", "299"])
+def test_without_the_account_gate_a_429_above_60_s_raises_at_once(
+    server: LocalModelsLab, mode: str, header: str
+) -> None:
+    """The policy's own cap, for a 429 the account gate does not hold (``flow_control=False``);
+    with the gate on, such a 429 waits within ``rate_limit_budget`` instead."""
+    server.enqueue(limited(header=header), Reply.text("never reached"))
+    with pytest.raises(e.RateLimitError) as caught:
+        CALLS[mode](server, max_retries=2, flow_control=False)
+    assert caught.value.retry_after == float(header)
+    assert server.request_count == 1
