@@ -97,10 +97,12 @@ def charts(
         colors = ["#2a7" if results_is_ours(n) else "#999" for n in names]
         bars = ax.barh(names, values, color=colors)
         ax.bar_label(bars, labels=[_fmt(v) for v in values], padding=3, fontsize=8)
+        right = max(values)
         for metric_t, ours, anchor, op, target in targets:
             if metric_t != metric or ours not in names or anchor not in names:
                 continue
             goal = results["subjects"][anchor][metric] * target
+            right = max(right, goal)
             row = names.index(ours)
             ax.plot([goal, goal], [row - 0.45, row + 0.45], color="#c33", linestyle="--")
             ax.annotate(
@@ -112,7 +114,7 @@ def charts(
                 va="bottom",
             )
         ax.set_title(LABELS[metric])
-        ax.set_xlim(0, max(values) * 1.3)
+        ax.set_xlim(0, right * 1.3)  # room for the value labels and every target line
         ax.invert_yaxis()
     fig.suptitle(
         "ModelsLab integrations (green) vs anchors (grey), local server on loopback; "
