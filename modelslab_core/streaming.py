@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import itertools
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
@@ -322,6 +323,10 @@ def answer_as_chunk(answer: BaseModel) -> BaseModel:
     )
 
 
+#: Events read after ``[DONE]`` at most, to reach the end of the body (see ``Stream._drain``).
+_DRAIN_EVENTS = 16
+
+
 class Stream(Generic[T]):
     """An iterator of chunks over one HTTP response; closes the response when done or closed.
 
@@ -373,9 +378,19 @@ class Stream(Generic[T]):
             raise
         if item is None:
             self._done = True
+            self._drain()
             self.close()
             raise StopIteration
         return item
+
+    def _drain(self) -> None:
+        """Read what follows ``[DONE]`` (normally only the end of the chunked body), a few
+        events at most, so that the connection goes back to the pool: closing a response that
+        was not read to its end drops the connection, and the next call would open a new TCP
+        and TLS connection. A failure there changes nothing: the answer is complete."""
+        with contextlib.suppress(Exception):
+            for _ in itertools.islice(self._events, _DRAIN_EVENTS):
+                pass
 
     def close(self) -> None:
         if self._closed:
@@ -452,9 +467,16 @@ class AsyncStream(Generic[T]):
             raise
         if item is None:
             self._done = True
+            await self._drain()
             await self.aclose()
             raise StopAsyncIteration
         return item
+
+    async def _drain(self) -> None:
+        """Async twin of :meth:`Stream._drain`."""
+        with contextlib.suppress(Exception):
+            for _ in range(_DRAIN_EVENTS):
+                await self._events.__anext__()
 
     async def aclose(self) -> None:
         if self._closed:
