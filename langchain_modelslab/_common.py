@@ -12,13 +12,16 @@ import math
 import os
 import sys
 import warnings
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import httpx
 import langchain_core
 import pydantic
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LangSmithParams
+from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
 from langchain_core.utils import secret_from_env
 from pydantic import (
     AliasChoices,
@@ -49,6 +52,41 @@ __all__ = [
     "approximate_tokens",
     "move_unknown_to_model_kwargs",
 ]
+
+
+W = TypeVar("W")
+G = TypeVar("G", GenerationChunk, ChatGenerationChunk)
+
+
+def relay(
+    chunks: Iterable[W],
+    convert: Callable[[W], G | None],
+    run_manager: CallbackManagerForLLMRun | None,
+) -> Iterator[G]:
+    """Wire chunks → LangChain generation chunks (those that carry something), each reported to
+    the run manager as a new token: the loop both models' ``_stream`` share."""
+    for chunk in chunks:
+        generation = convert(chunk)
+        if generation is None:
+            continue
+        if run_manager is not None:
+            run_manager.on_llm_new_token(generation.text, chunk=generation)
+        yield generation
+
+
+async def arelay(
+    chunks: AsyncIterable[W],
+    convert: Callable[[W], G | None],
+    run_manager: AsyncCallbackManagerForLLMRun | None,
+) -> AsyncIterator[G]:
+    """Async twin of :func:`relay`."""
+    async for chunk in chunks:
+        generation = convert(chunk)
+        if generation is None:
+            continue
+        if run_manager is not None:
+            await run_manager.on_llm_new_token(generation.text, chunk=generation)
+        yield generation
 
 
 def approximate_tokens(text: str) -> int:

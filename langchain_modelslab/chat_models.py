@@ -44,7 +44,7 @@ from modelslab_core import (
     get_profile,
 )
 
-from ._common import ModelsLabFields, approximate_tokens
+from ._common import ModelsLabFields, approximate_tokens, arelay, relay
 from ._convert import (
     chunk_to_generation,
     completion_to_result,
@@ -201,14 +201,9 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         with translated_errors():
             request = self._request(messages, stop, stream=True, **kwargs)
+            convert = partial(chunk_to_generation, model=request.model)
             with self._client().chat_stream(request) as stream:
-                for chunk in stream:
-                    generation = chunk_to_generation(chunk, model=request.model)
-                    if generation is None:
-                        continue
-                    if run_manager is not None:
-                        run_manager.on_llm_new_token(generation.text, chunk=generation)
-                    yield generation
+                yield from relay(stream, convert, run_manager)
 
     async def _astream(
         self,
@@ -219,13 +214,9 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         with translated_errors():
             request = self._request(messages, stop, stream=True, **kwargs)
+            convert = partial(chunk_to_generation, model=request.model)
             async with await self._async_client().chat_stream(request) as stream:
-                async for chunk in stream:
-                    generation = chunk_to_generation(chunk, model=request.model)
-                    if generation is None:
-                        continue
-                    if run_manager is not None:
-                        await run_manager.on_llm_new_token(generation.text, chunk=generation)
+                async for generation in arelay(stream, convert, run_manager):
                     yield generation
 
     # --- tools and structured output -----------------------------------------------------------

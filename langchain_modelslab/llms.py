@@ -8,6 +8,7 @@ it builds :class:`modelslab_core.CompletionRequest` objects and calls the adapte
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -24,7 +25,7 @@ from modelslab_core import (
     ModelsLabCompletionsClient,
 )
 
-from ._common import ModelsLabFields, approximate_tokens
+from ._common import ModelsLabFields, approximate_tokens, arelay, relay
 from ._convert import (
     completion_chunk_to_generation,
     completion_to_generations,
@@ -151,14 +152,9 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
     ) -> Iterator[GenerationChunk]:
         with translated_errors():
             request = self._request(prompt, stop, stream=True, **kwargs)
+            convert = partial(completion_chunk_to_generation, model=request.model)
             with self._client().complete_stream(request) as stream:
-                for chunk in stream:
-                    generation = completion_chunk_to_generation(chunk, model=request.model)
-                    if generation is None:
-                        continue
-                    if run_manager is not None:
-                        run_manager.on_llm_new_token(generation.text, chunk=generation)
-                    yield generation
+                yield from relay(stream, convert, run_manager)
 
     async def _astream(
         self,
@@ -169,13 +165,9 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
     ) -> AsyncIterator[GenerationChunk]:
         with translated_errors():
             request = self._request(prompt, stop, stream=True, **kwargs)
+            convert = partial(completion_chunk_to_generation, model=request.model)
             async with await self._async_client().complete_stream(request) as stream:
-                async for chunk in stream:
-                    generation = completion_chunk_to_generation(chunk, model=request.model)
-                    if generation is None:
-                        continue
-                    if run_manager is not None:
-                        await run_manager.on_llm_new_token(generation.text, chunk=generation)
+                async for generation in arelay(stream, convert, run_manager):
                     yield generation
 
 
