@@ -13,6 +13,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
 from llama_index.core.base.llms.generic_utils import (
+    astream_chat_response_to_completion_response,
+    astream_completion_response_to_chat_response,
+    chat_response_to_completion_response,
+    completion_response_to_chat_response,
+    prompt_to_messages,
+    stream_chat_response_to_completion_response,
+    stream_completion_response_to_chat_response,
+)
+from llama_index.core.base.llms.generic_utils import (
     messages_to_prompt as generic_messages_to_prompt,
 )
 from llama_index.core.base.llms.types import (
@@ -277,21 +286,23 @@ class ModelsLabLLM(FunctionCallingLLM):
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         if not self.is_chat_model:
             prompt = self._messages_prompt(messages)
-            return _as_chat(self._complete(prompt, kwargs))
+            return completion_response_to_chat_response(self._complete(prompt, kwargs))
         return self._chat(messages, kwargs)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         if not self.is_chat_model:
             prompt = self._messages_prompt(messages)
-            return _chat_stream_from_text(self._stream_complete(prompt, kwargs))
+            return stream_completion_response_to_chat_response(
+                self._stream_complete(prompt, kwargs)
+            )
         return self._stream_chat(messages, kwargs)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         if not self.is_chat_model:
             prompt = self._messages_prompt(messages)
-            return _as_chat(await self._acomplete(prompt, kwargs))
+            return completion_response_to_chat_response(await self._acomplete(prompt, kwargs))
         return await self._achat(messages, kwargs)
 
     @llm_chat_callback()
@@ -300,7 +311,9 @@ class ModelsLabLLM(FunctionCallingLLM):
     ) -> ChatResponseAsyncGen:
         if not self.is_chat_model:
             prompt = self._messages_prompt(messages)
-            return _achat_stream_from_text(self._astream_complete(prompt, kwargs))
+            return astream_completion_response_to_chat_response(
+                self._astream_complete(prompt, kwargs)
+            )
         return self._astream_chat(messages, kwargs)
 
     # --- complete --------------------------------------------------------------------------------
@@ -308,7 +321,9 @@ class ModelsLabLLM(FunctionCallingLLM):
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         if self.is_chat_model:
-            return _as_text(self._chat(_user(prompt), kwargs))
+            return chat_response_to_completion_response(
+                self._chat(prompt_to_messages(prompt), kwargs)
+            )
         return self._complete(self._prompt(prompt, formatted), kwargs)
 
     @llm_completion_callback()
@@ -316,7 +331,9 @@ class ModelsLabLLM(FunctionCallingLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
         if self.is_chat_model:
-            return _text_stream_from_chat(self._stream_chat(_user(prompt), kwargs))
+            return stream_chat_response_to_completion_response(
+                self._stream_chat(prompt_to_messages(prompt), kwargs)
+            )
         return self._stream_complete(self._prompt(prompt, formatted), kwargs)
 
     @llm_completion_callback()
@@ -324,7 +341,9 @@ class ModelsLabLLM(FunctionCallingLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
         if self.is_chat_model:
-            return _as_text(await self._achat(_user(prompt), kwargs))
+            return chat_response_to_completion_response(
+                await self._achat(prompt_to_messages(prompt), kwargs)
+            )
         return await self._acomplete(self._prompt(prompt, formatted), kwargs)
 
     @llm_completion_callback()
@@ -332,7 +351,9 @@ class ModelsLabLLM(FunctionCallingLLM):
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
         if self.is_chat_model:
-            return _atext_stream_from_chat(self._astream_chat(_user(prompt), kwargs))
+            return astream_chat_response_to_completion_response(
+                self._astream_chat(prompt_to_messages(prompt), kwargs)
+            )
         return self._astream_complete(self._prompt(prompt, formatted), kwargs)
 
     # --- the native calls ------------------------------------------------------------------------
@@ -600,7 +621,7 @@ def _raise_unless_format_refused(error: BadRequestError) -> None:
         raise error
 
 
-# --- stream adapters between chat and text ---------------------------------------------------
+# --- structured output ----------------------------------------------------------------------
 
 
 def _parse(output_cls: type[M], response: ChatResponse) -> M:
@@ -608,45 +629,3 @@ def _parse(output_cls: type[M], response: ChatResponse) -> M:
     if not isinstance(parsed, output_cls):
         raise ValueError(f"Expected a {output_cls.__name__}, got {type(parsed).__name__}")
     return parsed
-
-
-def _user(prompt: str) -> list[ChatMessage]:
-    return [ChatMessage(role=MessageRole.USER, content=prompt)]
-
-
-def _text_stream_from_chat(responses: ChatResponseGen) -> CompletionResponseGen:
-    for response in responses:
-        yield _as_text(response)
-
-
-async def _atext_stream_from_chat(responses: ChatResponseAsyncGen) -> CompletionResponseAsyncGen:
-    async for response in responses:
-        yield _as_text(response)
-
-
-def _chat_stream_from_text(responses: CompletionResponseGen) -> ChatResponseGen:
-    for response in responses:
-        yield _as_chat(response)
-
-
-async def _achat_stream_from_text(responses: CompletionResponseAsyncGen) -> ChatResponseAsyncGen:
-    async for response in responses:
-        yield _as_chat(response)
-
-
-def _as_text(response: ChatResponse) -> CompletionResponse:
-    return CompletionResponse(
-        text=response.message.content or "",
-        delta=response.delta,
-        raw=response.raw,
-        additional_kwargs=dict(response.additional_kwargs),
-    )
-
-
-def _as_chat(response: CompletionResponse) -> ChatResponse:
-    return ChatResponse(
-        message=ChatMessage(role=MessageRole.ASSISTANT, content=response.text),
-        delta=response.delta,
-        raw=response.raw,
-        additional_kwargs=dict(response.additional_kwargs),
-    )
