@@ -167,12 +167,15 @@ async def send_events(
     pending = response_head(200, EVENT_STREAM, length=None, keep_alive=keep_alive)
     if delay > 0:
         writer.write(pending)
-        for event in events:
-            writer.write(chunked_frame(event.encode("utf-8")))
+        for index, event in enumerate(events):
+            if index:  # paced between events: the body ends with the last one, no wait after it
+                await asyncio.sleep(delay)
+            last = LAST_CHUNK if index == len(events) - 1 else b""
+            writer.write(chunked_frame(event.encode("utf-8")) + last)
             await writer.drain()
-            await asyncio.sleep(delay)
-        writer.write(LAST_CHUNK)
-        await writer.drain()
+        if not events:
+            writer.write(LAST_CHUNK)
+            await writer.drain()
         return
     batch: list[str] = []
     size = 0

@@ -15,7 +15,9 @@ from typing import Any, Literal
 
 __all__ = ["Reply", "ReplyKind"]
 
-ReplyKind = Literal["answer", "response", "cut_stream", "stream_error", "reset", "slow"]
+ReplyKind = Literal[
+    "answer", "response", "cut_stream", "stream_error", "reset", "slow", "keep_alive"
+]
 
 RATE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum 5 queued requests allowed."
 INVALID_KEY_MESSAGE = "Invalid Api Key"
@@ -60,7 +62,8 @@ class Reply:
 
     ``kind`` says how the server plays it: ``"answer"`` (a completion, streamed when the
     request streams), ``"response"`` (a fixed status, headers and body), ``"cut_stream"``,
-    ``"stream_error"``, ``"reset"`` (abort the connection) or ``"slow"`` (wait, then ``then``).
+    ``"stream_error"``, ``"reset"`` (abort the connection), ``"slow"`` (wait, then ``then``) or
+    ``"keep_alive"`` (keep-alive bytes every ``interval`` for ``seconds``, then ``then``).
     """
 
     kind: ReplyKind
@@ -76,6 +79,7 @@ class Reply:
     count: int = 0
     seconds: float = 0.0
     then: Reply | None = None
+    interval: float = 0.0
 
     # ------------------------------------------------------------------ normal answers
 
@@ -281,3 +285,19 @@ class Reply:
         if seconds < 0:
             raise ValueError("seconds must not be negative")
         return cls(kind="slow", seconds=float(seconds), then=then)
+
+    @classmethod
+    def keep_alive(
+        cls, seconds: float = float("inf"), interval: float = 0.5, then: Reply | None = None
+    ) -> Reply:
+        """Answer HTTP 200 at once, then send only keep-alive bytes every ``interval`` seconds
+        for ``seconds`` (forever by default), then the answer ``then`` (or the default one).
+
+        A stream gets ``: keep-alive`` comments; a non-streaming request gets spaces before its
+        JSON body (as OpenRouter-style proxies do): bytes keep arriving, no answer does.
+        """
+        if seconds < 0 or interval <= 0:
+            raise ValueError("seconds must not be negative and interval must be positive")
+        if then is not None and then.kind != "answer":
+            raise ValueError("then must be an answer (Reply.text, Reply.tool_call, ...)")
+        return cls(kind="keep_alive", seconds=float(seconds), interval=float(interval), then=then)

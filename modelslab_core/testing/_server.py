@@ -13,8 +13,10 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import random
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -53,7 +55,10 @@ from ._sse import (
     text_stream_events,
 )
 
-__all__ = ["LocalModelsLab"]
+__all__ = ["QUEUE_LIMIT_MESSAGE", "LocalModelsLab"]
+
+#: The 429 message of the queue limit, as ModelsLab words it.
+QUEUE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum {limit} queued requests allowed."
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +100,15 @@ class LocalModelsLab:
 
     ``api_key=None`` accepts any non-empty key. ``stream_delay`` (seconds) paces SSE events
     one by one instead of batching them. The request log keeps the last
-    ``max_recorded_requests`` requests.
+    ``max_recorded_requests`` requests. ``ssl_context`` (a server-side ``ssl.SSLContext``)
+    serves HTTPS instead of plain HTTP.
+
+    ``queue_limit=N`` plays ModelsLab's account queue: a key may have at most N chat or
+    completion requests being answered at once; the next one gets HTTP 429 with
+    ``{"status": "error", "message": rate_limit_message, "retry_after": ...}`` and a
+    ``Retry-After`` header. ``latency`` (seconds) is how long each answer takes before its first
+    byte. ``retry_after`` is the hint sent with a 429; by default the time until the key's oldest
+    request is due (its ``latency`` is up). ``rate_limit_message`` may hold ``{limit}``.
     """
 
     def __init__(
@@ -107,11 +120,34 @@ class LocalModelsLab:
         models: Sequence[str] | None = None,
         stream_delay: float = 0.0,
         max_recorded_requests: int = 10_000,
+        ssl_context: ssl.SSLContext | None = None,
+        queue_limit: int | None = None,
+        latency: float = 0.0,
+        retry_after: float | None = None,
+        rate_limit_message: str = QUEUE_LIMIT_MESSAGE,
     ) -> None:
         """Configure the server; nothing listens until :meth:`start`."""
         self.api_key = api_key
         self.stream_delay = float(stream_delay)
+        if queue_limit is not None and queue_limit < 1:
+            raise ValueError(f"queue_limit must be >= 1 or None, got {queue_limit}")
+        if latency < 0 or (retry_after is not None and retry_after < 0):
+            raise ValueError("latency and retry_after must be >= 0")
+        #: At most this many chat/completion requests per key at once (None: no limit).
+        self.queue_limit = queue_limit
+        #: Seconds each chat/completion answer takes before its first byte.
+        self.latency = float(latency)
+        #: The hint sent with a 429 of the queue limit (None: when the oldest request is due).
+        self.retry_after = retry_after
+        #: The message of that 429; ``{limit}`` becomes the queue limit.
+        self.rate_limit_message = rate_limit_message
+        self._queue_settings = (queue_limit, self.latency, retry_after, rate_limit_message)
+        self._queues: dict[str, list[float]] = {}
+        self._queued = 0
+        self._max_queued = 0
+        self._queue_rejections = 0
         self._host = host
+        self._ssl = ssl_context
         self._requested_port = port
         self._port = 0
         self._models = tuple(models) if models is not None else POPULAR_MODELS
@@ -155,7 +191,8 @@ class LocalModelsLab:
     def url(self) -> str:
         """The root URL, e.g. ``http://127.0.0.1:PORT``."""
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self._ssl is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -267,6 +304,24 @@ class LocalModelsLab:
         return self._max_open_connections
 
     @property
+    def queued(self) -> int:
+        """How many chat/completion requests are being answered now (under ``queue_limit``,
+        the requests the server accepted; the ones it turned away with a 429 are not counted)."""
+        return self._queued
+
+    @property
+    def max_queued_seen(self) -> int:
+        """The most accepted chat/completion requests at once since the start or
+        :meth:`reset_stats` (what ``queue_limit`` bounds, per key)."""
+        return self._max_queued
+
+    @property
+    def rate_limited_count(self) -> int:
+        """How many requests ``queue_limit`` turned away with a 429 since the start or
+        :meth:`reset_stats`."""
+        return self._queue_rejections
+
+    @property
     def faults_injected(self) -> int:
         """How many requests :meth:`set_fault_rate` answered with a fault since the start or
         :meth:`reset_stats`."""
@@ -277,13 +332,20 @@ class LocalModelsLab:
         values) and the counters."""
         with self._lock:
             self._max_in_flight = self._in_flight
+            self._max_queued = self._queued
+            self._queue_rejections = 0
             self._max_open_connections = len(self._writers)
             self._request_count = 0
             self._connections_opened = 0
             self._faults_injected = 0
 
     def reset(self) -> None:
-        """Clear the reply queue, the fault rate, the request log and the stats."""
+        """Clear the reply queue, the fault rate, the request log and the stats; restore the
+        queue settings (``queue_limit``, ``latency``, ``retry_after``, ``rate_limit_message``)
+        given to the constructor."""
+        (self.queue_limit, self.latency, self.retry_after, self.rate_limit_message) = (
+            self._queue_settings
+        )
         with self._lock:
             self._queue.clear()
             self._fault_rate = 0.0
@@ -371,6 +433,7 @@ class LocalModelsLab:
             self._requested_port,
             limit=_READ_LIMIT,
             backlog=2048,
+            ssl=self._ssl,
         )
         sockets = self._server.sockets
         self._port = int(sockets[0].getsockname()[1])
@@ -490,7 +553,39 @@ class LocalModelsLab:
             await send(writer, 422, _dumps(payload).encode("utf-8"), keep_alive)
             return True
         call = _Call(body, chat, route.uncensored, wants_stream(body), keep_alive)
+        if self.queue_limit is not None or self.latency > 0:
+            return await self._under_queue_limit(request, key, call, writer)
         return await self._play(self._next_reply(request), call, writer)
+
+    async def _under_queue_limit(
+        self, request: HttpRequest, key: str, call: _Call, writer: asyncio.StreamWriter
+    ) -> bool:
+        """Answer under the account queue: a 429 when the key has ``queue_limit`` requests
+        being answered, else the answer after ``latency`` seconds."""
+        limit = self.queue_limit
+        started = self._queues.setdefault(key, [])
+        now = time.monotonic()
+        if limit is not None and len(started) >= limit:
+            self._queue_rejections += 1
+            hint = self.retry_after
+            if hint is None:
+                hint = math.ceil(max(min(started) + self.latency - now, 0.0) * 100) / 100
+            message = self.rate_limit_message.replace("{limit}", str(limit))
+            body = _dumps({"status": "error", "message": message, "retry_after": hint})
+            headers = (("Retry-After", f"{hint:g}"),)
+            await send(writer, 429, body.encode("utf-8"), call.keep_alive, headers)
+            return True
+        started.append(now)
+        self._queued += 1
+        if self._queued > self._max_queued:
+            self._max_queued = self._queued
+        try:
+            if self.latency > 0:
+                await asyncio.sleep(self.latency)
+            return await self._play(self._next_reply(request), call, writer)
+        finally:
+            started.remove(now)
+            self._queued -= 1
 
     def _next_reply(self, request: HttpRequest) -> Reply | None:
         with self._lock:
@@ -530,6 +625,8 @@ class LocalModelsLab:
             return await self._play(reply.then, call, writer)
         if reply.kind == "cut_stream":
             return await self._cut(reply.count, call, writer)
+        if reply.kind == "keep_alive":
+            return await self._keep_alive(reply, call, writer)
         if reply.kind == "stream_error":
             events = first_chunks(self._events(self._answer(None, call), call), reply.count)
             events.append(f"data: {reply.body.decode('utf-8')}\n\n")
@@ -580,6 +677,25 @@ class LocalModelsLab:
             model=call.model,
             include_usage=wants_usage(call.body),
         )
+
+    async def _keep_alive(self, reply: Reply, call: _Call, writer: asyncio.StreamWriter) -> bool:
+        content_type = _EVENT_STREAM if call.stream else _JSON
+        writer.write(response_head(200, content_type, length=None, keep_alive=call.keep_alive))
+        beat = chunked_frame(b": keep-alive\n\n" if call.stream else b" ")
+        loop = asyncio.get_running_loop()
+        end = loop.time() + reply.seconds
+        while loop.time() < end:
+            writer.write(beat)
+            await writer.drain()
+            await asyncio.sleep(min(reply.interval, max(end - loop.time(), 0.0)))
+        answer = self._answer(reply.then, call)
+        if call.stream:
+            payload = "".join(self._events(answer, call)).encode("utf-8")
+        else:
+            payload = self._json_answer(answer, call)
+        writer.write(chunked_frame(payload) + LAST_CHUNK)
+        await writer.drain()
+        return True
 
     async def _cut(self, chunks: int, call: _Call, writer: asyncio.StreamWriter) -> bool:
         answer = self._answer(None, call)
