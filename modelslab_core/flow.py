@@ -6,9 +6,11 @@ A :class:`FlowGate` stands in front of every chat and completion request of one 
 key at one host): every client and model instance of both frameworks, sync and async, in every
 thread and event loop of the process, passes through the same gate.
 
-- It admits freely until the account's first 429. The 429 tells it how many of its own requests
-  the server was holding (its requests in flight, less the one turned away): the limit drops to
-  that, and to the queue limit the message names when it names one. A named limit is trusted for
+- It sets no limit until the account's first 429, only a slow start: 16 requests at once, one
+  more for each answer (the round doubles), so that a burst does not send hundreds of requests
+  only to have them turned away. The first 429 tells it how many of its own requests the server was
+  holding (its requests in flight, less the one turned away): the limit drops to that, and to the
+  queue limit the message names when it names one. A named limit is trusted for
   :data:`TRUST_NAMED_LIMIT` seconds, then the gate probes one above it, so that it finds a limit
   that grew with a new plan.
 - While its requests fill the limit, each success raises the limit a little: one more place per
@@ -70,6 +72,12 @@ TRUST_NAMED_LIMIT = 600.0
 #: A probe above what the last 429 left (or above a named limit) grows this many times slower
 #: than a recovery up to a named limit.
 PROBE_SLOWDOWN = 8.0
+#: Before the first 429 the gate lets calls out in rounds: this many at once (more than the largest
+#: plan's queue, 15, so that no plan waits a round for it), one more for each answer while they
+#: fill the round (so the round doubles), like TCP's slow start. A burst of 300 then costs a
+#: handful of 429s, not 295 requests sent only to be turned away (each told to wait
+#: ``retry_after``: 30 s on the live API).
+COLD_START = 16
 #: Jitter added on top of a server's ``retry_after``: up to this fraction of it.
 RETRY_AFTER_JITTER = 0.25
 
@@ -119,12 +127,15 @@ class AdaptiveLimit:
     """The controller of one gate, without I/O or locks: what the limit is, and how a 429 or a
     success moves it. ``now`` is ``time.monotonic()`` seconds.
 
-    ``limit`` is None until the first 429 (no limit known: admit freely). ``pinned`` overrides
-    everything. ``named`` is the queue limit a 429 message named, trusted until ``named_until``.
+    ``limit`` is None until the first 429 (no limit known): meanwhile ``window`` requests go out
+    at once, one more for each answer while they fill it (:data:`COLD_START`). ``pinned``
+    overrides everything. ``named`` is the queue limit a 429 message named, trusted until
+    ``named_until``.
     """
 
     pinned: int | None = None
     limit: float | None = None
+    window: float = COLD_START
     named: int | None = None
     named_until: float = 0.0
     trust: float = TRUST_NAMED_LIMIT
@@ -140,13 +151,19 @@ class AdaptiveLimit:
     def admits(self, in_flight: int) -> bool:
         """Whether one more request may go out with ``in_flight`` already out."""
         limit = self.current()
-        return limit is None or in_flight < limit
+        if limit is None:
+            return in_flight < self.window
+        return in_flight < limit
 
     def on_success(self, in_flight: int, waiting: int, now: float) -> bool:
         """A request was answered. ``in_flight`` counts it; ``waiting`` counts callers held back.
         Grows the limit only while the requests fill it (nothing is learned otherwise). Returns
         whether :meth:`current` changed."""
-        if self.pinned is not None or self.limit is None:
+        if self.pinned is not None:
+            return False
+        if self.limit is None:  # before the first 429: the round grows by one per answer
+            if waiting or in_flight >= int(self.window):
+                self.window += 1
             return False
         before = self.current()
         if waiting == 0 and in_flight < int(self.limit):

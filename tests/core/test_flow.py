@@ -75,11 +75,17 @@ def test_rate_limit_delay_without_a_hint_backs_off() -> None:
 # ----------------------------------------------------------------------------- the controller
 
 
-def test_admits_freely_until_the_first_429() -> None:
+def test_no_limit_until_the_first_429_only_a_slow_start() -> None:
     control = AdaptiveLimit()
     assert control.current() is None
-    assert control.admits(10_000)
-    assert not control.on_success(in_flight=300, waiting=0, now=0.0)
+    assert control.admits(flow.COLD_START - 1) and not control.admits(flow.COLD_START)
+    # Each answer while the round is full lets one more out: the round doubles.
+    for _ in range(flow.COLD_START):
+        assert not control.on_success(in_flight=flow.COLD_START, waiting=100, now=0.0)
+    assert control.admits(2 * flow.COLD_START - 1) and not control.admits(2 * flow.COLD_START)
+    for _ in range(1000):
+        control.on_success(in_flight=1, waiting=0, now=0.0)  # not full: nothing learned
+    assert not control.admits(2 * flow.COLD_START)
     assert control.current() is None
 
 
@@ -415,7 +421,7 @@ def test_a_limit_change_is_logged_without_the_key(caplog: pytest.LogCaptureFixtu
 def test_a_burst_of_429s_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     gate = FlowGate("https://h", "abcd1234")
     caplog.set_level(logging.INFO, logger="modelslab_core.flow")
-    permits = [gate.try_acquire() for _ in range(40)]
+    permits = [gate.try_acquire() for _ in range(8)]  # the first round of the slow start
     for permit in permits[:-4]:
         assert permit is not None
         permit.rate_limited(None)
@@ -424,7 +430,7 @@ def test_a_burst_of_429s_is_logged_once(caplog: pytest.LogCaptureFixture) -> Non
         assert permit is not None
         permit.succeeded()
     assert len(caplog.records) == 1
-    assert "none -> 4 (after 36 rate-limited requests)" in caplog.records[0].getMessage()
+    assert "none -> 4 (after 4 rate-limited requests)" in caplog.records[0].getMessage()
 
 
 def test_gate_stats_lists_every_gate() -> None:
