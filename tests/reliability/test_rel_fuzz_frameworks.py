@@ -29,6 +29,7 @@ from langchain_modelslab import ChatModelsLab
 from llama_index_modelslab import ModelsLabLLM
 from modelslab_core import ChatCompletion, ChatCompletionChunk, StreamAccumulator
 from modelslab_core import errors as e
+from tests.reliability.strategies import CHUNK_KEYS, envelopes, json_values
 
 KEY = "fuzz-key-456"
 BASE = "http://fuzz.invalid/api/v7/llm"
@@ -242,41 +243,7 @@ def test_streamed_and_whole_answers_merge_to_the_same_message(
 
 # ----------------------------------------------------------------------------- malformed answers
 
-SHAPE_KEYS = ["id", "object", "created", "model", "choices", "usage", "error", "status",
-              "message", "index", "delta", "finish_reason", "content", "tool_calls", "function",
-              "arguments", "name", "reasoning_content", "role", "type", "prompt_tokens",
-              "completion_tokens", "total_tokens", "prompt_tokens_details", "cached_tokens",
-              "completion_tokens_details", "reasoning_tokens"]  # fmt: skip
-
-
-# Values the parsers branch on, so that the error paths are reached, not only the happy ones.
-WORDS = st.sampled_from(
-    ["error", "failed", "processing", "queued", "success", "[DONE]", "stop", "tool_calls",
-     "assistant", "function", "", "Invalid Api Key", "Rate limit exceeded", "insufficient"]
-)  # fmt: skip
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | texts | WORDS,
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.sampled_from(SHAPE_KEYS) | texts, inner, max_size=3)
-    ),
-    max_leaves=10,
-)
-
-# Every field of every documented error shape, each present or not, with any value.
-ERROR_FIELDS = ("status", "message", "messege", "error", "errors", "retry_after", "tip", "id",
-                "eta", "detail", "code", "type", "fetch_result")  # fmt: skip
-envelopes = st.fixed_dictionaries(
-    {},
-    optional={
-        **dict.fromkeys(ERROR_FIELDS, json_values),
-        "status": st.sampled_from(["error", "failed", "processing"]) | WORDS | json_values,
-        "error": json_values
-        | st.fixed_dictionaries(
-            {}, optional=dict.fromkeys(("message", "type", "code"), json_values)
-        ),
-    },
-)
+# CHUNK_KEYS, WORDS, json_values, ERROR_FIELDS and envelopes: tests/reliability/strategies.py
 
 
 def mutate(draw: st.DrawFn, value: Any) -> Any:
@@ -295,7 +262,7 @@ def mutate(draw: st.DrawFn, value: Any) -> Any:
     replacement = draw(
         json_values
         | envelopes
-        | st.dictionaries(st.sampled_from(SHAPE_KEYS), json_values, max_size=4)
+        | st.dictionaries(st.sampled_from(CHUNK_KEYS), json_values, max_size=4)
     )
     if holder is None:
         return replacement
