@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,16 +25,11 @@ KEY = "params-test-key"
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture(scope="module")
-def server_module() -> Iterator[LocalModelsLab]:
-    with LocalModelsLab(api_key=KEY) as server:
-        yield server
-
-
 @pytest.fixture
-def server(server_module: LocalModelsLab) -> LocalModelsLab:
-    server_module.reset()
-    return server_module
+def server(modelslab_server: LocalModelsLab) -> LocalModelsLab:
+    """The plugin's session server, reset for this test, checking this suite's key."""
+    modelslab_server.api_key = KEY
+    return modelslab_server
 
 
 def sync_chat(server: LocalModelsLab, request: dict[str, Any]) -> Any:

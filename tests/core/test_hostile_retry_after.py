@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -27,16 +26,11 @@ REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGE = "Rate limit exceeded. Maximum 5 queued requests allowed."
 
 
-@pytest.fixture(scope="module")
-def server_module() -> Iterator[LocalModelsLab]:
-    with LocalModelsLab(api_key=KEY) as server:
-        yield server
-
-
 @pytest.fixture
-def server(server_module: LocalModelsLab) -> LocalModelsLab:
-    server_module.reset()
-    return server_module
+def server(modelslab_server: LocalModelsLab) -> LocalModelsLab:
+    """The plugin's session server, reset for this test, checking this suite's key."""
+    modelslab_server.api_key = KEY
+    return modelslab_server
 
 
 def limited(

@@ -33,16 +33,11 @@ KEY = "stream-test-key"
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
-@pytest.fixture(scope="module")
-def server_module() -> Iterator[LocalModelsLab]:
-    with LocalModelsLab(api_key=KEY) as server:
-        yield server
-
-
 @pytest.fixture
-def server(server_module: LocalModelsLab) -> LocalModelsLab:
-    server_module.reset()
-    return server_module
+def server(modelslab_server: LocalModelsLab) -> LocalModelsLab:
+    """The plugin's session server, reset for this test, checking this suite's key."""
+    modelslab_server.api_key = KEY
+    return modelslab_server
 
 
 def event(payload: Any) -> bytes:
