@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 OLD_PYTHON = """#!/bin/sh
 case "$*" in
   *version_info*) exit 1 ;;
-  *) echo 3.10.4 ;;
+  *) echo Python 3.10.4 ;;
 esac
 """
 
@@ -77,3 +77,21 @@ def test_an_up_to_date_venv_is_left_alone(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout == ""  # nothing to install: `make demo` after `make test` is silent
     assert stamp.read_text() == "all,dev,docs\n"
+
+
+def test_a_venv_whose_interpreter_is_gone_is_rebuilt(tmp_path: Path) -> None:
+    project = tmp_path / "clone"
+    (project / ".ci").mkdir(parents=True)
+    shutil.copy(REPO / ".ci" / "venv", project / ".ci" / "venv")
+    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+    (project / ".venv" / "bin").mkdir(parents=True)
+    (project / ".venv" / "bin" / "python").symlink_to(tmp_path / "deleted-python3.12")
+    bin_dir = tmp_path / "bin"
+    for name in ("python3.13", "python3.12", "python3.11", "python3"):
+        _executable(bin_dir / name, OLD_PYTHON)
+
+    run = _run_script(project, bin_dir)
+
+    assert "built by an interpreter that no longer runs" in run.stdout
+    assert not (project / ".venv").exists()
+    assert run.returncode == 1
