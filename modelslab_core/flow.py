@@ -14,8 +14,9 @@ thread and event loop of the process, passes through the same gate.
   :data:`TRUST_NAMED_LIMIT` seconds, then the gate probes one above it, so that it finds a limit
   that grew with a new plan.
 - While its requests fill the limit, each success raises the limit a little: one more place per
-  limit's worth of successes up to a named limit, :data:`PROBE_SLOWDOWN` times slower beyond what
-  a 429 left (a probe). Additive increase, and a decrease on each 429: processes or machines
+  limit's worth of answers below a named limit once two rounds passed without a 429 (a
+  recovery), :data:`PROBE_SLOWDOWN` times slower otherwise (a probe); never above a named limit
+  while it is trusted. Additive increase, and a decrease on each 429: processes or machines
   sharing one key each settle on their share without talking to each other.
 - ``max_in_flight=N`` pins an account's limit at N; ``flow_control=False`` on a client keeps that
   client's calls out of the gate altogether.
@@ -69,8 +70,8 @@ logger = logging.getLogger("modelslab_core.flow")
 
 #: Seconds a queue limit named by a 429 message is trusted before the gate probes above it.
 TRUST_NAMED_LIMIT = 600.0
-#: A probe above what the last 429 left (or above a named limit) grows this many times slower
-#: than a recovery up to a named limit.
+#: A probe (growth soon after a 429, or with no named limit to recover to) is this many times
+#: slower than a recovery: one place more per this many limits' worth of answers.
 PROBE_SLOWDOWN = 8.0
 #: Before the first 429 the gate lets calls out in rounds: this many at once (more than the largest
 #: plan's queue, 15, so that no plan waits a round for it), one more for each answer while they
@@ -136,6 +137,8 @@ class AdaptiveLimit:
     pinned: int | None = None
     limit: float | None = None
     window: float = COLD_START
+    #: Answers since the last 429.
+    quiet: int = 0
     named: int | None = None
     named_until: float = 0.0
     trust: float = TRUST_NAMED_LIMIT
@@ -169,9 +172,12 @@ class AdaptiveLimit:
         if waiting == 0 and in_flight < int(self.limit):
             return False
         ceiling = self.named if self.named is not None and now < self.named_until else None
-        step = 1.0 / self.limit
-        if ceiling is None or self.limit >= ceiling:
-            step /= PROBE_SLOWDOWN  # a probe: above what the last 429 left, or the named limit
+        self.quiet += 1
+        step = 1.0 / self.limit  # one place more per limit's worth of answers...
+        if ceiling is None or self.limit >= ceiling or self.quiet < 2 * self.limit:
+            # ...but slowly above a named limit, without one, or soon after a 429: a place more
+            # than the account's share costs a 429 (processes sharing a key collide less often)
+            step /= PROBE_SLOWDOWN
         grown = self.limit + step
         if ceiling is not None:
             grown = min(grown, float(ceiling))
@@ -185,6 +191,7 @@ class AdaptiveLimit:
         if named is not None:
             self.named = named
             self.named_until = now + self.trust
+        self.quiet = 0
         if self.pinned is not None:
             return False
         before = self.current()

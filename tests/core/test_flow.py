@@ -126,8 +126,8 @@ def test_growth_only_while_the_limit_is_filled() -> None:
 def test_a_named_limit_is_probed_after_its_trust_runs_out() -> None:
     control = AdaptiveLimit(trust=600.0)
     control.on_rate_limited(in_flight=50, named=5, now=0.0)
-    control.limit = 4.0  # a race left it below the named limit: it recovers quickly
-    for _ in range(5):
+    control.limit = 4.0  # a race (or another process) left it below the named limit
+    for _ in range(4 * 8 + 8):
         control.on_success(in_flight=4, waiting=1, now=1.0)
     assert control.current() == 5
     for _ in range(1000):
@@ -532,9 +532,8 @@ async def test_clients_a_429_spends_no_retry(mode: str) -> None:
     gate = sync.flow_gate
     assert gate is not None and gate is async_.flow_gate
     stats = gate.stats()
-    # Each 429 left the limit at what the server held of ours (nothing else: 1); the answer at
-    # the end, with the limit filled, raised it one step towards the named 3.
-    assert (stats.limit, stats.named_limit, stats.rate_limited, stats.in_flight) == (2, 3, 5, 0)
+    # Each 429 left the limit at what the server held of ours (nothing else: 1).
+    assert (stats.limit, stats.named_limit, stats.rate_limited, stats.in_flight) == (1, 3, 5, 0)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
