@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import measure, network, report
+from . import burst, measure, network, report
 from ._server import API_KEY, ServerProcess
 from .subjects import ALL, Subject
 
@@ -93,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         doc = args.update_doc if args.update_doc.is_absolute() else ROOT / args.update_doc
         report.update_doc(doc, results, verdicts)
         print(f"updated {doc}")
-    missed = [v for v in verdicts if not v["met"]]
+    burst_doc = None if args.update_doc is None else ROOT / args.update_doc  # absolute stays
+    print("\nbursts at the account queue ...", file=sys.stderr, flush=True)
+    missed = [v for v in verdicts if not v["met"]] + [{}] * burst.run(
+        out, quick=args.quick, doc=burst_doc
+    )
     if not missed:
         print("every target met")
         return 0

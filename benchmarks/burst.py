@@ -1,0 +1,645 @@
+"""Bursts at the account queue: 300 calls at once against a server that holds at most Q requests
+per key and takes 0.2 s per answer, so that at best Q/0.2 answers per second come back.
+
+Every subject runs at its defaults, with a key of its own (a new user: nothing learned yet):
+ours in both frameworks (LangChain ``abatch`` and sync ``batch``, LlamaIndex ``asyncio.gather`` of
+``achat``), and the anchors ``ChatOpenAI`` and LlamaIndex's ``OpenAILike`` pointed at the same
+server. Scenarios: Q=5 and Q=10 with ModelsLab's message (``Maximum Q queued requests``), Q=5
+with a message that names no limit, 100 concurrent streams of about 1 s, and two processes
+sharing one key. "% of Q/L" is the answers per second over the most the queue allows.
+
+``python -m benchmarks.burst [--out DIR] [--quick] [--update-doc docs/benchmarks.md]``;
+``make bench`` runs it too. Writes ``burst.json`` and ``burst.png`` (answers over time) into the
+output folder, and the table into the page's ``<!-- burst:start -->`` section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODEL = "meta-llama-3-8B-instruct"
+CALLS = 300
+LATENCY = 0.2
+STREAMS = 100
+STREAM_QUEUE = 10
+STREAM_DELAY = 0.04
+STREAM_WORDS = 20
+ROOT = Path(__file__).resolve().parent.parent
+UNNAMED_MESSAGE = "Rate limit exceeded. Please slow down."
+
+
+@dataclass
+class Run:
+    scenario: str
+    subject: str
+    ours: bool
+    queue: int
+    calls: int
+    answered: int
+    failed: int
+    rate_limited: int
+    max_queued: int
+    elapsed_s: float
+    #: Answers per second over the most the queue allows (Q / seconds per answer).
+    efficiency: float
+    times: list[float] = field(default_factory=list)
+    target: float | None = None
+    met: bool | None = None
+
+
+class QueueServer:
+    """``benchmarks._queue_server`` in its own process (so the clients measured do not share
+    its GIL), with its 429 counter readable."""
+
+    def __init__(self, queue: int, *, stream_delay: float = 0.0, message: str | None = None):
+        command = [
+            sys.executable,
+            "-m",
+            "benchmarks._queue_server",
+            "--queue-limit",
+            str(queue),
+            "--latency",
+            str(LATENCY),
+            "--stream-delay",
+            str(stream_delay),
+        ]
+        if message is not None:
+            command += ["--rate-limit-message", message]
+        self.queue = queue
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        assert self.proc.stdout is not None
+        self.base_url = ""
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line == "READY":
+                break
+            if line.startswith("chat: "):
+                self.base_url = line[6:]
+        else:
+            raise RuntimeError("the queue server exited before it was ready")
+
+    def _ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        return answer
+
+    def stats(self) -> dict[str, Any]:
+        return self._ask("stats")
+
+    def reset(self) -> None:
+        self._ask("reset")
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@contextmanager
+def queue_server(queue: int, **options: Any) -> Iterator[QueueServer]:
+    server = QueueServer(queue, **options)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def new_key() -> str:
+    """A key nobody used: a cold gate and an empty queue at the server."""
+    return f"burst-{uuid.uuid4().hex[:16]}"
+
+
+def prompts(count: int, words: int = 4) -> list[str]:
+    return [" ".join([f"question {i}"] + ["word"] * max(words - 2, 0)) for i in range(count)]
+
+
+# ----------------------------------------------------------------------------- subjects
+# Each takes (base_url, key, count) and returns (completion times from its start, failures).
+
+Result = tuple[list[float], int]
+
+
+def _stamps(times: list[float], start: list[float]) -> Any:
+    """A LangChain callback handler noting when each call's answer arrived."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Stamps(BaseCallbackHandler):
+        run_inline = True  # no thread hop per call
+
+        def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+            times.append(time.perf_counter() - start[0])
+
+    return Stamps()
+
+
+def _lc_abatch(model: Any, count: int) -> Result:
+    times: list[float] = []
+    start = [0.0]
+    config = {"callbacks": [_stamps(times, start)]}
+
+    async def run() -> list[Any]:
+        start[0] = time.perf_counter()
+        return list(await model.abatch(prompts(count), config, return_exceptions=True))
+
+    results = asyncio.run(run())
+    failed = sum(isinstance(r, BaseException) for r in results)
+    return times[: len(results) - failed], failed
+
+
+def _lc_batch(model: Any, count: int) -> Result:
+    times: list[float] = []
+    start = [time.perf_counter()]
+    config = {"callbacks": [_stamps(times, start)]}
+    results = model.batch(prompts(count), config, return_exceptions=True)
+    failed = sum(isinstance(r, BaseException) for r in results)
+    return times[: len(results) - failed], failed
+
+
+def _li_gather(llm: Any, count: int) -> Result:
+    from llama_index.core.llms import ChatMessage
+
+    times: list[float] = []
+
+    async def run() -> list[Any]:
+        start = time.perf_counter()
+
+        async def one(prompt: str) -> Any:
+            answer = await llm.achat([ChatMessage(role="user", content=prompt)])
+            times.append(time.perf_counter() - start)
+            return answer
+
+        return list(await asyncio.gather(*(one(p) for p in prompts(count)), return_exceptions=True))
+
+    results = asyncio.run(run())
+    return times, sum(isinstance(r, BaseException) for r in results)
+
+
+def chat_modelslab(base_url: str, key: str) -> Any:
+    from langchain_modelslab import ChatModelsLab
+
+    return ChatModelsLab(model=MODEL, base_url=base_url, api_key=key)
+
+
+def chat_openai(base_url: str, key: str) -> Any:
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(model=MODEL, base_url=base_url, api_key=key)
+
+
+def li_modelslab(base_url: str, key: str) -> Any:
+    from llama_index_modelslab import ModelsLabLLM
+
+    return ModelsLabLLM(model=MODEL, base_url=base_url, api_key=key)
+
+
+def openai_like(base_url: str, key: str) -> Any:
+    from llama_index.llms.openai_like import OpenAILike  # type: ignore[import-untyped]
+
+    return OpenAILike(
+        model=MODEL,
+        api_base=base_url,
+        api_key=key,
+        is_chat_model=True,
+        is_function_calling_model=True,
+        context_window=8192,
+    )
+
+
+#: (name, ours, model factory, how the burst is sent)
+SUBJECTS: list[tuple[str, bool, Callable[[str, str], Any], Callable[[Any, int], Result]]] = [
+    ("ChatModelsLab abatch", True, chat_modelslab, _lc_abatch),
+    ("ModelsLabLLM (LlamaIndex) gather", True, li_modelslab, _li_gather),
+    ("ChatOpenAI abatch", False, chat_openai, _lc_abatch),
+    ("OpenAILike gather", False, openai_like, _li_gather),
+    ("ChatModelsLab sync batch", True, chat_modelslab, _lc_batch),
+]
+
+
+def _warm(
+    factory: Callable[[str, str], Any], base_url: str, how: Callable[[Any, int], Result]
+) -> None:
+    """One call with a throwaway key: imports and pools warm, nothing learned for the run."""
+    how(factory(base_url, new_key()), 1)
+
+
+def one(kind: str, name: str, base_url: str, count: int) -> None:
+    """A measurement in a process of its own (as a user's program runs one framework, not four;
+    and with no gate, pool or garbage of an earlier subject): warm up, print ``READY``, wait for
+    ``GO`` on stdin, run, print the result as JSON."""
+    if kind == "calls":
+        _, _, factory, how = next(s for s in SUBJECTS if s[0] == name)
+        _warm(factory, base_url, how)
+        model = factory(base_url, new_key())
+        solo = None
+
+        def run() -> Result:
+            return how(model, count)
+    else:
+        streams = STREAM_SUBJECTS[name]
+        streams(base_url, new_key(), 1)  # warm
+        solo = streams(base_url, new_key(), 1)[0][0]  # one stream alone: how long a place is busy
+        key = new_key()
+
+        def run() -> Result:
+            return streams(base_url, key, count)
+
+    print("READY", flush=True)
+    sys.stdin.readline()
+    start = time.perf_counter()
+    times, failed = run()
+    elapsed = time.perf_counter() - start
+    print(json.dumps({"times": times, "failed": failed, "elapsed": elapsed, "solo": solo}))
+
+
+def _in_child(server: QueueServer, kind: str, name: str, count: int) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.burst", "--one", kind, name]
+    command += [server.base_url, str(count)]
+    proc = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    for line in proc.stdout:
+        if line.strip() == "READY":
+            break
+    else:
+        raise RuntimeError(f"{name} failed before it was ready")
+    server.reset()
+    proc.stdin.write("GO\n")
+    proc.stdin.flush()
+    out, _ = proc.communicate(timeout=600)
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def measure(
+    server: QueueServer,
+    scenario: str,
+    name: str,
+    ours: bool,
+    count: int,
+    target: float | None,
+) -> Run:
+    result = _in_child(server, "calls", name, count)
+    stats = server.stats()
+    times, elapsed = result["times"], result["elapsed"]
+    efficiency = len(times) * LATENCY / server.queue / elapsed
+    run = Run(
+        scenario=scenario,
+        subject=name,
+        ours=ours,
+        queue=server.queue,
+        calls=count,
+        answered=len(times),
+        failed=result["failed"],
+        rate_limited=int(stats["rate_limited"]),
+        max_queued=int(stats["max_queued"]),
+        elapsed_s=elapsed,
+        efficiency=efficiency,
+        times=sorted(times),
+        target=target if ours else None,
+    )
+    if run.target is not None:
+        run.met = run.answered == count and run.failed == 0 and efficiency >= run.target
+    print(_row(run), file=sys.stderr, flush=True)
+    return run
+
+
+# ----------------------------------------------------------------------------- streams
+
+
+def _lc_streams(base_url: str, key: str, count: int) -> Result:
+    from langchain_modelslab import ChatModelsLab
+
+    model = ChatModelsLab(model=MODEL, base_url=base_url, api_key=key)
+    times: list[float] = []
+
+    async def run() -> list[Any]:
+        start = time.perf_counter()
+
+        async def one(prompt: str) -> int:
+            chunks = 0
+            async for _ in model.astream(prompt):
+                chunks += 1
+            times.append(time.perf_counter() - start)
+            return chunks
+
+        return list(
+            await asyncio.gather(
+                *(one(p) for p in prompts(count, STREAM_WORDS)), return_exceptions=True
+            )
+        )
+
+    results = asyncio.run(run())
+    return times, sum(isinstance(r, BaseException) for r in results)
+
+
+def _li_streams(base_url: str, key: str, count: int) -> Result:
+    from llama_index.core.llms import ChatMessage
+
+    from llama_index_modelslab import ModelsLabLLM
+
+    llm = ModelsLabLLM(model=MODEL, base_url=base_url, api_key=key)
+    times: list[float] = []
+
+    async def run() -> list[Any]:
+        start = time.perf_counter()
+
+        async def one(prompt: str) -> int:
+            chunks = 0
+            async for _ in await llm.astream_chat([ChatMessage(role="user", content=prompt)]):
+                chunks += 1
+            times.append(time.perf_counter() - start)
+            return chunks
+
+        return list(
+            await asyncio.gather(
+                *(one(p) for p in prompts(count, STREAM_WORDS)), return_exceptions=True
+            )
+        )
+
+    results = asyncio.run(run())
+    return times, sum(isinstance(r, BaseException) for r in results)
+
+
+STREAM_SUBJECTS: dict[str, Callable[[str, str, int], Result]] = {
+    "ChatModelsLab astream": _lc_streams,
+    "ModelsLabLLM (LlamaIndex) astream_chat": _li_streams,
+}
+
+
+def measure_streams(server: QueueServer, name: str, count: int) -> Run:
+    result = _in_child(server, "streams", name, count)
+    stats = server.stats()
+    times, elapsed, solo = result["times"], result["elapsed"], result["solo"]
+    efficiency = len(times) * solo / server.queue / elapsed
+    run = Run(
+        scenario=f"{count} streams of {solo:.2f} s, Q={server.queue}",
+        subject=name,
+        ours=True,
+        queue=server.queue,
+        calls=count,
+        answered=len(times),
+        failed=result["failed"],
+        rate_limited=int(stats["rate_limited"]),
+        max_queued=int(stats["max_queued"]),
+        elapsed_s=elapsed,
+        efficiency=efficiency,
+        times=sorted(times),
+        target=0.95,
+    )
+    run.met = run.answered == count and run.failed == 0 and efficiency >= 0.95
+    print(_row(run), file=sys.stderr, flush=True)
+    return run
+
+
+# ----------------------------------------------------------------------------- two processes
+
+
+def child(base_url: str, key: str, count: int, start_at: float) -> None:
+    """One of the processes sharing a key: wait for the common start, send its burst, print
+    the wall-clock time of each answer and the failures as JSON."""
+    model = chat_modelslab(base_url, key)
+    _lc_abatch(chat_modelslab(base_url, new_key()), 1)  # warm, with a key of its own
+    time.sleep(max(start_at - time.time(), 0.0))
+    begin = time.time()
+    times, failed = _lc_abatch(model, count)
+    print(json.dumps({"times": [begin + t for t in times], "failed": failed}), flush=True)
+
+
+def measure_two_processes(server: QueueServer, count: int) -> Run:
+    key = new_key()
+    start_at = time.time() + 8.0  # both import LangChain and warm up first
+    children = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.burst",
+                "--child",
+                server.base_url,
+                key,
+                str(count // 2),
+                repr(start_at),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for _ in range(2)
+    ]
+    time.sleep(max(start_at - time.time() - 1.0, 0.0))
+    server.reset()
+    outputs = [json.loads(c.communicate(timeout=600)[0].strip().splitlines()[-1]) for c in children]
+    stats = server.stats()
+    times = sorted(t - start_at for out in outputs for t in out["times"])
+    failed = sum(out["failed"] for out in outputs)
+    elapsed = times[-1] if times else float("inf")
+    efficiency = len(times) * LATENCY / server.queue / elapsed
+    run = Run(
+        scenario=f"two processes, one key, Q={server.queue}",
+        subject="ChatModelsLab abatch x2",
+        ours=True,
+        queue=server.queue,
+        calls=count,
+        answered=len(times),
+        failed=failed,
+        rate_limited=int(stats["rate_limited"]),
+        max_queued=int(stats["max_queued"]),
+        elapsed_s=elapsed,
+        efficiency=efficiency,
+        times=times,
+        target=0.90,
+    )
+    run.met = run.answered == count and failed == 0 and efficiency >= 0.90
+    print(_row(run), file=sys.stderr, flush=True)
+    return run
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def run_all(quick: bool = False) -> list[Run]:
+    count = CALLS // 3 if quick else CALLS
+    runs: list[Run] = []
+    for queue in (5, 10):
+        with queue_server(queue) as server:
+            scenario = f"{count} at once, Q={queue}, 429 names Q"
+            for name, ours, _, _ in SUBJECTS:
+                if quick and queue == 10 and not ours:
+                    continue
+                runs.append(measure(server, scenario, name, ours, count, 0.95))
+    with queue_server(5, message=UNNAMED_MESSAGE) as server:
+        scenario = f"{count} at once, Q=5, 429 names no limit"
+        for name, ours, _, _ in SUBJECTS[:2]:
+            runs.append(measure(server, scenario, name, ours, count, 0.90))
+    with queue_server(STREAM_QUEUE, stream_delay=STREAM_DELAY) as server:
+        streams = STREAMS // 2 if quick else STREAMS
+        for name in STREAM_SUBJECTS:
+            runs.append(measure_streams(server, name, streams))
+    with queue_server(5) as server:
+        runs.append(measure_two_processes(server, count))
+    return runs
+
+
+def _row(run: Run) -> str:
+    verdict = "" if run.met is None else ("  ok" if run.met else "  MISSED")
+    return (
+        f"{run.scenario:<40} {run.subject:<40} {run.answered:>4}/{run.calls:<4} "
+        f"failed {run.failed:>3}  429s {run.rate_limited:>5}  peak {run.max_queued:>3}  "
+        f"{run.elapsed_s:6.2f} s  {run.efficiency:6.1%}{verdict}"
+    )
+
+
+def table(runs: list[Run]) -> str:
+    lines = [
+        "| scenario | subject | answered | failed | 429s | server peak | time | % of Q/L "
+        "| target |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        name = f"**{run.subject}**" if run.ours else run.subject
+        if run.target is None:
+            goal = "anchor"
+        else:
+            goal = f">= {run.target:.0%} {'met' if run.met else 'MISSED'}"
+        lines.append(
+            f"| {run.scenario} | {name} | {run.answered}/{run.calls} | {run.failed} | "
+            f"{run.rate_limited} | {run.max_queued} | {run.elapsed_s:.2f} s | "
+            f"{run.efficiency:.1%} | {goal} |"
+        )
+    return "\n".join(lines)
+
+
+def chart(runs: list[Run], out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    queues = sorted({r.queue for r in runs if "names Q" in r.scenario})
+    fig, axes = plt.subplots(1, len(queues), figsize=(7 * len(queues), 4.8), squeeze=False)
+    for ax, queue in zip(axes[0], queues, strict=True):
+        chosen = [r for r in runs if r.queue == queue and "names Q" in r.scenario]
+        horizon = max((r.times[-1] for r in chosen if r.times), default=1.0)
+        ideal = queue / LATENCY
+        ax.plot(
+            [0, horizon],
+            [0, ideal * horizon],
+            color="#c33",
+            linestyle="--",
+            linewidth=1,
+            label=f"the queue's most: {ideal:g} answers/s",
+        )
+        for run in chosen:
+            ys = list(range(1, len(run.times) + 1))
+            style = "-" if run.ours else ":"
+            ax.step(
+                [0.0, *run.times],
+                [0, *ys],
+                where="post",
+                linestyle=style,
+                linewidth=2 if run.ours else 1.5,
+                label=f"{run.subject}: {run.answered}/{run.calls}",
+            )
+        ax.set_ylim(0, max(r.calls for r in chosen) * 1.05)
+        ax.set_xlim(0, horizon * 1.02)
+        ax.set_title(f"{chosen[0].calls} calls at once, Q={queue}, {LATENCY:g} s per answer")
+        ax.set_xlabel("seconds since the burst")
+        ax.set_ylabel("answers received")
+        ax.legend(fontsize=8, loc="lower right")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Answers over time at ModelsLab's account queue (local server, defaults)")
+    fig.tight_layout()
+    path = out / "burst.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write(runs: list[Run], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "burst.json").write_text(json.dumps([asdict(r) for r in runs], indent=1) + "\n")
+    chart(runs, out)
+
+
+BEGIN, END = "<!-- burst:start -->", "<!-- burst:end -->"
+
+
+def update_doc(doc: Path, runs: list[Run], chart_path: Path) -> None:
+    """Rewrite the burst section of ``doc`` (between its markers) with this run's table."""
+    text = doc.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        return
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    relative = os.path.relpath(chart_path, doc.parent)
+    body = (
+        f"\nMeasured {when} on this machine, all subjects at their defaults, each in a process of"
+        f" its own.\n\n{table(runs)}\n\n![Answers over time]({relative})\n"
+    )
+    doc.write_text(head + BEGIN + body + END + tail, encoding="utf-8")
+
+
+def run(out: Path, *, quick: bool = False, doc: Path | None = None) -> int:
+    """Measure, print the table, write ``burst.json`` and ``burst.png`` into ``out`` (and the
+    section of ``doc``); returns how many targets were missed."""
+    os.environ.pop("MODELSLAB_API_KEY", None)
+    runs = run_all(quick=quick)
+    write(runs, out)
+    print(table(runs))
+    print(f"\nwrote {out / 'burst.json'} and {out / 'burst.png'}")
+    if doc is not None and not quick:
+        update_doc(doc, runs, out / "burst.png")
+    missed = [r for r in runs if r.met is False]
+    print("every burst target met" if not missed else f"{len(missed)} burst target(s) missed")
+    return len(missed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.burst")
+    parser.add_argument("--out", type=Path, default=ROOT / ".bench")
+    parser.add_argument("--quick", action="store_true", help="100 calls, fewer anchors")
+    parser.add_argument("--update-doc", type=Path, default=None, help="rewrite its burst section")
+    parser.add_argument("--child", nargs=4, metavar=("URL", "KEY", "CALLS", "START_AT"))
+    parser.add_argument("--one", nargs=4, metavar=("KIND", "NAME", "URL", "CALLS"))
+    args = parser.parse_args(argv)
+    if args.one:
+        kind, name, url, calls = args.one
+        one(kind, name, url, int(calls))
+        return 0
+    if args.child:
+        url, key, calls, start_at = args.child
+        child(url, key, int(calls), float(start_at))
+        return 0
+    out: Path = args.out if args.out.is_absolute() else ROOT / args.out
+    doc = args.update_doc
+    run(out, quick=args.quick, doc=doc if doc is None or doc.is_absolute() else ROOT / doc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
