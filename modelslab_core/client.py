@@ -10,22 +10,16 @@ gate until it ends, is closed or is dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-import weakref
 from collections.abc import (
-    AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
 )
 from functools import partial
-from itertools import chain
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -33,17 +27,31 @@ import httpx
 from pydantic import BaseModel
 
 from . import _pools
-from ._base_client import BaseClient, is_transport_error, next_hop, translate_transport_error
+from ._base_client import (
+    BaseClient,
+    is_transport_error,
+    next_hop,
+    request_body,
+    translate_transport_error,
+)
+from ._call import (
+    FLOW_GATE_DOC,
+    abytes_until,
+    bytes_until,
+    finish,
+    flow_gate_of,
+    guard_stream,
+    plan_for,
+    timed,
+    within_deadline,
+)
 from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
-from .errors import APIError, RateLimitError, redact_error
-from .flow import NO_PERMIT, CallPlan, FlowGate, Permit, account_of, gate_for, parse_queue_limit
+from .errors import APIError, redact_error
+from .flow import NO_PERMIT, CallPlan, FlowGate, Permit
 from .streaming import (
     AsyncStream,
     Stream,
-    aiter_sse_data,
     answer_as_chunk,
-    decode_event,
-    iter_sse_data,
 )
 from .types import (
     ChatCompletion,
@@ -72,158 +80,11 @@ CompletionInput = CompletionRequest | Mapping[str, Any]
 
 
 def _chat_body(request: ChatInput, *, stream: bool) -> dict[str, Any]:
-    req = request if isinstance(request, ChatRequest) else ChatRequest.model_validate(request)
-    check_chat_request(req)
-    body = req.to_body()
-    body["stream"] = stream
-    if not stream:
-        body.pop("stream_options", None)
-    return body
+    return request_body(request, ChatRequest, check_chat_request, stream=stream)
 
 
 def _completion_body(request: CompletionInput, *, stream: bool) -> dict[str, Any]:
-    req = (
-        request
-        if isinstance(request, CompletionRequest)
-        else CompletionRequest.model_validate(request)
-    )
-    check_completion_request(req)
-    body = req.to_body()
-    body["stream"] = stream
-    if not stream:
-        body.pop("stream_options", None)
-    return body
-
-
-_END: Any = object()
-
-
-def _flow_gate(client: BaseClient[Any]) -> FlowGate | None:
-    """The gate of the client's account (API key and host), shared by every client of the
-    process; None with ``flow_control=False``. A client's ``max_in_flight`` pins the account's
-    limit when the client first uses the gate (the latest one wins)."""
-    config = client.config
-    if not config.flow_control:
-        return None
-    account: tuple[str, str] | None = client.__dict__.get("_flow_account")
-    if account is None:
-        account = account_of(client._secret, config.base_url)
-        client.__dict__["_flow_account"] = account
-        if config.max_in_flight is not None:
-            gate_for(account).pin(config.max_in_flight)
-    return gate_for(account, pin=config.max_in_flight)
-
-
-_FLOW_GATE_DOC = """The gate of this client's account (None with ``flow_control=False``): its
-``stats()`` give the limit, the requests in flight, the waiters and the 429s seen."""
-
-
-def _plan(client: BaseClient[Any], gated: bool) -> CallPlan:
-    config = client.config
-    return CallPlan(
-        client.retry_policy,
-        gated=gated and config.flow_control,
-        rate_limit_budget=config.rate_limit_budget,
-        total_timeout=config.total_timeout,
-    )
-
-
-def _finish(permit: Permit, error: BaseException | None) -> None:
-    """Give a request's place back, telling the gate what the answer taught."""
-    if error is None:
-        permit.succeeded()
-    elif isinstance(error, RateLimitError):
-        permit.rate_limited(parse_queue_limit(error.message))
-    else:
-        permit.release()
-
-
-def _timed(request: httpx.Request, plan: CallPlan, timeout: float) -> httpx.Request:
-    """Under a deadline, each network step may take at most what is left of it."""
-    if plan.deadline is not None:
-        left = max(plan.deadline - time.monotonic(), 0.001)
-        if left < timeout:
-            request.extensions["timeout"] = httpx.Timeout(left).as_dict()
-    return request
-
-
-def _bytes_until(chunks: Iterable[bytes], plan: CallPlan) -> Iterator[bytes]:
-    """``chunks``, ended by :meth:`CallPlan.timeout_error` once the deadline passes: a server
-    trickling bytes or sending keep-alive comments forever does not hold a call past it (each
-    read is also bounded by what was left of the deadline when the request went out)."""
-    deadline = plan.deadline
-    assert deadline is not None
-    for chunk in chunks:
-        if time.monotonic() >= deadline:
-            raise plan.timeout_error()
-        yield chunk
-
-
-async def _abytes_until(chunks: AsyncIterable[bytes], plan: CallPlan) -> AsyncIterator[bytes]:
-    """Async twin of :func:`_bytes_until`; a read that waits past the deadline is cancelled."""
-    deadline = plan.deadline
-    assert deadline is not None
-    iterator = aiter(chunks)
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise plan.timeout_error()
-        try:
-            async with asyncio.timeout(left):
-                chunk = await anext(iterator)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise plan.timeout_error() from None
-        yield chunk
-
-
-async def _within_deadline(attempt: Awaitable[R], plan: CallPlan) -> R:
-    """``attempt``, cancelled at the deadline and ended with :meth:`CallPlan.timeout_error`."""
-    assert plan.deadline is not None
-    try:
-        async with asyncio.timeout(max(plan.deadline - time.monotonic(), 0.0)):
-            return await attempt
-    except TimeoutError:
-        raise plan.timeout_error() from None
-
-
-#: Closings of dropped async streams, scheduled on their loops (kept until done).
-_closing: set[asyncio.Task[None]] = set()
-
-
-def _close_dropped(response: httpx.Response, loop: asyncio.AbstractEventLoop) -> None:
-    async def close() -> None:
-        await response.aclose()
-
-    def schedule() -> None:
-        task = loop.create_task(close())
-        _closing.add(task)
-        task.add_done_callback(_closing.discard)
-
-    if not loop.is_closed():
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(schedule)
-
-
-def _guard_stream(stream: Any, permit: Permit, loop: asyncio.AbstractEventLoop | None) -> None:
-    """A stream dropped unclosed gives its place back (and, async, its connection) when it is
-    garbage-collected; closing it first does that at once."""
-    if permit is NO_PERMIT and loop is None:
-        return
-    if loop is None:
-        weakref.finalize(stream, permit.release).atexit = False
-    else:
-        response: httpx.Response = stream.response
-        weakref.finalize(stream, _release_and_close, permit, response, loop).atexit = False
-
-
-def _release_and_close(
-    permit: Permit, response: httpx.Response, loop: asyncio.AbstractEventLoop
-) -> None:
-    permit.release()
-    if not response.is_closed:
-        _close_dropped(response, loop)
+    return request_body(request, CompletionRequest, check_completion_request, stream=stream)
 
 
 class ModelsLabClient(BaseClient[httpx.Client]):
@@ -231,7 +92,7 @@ class ModelsLabClient(BaseClient[httpx.Client]):
     ``http_client`` is an ``httpx.Client`` of yours (proxies, certificates, event hooks, a mock
     transport); without it the process-wide pool is shared by every client."""
 
-    flow_gate = property(_flow_gate, doc=_FLOW_GATE_DOC)
+    flow_gate = property(flow_gate_of, doc=FLOW_GATE_DOC)
 
     def _http(self) -> httpx.Client:
         return self._http_client if self._http_client is not None else _pools.sync_pool()
@@ -312,7 +173,7 @@ class ModelsLabClient(BaseClient[httpx.Client]):
     # --- the I/O loop -------------------------------------------------------------------------
 
     def _retrying(self, attempt: Callable[[Permit, CallPlan], R], *, gated: bool = True) -> R:
-        plan = _plan(self, gated)
+        plan = plan_for(self, gated)
         gate = self.flow_gate if plan.gated else None
         while True:
             permit = self._admit(gate, plan)
@@ -348,7 +209,7 @@ class ModelsLabClient(BaseClient[httpx.Client]):
         """Send through the httpx client and return the open (unread) response, after following
         307/308 redirects (see :func:`next_hop`)."""
         http = self._http()
-        request = _timed(self._request(http, method, path, body), plan, self.config.timeout)
+        request = timed(self._request(http, method, path, body), plan, self.config.timeout)
         hops = 0
         while True:
             try:
@@ -381,7 +242,7 @@ class ModelsLabClient(BaseClient[httpx.Client]):
                 if plan.deadline is None:
                     response.read()
                 else:
-                    response._content = b"".join(_bytes_until(response.iter_bytes(), plan))
+                    response._content = b"".join(bytes_until(response.iter_bytes(), plan))
             except httpx.HTTPError as exc:
                 raise translate_transport_error(exc) from None
             finally:
@@ -389,9 +250,9 @@ class ModelsLabClient(BaseClient[httpx.Client]):
             self._log(response, label, started, plan.retries + plan.rate_limits)
             result = self._parse(response, model)
         except BaseException as error:
-            _finish(permit, error)
+            finish(permit, error)
             raise
-        _finish(permit, None)
+        finish(permit, None)
         return result
 
     def _open_stream(
@@ -413,16 +274,14 @@ class ModelsLabClient(BaseClient[httpx.Client]):
                     response.read()
                     response.close()
                     answer = answer_as_chunk(self._parse(response, answer_model))
-                    _finish(permit, None)
-                    return Stream(response, iter([answer, None]))  # type: ignore[list-item]
+                    finish(permit, None)
+                    return Stream.of_answer(response, answer)  # type: ignore[arg-type]
                 chunks: Iterable[bytes] = response.iter_bytes()
                 if plan.deadline is not None:
-                    chunks = _bytes_until(chunks, plan)
-                events: Iterator[T | None] = (
-                    decode_event(data, chunk_model, status_code=response.status_code)
-                    for data in iter_sse_data(chunks)
+                    chunks = bytes_until(chunks, plan)
+                stream = Stream.open(
+                    response, chunk_model, chunks, on_close=permit.succeeded, secret=self._secret
                 )
-                first = next(events, _END)
             except httpx.HTTPError as exc:
                 response.close()
                 raise translate_transport_error(exc) from None
@@ -430,11 +289,9 @@ class ModelsLabClient(BaseClient[httpx.Client]):
                 response.close()
                 raise
         except BaseException as error:
-            _finish(permit, error)
+            finish(permit, error)
             raise
-        rest = iter(()) if first is _END else chain([first], events)
-        stream = Stream(response, rest, on_close=permit.succeeded, secret=self._secret)
-        _guard_stream(stream, permit, None)
+        guard_stream(stream, permit, None)
         return stream
 
 
@@ -445,7 +302,7 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
 
     _transport_name = "aiohttp"
 
-    flow_gate = property(_flow_gate, doc=_FLOW_GATE_DOC)
+    flow_gate = property(flow_gate_of, doc=FLOW_GATE_DOC)
 
     async def _http(self) -> httpx.AsyncClient:
         own = self._http_client
@@ -531,14 +388,14 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
     async def _retrying(
         self, attempt: Callable[[Permit, CallPlan], Awaitable[R]], *, gated: bool = True
     ) -> R:
-        plan = _plan(self, gated)
+        plan = plan_for(self, gated)
         gate = self.flow_gate if plan.gated else None
         while True:
             permit = await self._admit(gate, plan)
             try:
                 if plan.deadline is None:
                     return await attempt(permit, plan)
-                return await _within_deadline(attempt(permit, plan), plan)
+                return await within_deadline(attempt(permit, plan), plan)
             except APIError as error:
                 redact_error(error, self._secret)  # a server may echo the key back
                 outcome = plan.after_error(error, time.monotonic())
@@ -567,7 +424,7 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
     ) -> httpx.Response:
         """Async twin of :meth:`ModelsLabClient._exchange`."""
         http = await self._http()
-        request = _timed(self._request(http, method, path, body), plan, self.config.timeout)
+        request = timed(self._request(http, method, path, body), plan, self.config.timeout)
         hops = 0
         while True:
             try:
@@ -609,9 +466,9 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
             self._log(response, label, started, plan.retries + plan.rate_limits)
             result = self._parse(response, model)
         except BaseException as error:
-            _finish(permit, error)
+            finish(permit, error)
             raise
-        _finish(permit, None)
+        finish(permit, None)
         return result
 
     async def _open_stream(
@@ -633,13 +490,14 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
                     await response.aread()
                     await response.aclose()
                     answer = answer_as_chunk(self._parse(response, answer_model))
-                    _finish(permit, None)
-                    return AsyncStream(response, _aiter([answer, None]))
+                    finish(permit, None)
+                    return AsyncStream.of_answer(response, answer)  # type: ignore[arg-type]
                 chunks: AsyncIterable[bytes] = response.aiter_bytes()
                 if plan.deadline is not None:
-                    chunks = _abytes_until(chunks, plan)
-                events = _adecode(response, chunks, chunk_model)
-                first = await anext(events, _END)
+                    chunks = abytes_until(chunks, plan)
+                stream = await AsyncStream.open(
+                    response, chunk_model, chunks, on_close=permit.succeeded, secret=self._secret
+                )
             except Exception as exc:
                 await response.aclose()
                 if not is_transport_error(exc):
@@ -649,35 +507,10 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
                 await response.aclose()
                 raise
         except BaseException as error:
-            _finish(permit, error)
+            finish(permit, error)
             raise
-        rest = _aiter([]) if first is _END else _aprepend(first, events)
-        stream = AsyncStream(response, rest, on_close=permit.succeeded, secret=self._secret)
-        _guard_stream(stream, permit, asyncio.get_running_loop())
+        guard_stream(stream, permit, asyncio.get_running_loop())
         return stream
-
-
-async def _adecode(
-    response: httpx.Response, chunks: AsyncIterable[bytes], model: type[T]
-) -> AsyncGenerator[T | None, None]:
-    async for data in aiter_sse_data(chunks):
-        yield decode_event(data, model, status_code=response.status_code)
-
-
-async def _aiter(items: list[Any]) -> AsyncIterator[Any]:
-    for item in items:
-        yield item
-
-
-async def _aprepend(
-    first: T | None, rest: AsyncGenerator[T | None, None]
-) -> AsyncIterator[T | None]:
-    try:
-        yield first
-        async for item in rest:
-            yield item
-    finally:
-        await rest.aclose()
 
 
 class ModelsLabCompletionsClient(ModelsLabClient):

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import itertools
 import json
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -326,28 +326,122 @@ def answer_as_chunk(answer: BaseModel) -> BaseModel:
 #: Events read after ``[DONE]`` at most, to reach the end of the body (see ``Stream._drain``).
 _DRAIN_EVENTS = 16
 
+_MORE: Any = object()  # the events so far are used up: feed more bytes
+_ENDED: Any = object()  # the body ended and every event was used
+
+
+class _Events(Generic[T]):
+    """Bytes in, chunks out, with no I/O: the SSE parser and the event decoder, one chunk at a
+    time (``None`` for ``[DONE]``). Each ``data`` payload is decoded only when it is asked for,
+    so a bad event raises after the chunks before it were handed out."""
+
+    __slots__ = ("_datas", "_ended", "_items", "_model", "_parser", "_status")
+
+    def __init__(self, model: type[T] | None, status_code: int, items: Iterable[Any] = ()) -> None:
+        self._parser = _SSEParser()
+        self._datas: deque[str] = deque()
+        self._items: deque[Any] = deque(items)  # already decoded (a whole answer's one chunk)
+        self._model = model
+        self._status = status_code
+        self._ended = self._model is None
+
+    def feed(self, piece: bytes) -> None:
+        if piece:
+            self._datas.extend(self._parser.feed(piece))
+
+    def end(self) -> None:
+        self._datas.extend(self._parser.finish())
+        self._ended = True
+
+    def pop(self) -> Any:
+        """The next chunk, ``None`` for ``[DONE]``, ``_MORE`` or ``_ENDED``."""
+        if self._items:
+            return self._items.popleft()
+        if self._datas:
+            assert self._model is not None
+            return decode_event(self._datas.popleft(), self._model, status_code=self._status)
+        return _ENDED if self._ended else _MORE
+
+
+def _is_transport_error(exc: BaseException) -> bool:
+    from ._base_client import is_transport_error
+
+    return is_transport_error(exc)
+
+
+def _broke_off(status_code: int, exc: BaseException) -> IncompleteStreamError:
+    error = IncompleteStreamError(
+        f"the stream broke off: {type(exc).__name__}: {exc}", status_code=status_code
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _cut_off(status_code: int) -> IncompleteStreamError:
+    return IncompleteStreamError(
+        "the stream ended without [DONE]: the answer was cut off", status_code=status_code
+    )
+
 
 class Stream(Generic[T]):
-    """An iterator of chunks over one HTTP response; closes the response when done or closed.
+    """An iterator of chunks over one HTTP response: it reads the body's bytes, decodes the
+    events and closes the response when done, broken off by the caller, or failed.
 
-    The client reads the first event while opening the stream (so that a failure before it can
-    still be retried) and passes it back in front of ``events``.
+    The client opens it with :meth:`open`, which reads the first event at once, so that a
+    failure before it can still be retried.
     """
 
     def __init__(
         self,
         response: httpx.Response,
-        events: Iterator[T | None],
+        events: _Events[T],
+        chunks: Iterator[bytes],
         *,
         on_close: Callable[[], None] | None = None,
         secret: str = "",
     ) -> None:
         self.response = response
         self._events = events
+        self._chunks = chunks
         self._on_close = on_close
         self._secret = secret  # masked in the errors of events (a server may echo it back)
         self._closed = False
         self._done = False
+
+    @classmethod
+    def open(
+        cls,
+        response: httpx.Response,
+        model: type[T],
+        chunks: Iterable[bytes],
+        *,
+        on_close: Callable[[], None] | None = None,
+        secret: str = "",
+    ) -> Stream[T]:
+        """A stream over ``chunks`` (the body's bytes) whose first event is already read: what
+        fails before it raises here, as it came. ``on_close`` is called once when it closes."""
+        stream = cls(response, _Events(model, response.status_code), iter(chunks), secret=secret)
+        first = stream._pull()
+        stream._events._items.appendleft(first)
+        stream._on_close = on_close
+        return stream
+
+    @classmethod
+    def of_answer(cls, response: httpx.Response, answer: T) -> Stream[T]:
+        """A whole answer (a server that ignored ``stream``) as a stream of its one chunk."""
+        return cls(response, _Events(None, response.status_code, [answer, None]), iter(()))
+
+    def _pull(self) -> Any:
+        events = self._events
+        while True:
+            item = events.pop()
+            if item is not _MORE:
+                return item
+            piece = next(self._chunks, None)
+            if piece is None:
+                events.end()
+            else:
+                events.feed(piece)
 
     def __iter__(self) -> Iterator[T]:
         return self
@@ -356,32 +450,28 @@ class Stream(Generic[T]):
         if self._done:
             raise StopIteration
         try:
-            item = next(self._events)
-        except StopIteration:
-            self.close()
-            raise IncompleteStreamError(
-                "the stream ended without [DONE]: the answer was cut off",
-                status_code=self.response.status_code,
-            ) from None
-        except httpx.HTTPError as exc:
-            self.close()
-            raise IncompleteStreamError(
-                f"the stream broke off: {type(exc).__name__}: {exc}",
-                status_code=self.response.status_code,
-            ) from exc
+            item = self._pull()
         except APIError as error:
             self.close()
             redact_error(error, self._secret)
             raise
+        except Exception as exc:
+            self.close()
+            if _is_transport_error(exc):
+                raise _broke_off(self.response.status_code, exc) from exc
+            raise
         except BaseException:
             self.close()
             raise
+        if item is _ENDED:
+            self.close()
+            raise _cut_off(self.response.status_code)
         if item is None:
             self._done = True
             self._drain()
             self.close()
             raise StopIteration
-        return item
+        return item  # type: ignore[no-any-return]
 
     def _drain(self) -> None:
         """Read what follows ``[DONE]`` (normally only the end of the chunked body), a few
@@ -389,8 +479,9 @@ class Stream(Generic[T]):
         was not read to its end drops the connection, and the next call would open a new TCP
         and TLS connection. A failure there changes nothing: the answer is complete."""
         with contextlib.suppress(Exception):
-            for _ in itertools.islice(self._events, _DRAIN_EVENTS):
-                pass
+            for _ in range(_DRAIN_EVENTS):
+                if self._pull() is _ENDED:
+                    break
 
     def close(self) -> None:
         if self._closed:
@@ -426,17 +517,54 @@ class AsyncStream(Generic[T]):
     def __init__(
         self,
         response: httpx.Response,
-        events: AsyncIterator[T | None],
+        events: _Events[T],
+        chunks: AsyncIterator[bytes],
         *,
         on_close: Callable[[], None] | None = None,
         secret: str = "",
     ) -> None:
         self.response = response
         self._events = events
+        self._chunks = chunks
         self._on_close = on_close
         self._secret = secret  # masked in the errors of events (a server may echo it back)
         self._closed = False
         self._done = False
+
+    @classmethod
+    async def open(
+        cls,
+        response: httpx.Response,
+        model: type[T],
+        chunks: AsyncIterable[bytes],
+        *,
+        on_close: Callable[[], None] | None = None,
+        secret: str = "",
+    ) -> AsyncStream[T]:
+        """Async twin of :meth:`Stream.open`."""
+        events = _Events(model, response.status_code)
+        stream = cls(response, events, aiter(chunks), secret=secret)
+        first = await stream._pull()
+        stream._events._items.appendleft(first)
+        stream._on_close = on_close
+        return stream
+
+    @classmethod
+    def of_answer(cls, response: httpx.Response, answer: T) -> AsyncStream[T]:
+        """Async twin of :meth:`Stream.of_answer`."""
+        return cls(response, _Events(None, response.status_code, [answer, None]), _no_bytes())
+
+    async def _pull(self) -> Any:
+        events = self._events
+        while True:
+            item = events.pop()
+            if item is not _MORE:
+                return item
+            piece = await anext(self._chunks, None)
+            if piece is None:
+                events.end()
+            else:
+                events.feed(piece)
 
     def __aiter__(self) -> AsyncIterator[T]:
         return self
@@ -445,47 +573,45 @@ class AsyncStream(Generic[T]):
         if self._done:
             raise StopAsyncIteration
         try:
-            item = await self._events.__anext__()
-        except StopAsyncIteration:
-            await self.aclose()
-            raise IncompleteStreamError(
-                "the stream ended without [DONE]: the answer was cut off",
-                status_code=self.response.status_code,
-            ) from None
-        except httpx.HTTPError as exc:
-            await self.aclose()
-            raise IncompleteStreamError(
-                f"the stream broke off: {type(exc).__name__}: {exc}",
-                status_code=self.response.status_code,
-            ) from exc
+            item = await self._pull()
         except APIError as error:
             await self.aclose()
             redact_error(error, self._secret)
             raise
+        except Exception as exc:
+            await self.aclose()
+            if _is_transport_error(exc):
+                raise _broke_off(self.response.status_code, exc) from exc
+            raise
         except BaseException:
             await self.aclose()
             raise
+        if item is _ENDED:
+            await self.aclose()
+            raise _cut_off(self.response.status_code)
         if item is None:
             self._done = True
             await self._drain()
             await self.aclose()
             raise StopAsyncIteration
-        return item
+        return item  # type: ignore[no-any-return]
 
     async def _drain(self) -> None:
         """Async twin of :meth:`Stream._drain`."""
         with contextlib.suppress(Exception):
             for _ in range(_DRAIN_EVENTS):
-                await self._events.__anext__()
+                if await self._pull() is _ENDED:
+                    break
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
         try:
-            aclose = getattr(self._events, "aclose", None)
+            aclose = getattr(self._chunks, "aclose", None)
             if aclose is not None:
-                await aclose()
+                with contextlib.suppress(Exception):
+                    await aclose()
             await self.response.aclose()
         finally:
             if self._on_close is not None:
@@ -501,3 +627,8 @@ class AsyncStream(Generic[T]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+async def _no_bytes() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing
