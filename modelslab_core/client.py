@@ -291,6 +291,7 @@ class ModelsLabClient(BaseClient[httpx.Client]):
         except BaseException as error:
             finish(permit, error)
             raise
+        permit.accepted()
         guard_stream(stream, permit, None)
         return stream
 
@@ -509,6 +510,7 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
         except BaseException as error:
             finish(permit, error)
             raise
+        permit.accepted()
         guard_stream(stream, permit, asyncio.get_running_loop())
         return stream
 

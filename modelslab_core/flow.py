@@ -184,6 +184,17 @@ class AdaptiveLimit:
         self.limit = max(self.limit, grown)
         return self.current() != before
 
+    def on_accepted(self, in_flight: int, waiting: int) -> None:
+        """A stream's first event arrived: the server took the request, which will hold its
+        place until the stream ends. Before the first 429 the round grows as for an answer, so
+        that many concurrent streams do not wait a whole stream's length per round."""
+        if (
+            self.pinned is None
+            and self.limit is None
+            and (waiting or in_flight >= int(self.window))
+        ):
+            self.window += 1
+
     def on_rate_limited(self, in_flight: int, named: int | None, now: float) -> bool:
         """A request was turned away with a 429. ``in_flight`` counts it: the others are what the
         server was holding of ours, an upper bound on our share of the account's queue. ``named``
@@ -392,6 +403,12 @@ class Permit:
         if gate is not None:
             gate._release(self, "ok", None)
 
+    def accepted(self) -> None:
+        """The request was taken (a stream's first event arrived); the place is kept."""
+        gate = self._gate
+        if gate is not None:
+            gate._accepted()
+
     def rate_limited(self, named_limit: int | None = None) -> None:
         """Give the place back after a 429; ``named_limit`` is the queue limit its message named."""
         gate = self._gate
@@ -562,6 +579,12 @@ class FlowGate:
                 self._release(None, "neutral", None)
 
     # --- release ----------------------------------------------------------------------------
+
+    def _accepted(self) -> None:
+        with self._lock:
+            self._control.on_accepted(self._in_flight, len(self._waiters))
+            wake = self._grant_locked()
+        self._wake(wake)
 
     def _release(self, permit: Permit | None, outcome: str, named: int | None) -> None:
         now = time.monotonic()
