@@ -21,7 +21,7 @@ thread and event loop of the process, passes through the same gate.
 - ``max_in_flight=N`` pins an account's limit at N; ``flow_control=False`` on a client keeps that
   client's calls out of the gate altogether.
 
-The logic without I/O is in plain objects: :func:`parse_queue_limit`, :func:`rate_limit_delay`,
+The logic without I/O is in plain objects: :func:`parse_queue_limit`,
 :class:`AdaptiveLimit` (the controller) and :class:`CallPlan` (one call's retry decisions). The
 gate's core is a short :class:`threading.Lock`; sync waiters wait on a :class:`threading.Event`,
 async waiters on a future of their own event loop, woken with ``call_soon_threadsafe``, so an
@@ -62,7 +62,6 @@ __all__ = [
     "gate_for",
     "gate_stats",
     "parse_queue_limit",
-    "rate_limit_delay",
     "reset_gates",
 ]
 
@@ -79,9 +78,6 @@ PROBE_SLOWDOWN = 8.0
 #: handful of 429s, not 295 requests sent only to be turned away (each told to wait
 #: ``retry_after``: 30 s on the live API).
 COLD_START = 16
-#: Jitter added on top of a server's ``retry_after``: up to this fraction of it.
-RETRY_AFTER_JITTER = 0.25
-
 _QUEUE_LIMIT = re.compile(
     r"(?:maximum|max\.?|at most|limit(?: of| is)?)\s*:?\s*(\d{1,6})\s+"
     r"(?:queued|concurrent|simultaneous|parallel|pending|active|in[- ]flight)?\s*"
@@ -103,24 +99,6 @@ def parse_queue_limit(message: str | None) -> int | None:
         return None
     limit = int(match.group(1))
     return limit if limit >= 1 else None
-
-
-def rate_limit_delay(
-    retry_after: float | None,
-    attempt: int,
-    policy: RetryPolicy | None = None,
-    *,
-    rng: random.Random | None = None,
-) -> float:
-    """Seconds to wait after the ``attempt``-th 429 of a call (0 first) before asking for a place
-    again: never less than the server's ``retry_after``, with up to a quarter of it on top; without
-    a hint, the policy's exponential backoff (0.5 s doubling to 8 s)."""
-    uniform = rng.uniform if rng is not None else random.uniform
-    if retry_after is not None and retry_after >= 0:  # NaN is no hint; infinity is forever
-        return float(retry_after * uniform(1.0, 1.0 + RETRY_AFTER_JITTER))
-    policy = policy or RetryPolicy()
-    base = min(policy.initial_delay * (2 ** min(attempt, 16)), policy.max_delay)
-    return float(base * uniform(1.0, 1.0 + RETRY_AFTER_JITTER))
 
 
 @dataclass
@@ -221,11 +199,11 @@ class CallPlan:
 
     With the gate on (``gated``) a 429 spends no retry: the call waits the server's
     ``retry_after`` (jitter on top; the policy's backoff without one) and asks for a place again,
-    within ``rate_limit_budget`` seconds from its first 429: a wait longer than the policy's
-    ``max_retry_after`` is waited out too, when the budget allows it. ``max_retries=0`` means no
-    retry of any kind, 429 included. Other retryable errors spend one of ``policy.max_retries``.
-    ``deadline`` (monotonic seconds) bounds everything: past it the call ends with
-    :class:`APITimeoutError`.
+    within ``rate_limit_budget`` seconds from its first 429; a wait longer than the policy's
+    ``max_retry_after`` (60 s) is never waited out: the 429 is raised at once. ``max_retries=0``
+    means no retry of any kind, 429 included. Other retryable errors spend one of
+    ``policy.max_retries``. ``deadline`` (monotonic seconds) bounds everything: past it the call
+    ends with :class:`APITimeoutError`.
     """
 
     __slots__ = (
@@ -312,10 +290,10 @@ class CallPlan:
                 self.rate_limited_since = now
             hint = error.retry_after
             if hint is not None and not hint <= self.policy.max_retry_after:
-                # Longer than the policy waits for a retry: waited out within the budget.
-                wait = rate_limit_delay(hint, self.rate_limits, self.policy, rng=rng)
-            else:
-                wait = self._policy_delay(error, self.rate_limits, rng)
+                # Longer than any client should sit waiting (openai-python's cap is the same
+                # 60 s): the typed error at once, with the server's message and its wait.
+                return error
+            wait = self._policy_delay(error, self.rate_limits, rng)
             self.rate_limits += 1
             if now + wait > self.rate_limited_since + self.budget:
                 return error

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import threading
 from typing import Any
 
@@ -22,7 +21,6 @@ from modelslab_core.flow import (
     gate_for,
     gate_stats,
     parse_queue_limit,
-    rate_limit_delay,
     reset_gates,
 )
 from modelslab_core.retry import RetryPolicy
@@ -55,21 +53,6 @@ def _fresh_gates() -> None:
 )
 def test_parse_queue_limit(message: str | None, limit: int | None) -> None:
     assert parse_queue_limit(message) == limit
-
-
-def test_rate_limit_delay_never_earlier_than_the_server_says() -> None:
-    rng = random.Random(0)
-    for retry_after in (0.0, 0.2, 1.0, 30.0, 120.0):
-        waits = [rate_limit_delay(retry_after, n, rng=rng) for n in range(50)]
-        assert all(retry_after <= w <= retry_after * 1.25 for w in waits)
-    assert len({rate_limit_delay(30.0, 0, rng=rng) for _ in range(10)}) > 1  # jittered
-
-
-def test_rate_limit_delay_without_a_hint_backs_off() -> None:
-    rng = random.Random(1)
-    assert 0.5 <= rate_limit_delay(None, 0, rng=rng) <= 0.625
-    assert 2.0 <= rate_limit_delay(None, 2, rng=rng) <= 2.5
-    assert 8.0 <= rate_limit_delay(None, 40, rng=rng) <= 10.0
 
 
 # ----------------------------------------------------------------------------- the controller
@@ -465,7 +448,6 @@ def test_flow_module_exports() -> None:
 
 
 def test_an_endless_wait_is_never_waited() -> None:
-    assert rate_limit_delay(float("inf"), 0) == float("inf")
     plan = CallPlan(RetryPolicy(), now=0.0)
     error = _rate_limit(float("inf"))
     assert plan.after_error(error, 0.0) is error
