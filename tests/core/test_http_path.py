@@ -19,6 +19,7 @@ from modelslab_core import (
     ParameterError,
 )
 from modelslab_core import errors as e
+from modelslab_core.testing import LocalModelsLab
 
 KEY = "sk-path-0123456789abcdef"
 BASE = "https://api.test/api/v7/llm"
@@ -233,10 +234,16 @@ async def test_user_agent_names_the_stack_and_compression_is_asked_for(is_async:
     assert "gzip" in both.seen[0].headers["accept-encoding"]
 
 
-def test_the_shared_async_pool_is_named_in_the_user_agent() -> None:
-    agent = AsyncModelsLabClient(api_key=KEY, base_url=BASE)._headers["user-agent"]
-    assert " aiohttp/" in agent
-    assert " aiohttp/" not in ModelsLabClient(api_key=KEY, base_url=BASE)._headers["user-agent"]
+async def test_the_user_agent_names_the_transport_that_carried_the_call(
+    modelslab_server: LocalModelsLab,
+) -> None:
+    """The shared async pool runs on aiohttp (named); the sync pool on httpx's own transport."""
+    request = {"model": "m", "messages": [{"role": "user", "content": "ua"}]}
+    ModelsLabClient(api_key=KEY, base_url=modelslab_server.base_url).chat(request)
+    await AsyncModelsLabClient(api_key=KEY, base_url=modelslab_server.base_url).chat(request)
+    sync_agent, async_agent = (r.headers["user-agent"] for r in modelslab_server.requests)
+    assert " aiohttp/" in async_agent and " aiohttp/" not in sync_agent
+    assert sync_agent.startswith("modelslab-integrations/") and "httpx/" in sync_agent
 
 
 async def test_debug_log_has_model_status_request_id_and_retries_but_no_key(
