@@ -3,14 +3,11 @@ parsing and error translation. The clients in ``client.py`` only move bytes and 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import platform
 import sys
-import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, TypeVar
@@ -310,11 +307,6 @@ class BaseClient(Generic[H]):
             self._bodyless_headers = httpx.Headers({**self._headers, "x-api-key": self._secret})
         self._urls: dict[str, httpx.URL] = {}
         self._timeout = httpx.Timeout(self.config.timeout)
-        limit = self.config.max_in_flight
-        self._gate = threading.BoundedSemaphore(limit) if limit else None
-        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
 
     @property
     def base_url(self) -> str:
