@@ -1,9 +1,9 @@
 """A local, offline, ModelsLab-compatible LLM server for demos, tests and benchmarks.
 
-``LocalModelsLab`` is a real HTTP/1.1 server on loopback (stdlib asyncio on a daemon thread)
-that speaks ModelsLab's chat, text-completion and model-list endpoints, answers with a
-deterministic echo "model" (tool calls, structured output, reasoning, streaming included),
-and can be scripted with :class:`Reply` objects to play errors and connection faults::
+``LocalModelsLab`` is a real HTTP/1.1 server on loopback (aiohttp's web server on a daemon
+thread) that speaks ModelsLab's chat, text-completion and model-list endpoints, answers with a
+deterministic echo "model" (tool calls, structured output, reasoning, streaming included), and
+can be scripted with :class:`Reply` objects to play errors and connection faults::
 
     from modelslab_core.testing import LocalModelsLab, Reply
 
@@ -13,7 +13,7 @@ and can be scripted with :class:`Reply` objects to play errors and connection fa
 
 The pytest fixtures ``modelslab_server`` and ``modelslab_server_session`` come from
 :mod:`modelslab_core.testing.pytest_plugin`. This package imports nothing from the rest of
-``modelslab_core`` and no third-party library.
+``modelslab_core``; the server module imports aiohttp (a dependency of ``modelslab_core``).
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._http import HttpRequest
-
 __all__ = ["REDACTED", "ROUTES", "KeyPlacement", "RecordedRequest", "Route", "find_key", "redacted"]
 
 KeyPlacement = Literal["bearer", "body", "x-api-key"]
@@ -63,15 +61,20 @@ def find_key(headers: dict[str, str], body: Any) -> tuple[str | None, KeyPlaceme
     return None, None
 
 
-def redacted(request: HttpRequest, body: Any, placement: KeyPlacement | None) -> RecordedRequest:
+def redacted(
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: Any,
+    placement: KeyPlacement | None,
+    query: str,
+) -> RecordedRequest:
     """Build the log entry of a request with every key replaced by ``"***"``."""
-    headers = dict(request.headers)
+    headers = dict(headers)
     for name in ("authorization", "x-api-key"):
         if name in headers:
             headers[name] = REDACTED
     recorded_body: dict[str, Any] | None = None
     if isinstance(body, dict):
         recorded_body = {**body, "key": REDACTED} if "key" in body else body
-    return RecordedRequest(
-        request.method, request.path, headers, recorded_body, placement, request.query
-    )
+    return RecordedRequest(method, path, headers, recorded_body, placement, query)

@@ -1,9 +1,9 @@
-"""The local ModelsLab-compatible server: asyncio on a daemon thread, stdlib only.
+"""The local ModelsLab-compatible server: aiohttp's web server on a daemon thread.
 
 One event loop in a background thread serves every connection (keep-alive, many requests
 in flight at once). Requests are routed, their key is checked, they are logged with keys
 hidden, and they are answered by a scripted :class:`Reply`, a random fault, or the default
-deterministic behaviour of :mod:`._behaviour`.
+deterministic behaviour of :mod:`._behaviour`. Connection faults take over the transport.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from aiohttp import web
+from aiohttp.http import HttpVersion11
+
 from ._behaviour import (
     DEFAULT_CHAT_MODEL,
     DEFAULT_COMPLETION_MODEL,
@@ -43,7 +46,6 @@ from ._behaviour import (
     wants_stream,
     wants_usage,
 )
-from ._http import HttpError, HttpRequest, read_request, response_head, send, send_events
 from ._replies import Reply, invalid_key_body
 from ._routing import ROUTES, RecordedRequest, find_key, redacted
 from ._sse import (
@@ -61,10 +63,18 @@ __all__ = ["QUEUE_LIMIT_MESSAGE", "LocalModelsLab"]
 QUEUE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum {limit} queued requests allowed."
 
 logger = logging.getLogger(__name__)
+#: aiohttp's own complaints (malformed requests, which it answers 400) are not ours to log.
+_aiohttp_logger = logging.getLogger(f"{__name__}.aiohttp")
+_aiohttp_logger.addHandler(logging.NullHandler())
+_aiohttp_logger.propagate = False
 
 _JSON = "application/json"
 _EVENT_STREAM = "text/event-stream"
+_SERVER = "modelslab-local"
 _READ_LIMIT = 1024 * 1024
+_MAX_BODY = 64 * 1024 * 1024
+#: SSE events are written in batches of about this size (fewer writes, same bytes).
+_BATCH_BYTES = 32 * 1024
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -72,11 +82,11 @@ _dumps = json.JSONEncoder(ensure_ascii=False).encode
 class _Call:
     """One chat or completion request being answered."""
 
+    request: web.BaseRequest
     body: dict[str, Any]
     chat: bool
     uncensored: bool
     stream: bool
-    keep_alive: bool
 
     @property
     def model(self) -> str:
@@ -89,8 +99,91 @@ def _error_body(message: str) -> bytes:
     return _dumps({"status": "error", "message": message}).encode("utf-8")
 
 
+def _response(
+    status: int,
+    body: bytes,
+    content_type: str = _JSON,
+    headers: Sequence[tuple[str, str]] = (),
+) -> web.Response:
+    """A whole response with a ``Content-Length``."""
+    response = web.Response(
+        status=status, body=body, headers={"Content-Type": content_type, "Server": _SERVER}
+    )
+    for name, value in headers:
+        response.headers.add(name, value)
+    return response
+
+
+def _stream(content_type: str = _EVENT_STREAM) -> web.StreamResponse:
+    """A chunked response (an SSE stream, or a JSON body after keep-alive bytes)."""
+    headers = {"Content-Type": content_type, "Cache-Control": "no-cache", "Server": _SERVER}
+    return web.StreamResponse(status=200, headers=headers)
+
+
+def _raw_head(content_type: str, length: int | None, keep_alive: bool) -> bytes:
+    """The head :meth:`LocalModelsLab._reset` writes itself (``length=None``: chunked), byte
+    for byte what the server sends, so ``after_bytes`` cuts at a known place."""
+    framing = "Transfer-Encoding: chunked\r\nCache-Control: no-cache" if length is None else ""
+    lines = [
+        "HTTP/1.1 200 OK",
+        f"Content-Type: {content_type}",
+        framing or f"Content-Length: {length}",
+        f"Connection: {'keep-alive' if keep_alive else 'close'}",
+        f"Server: {_SERVER}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+class _WebServer(web.Server):
+    """aiohttp's low-level server, answering in HTTP/1.1 and counting connections."""
+
+    def __init__(self, owner: LocalModelsLab) -> None:
+        super().__init__(
+            owner._handle,
+            request_factory=self._request,
+            keepalive_timeout=24 * 3600.0,  # idle keep-alive connections stay open
+            max_line_size=_READ_LIMIT,
+            max_field_size=_READ_LIMIT,
+            access_log=None,
+            logger=_aiohttp_logger,
+        )
+        self._owner = owner
+
+    def _request(
+        self,
+        message: Any,
+        payload: Any,
+        protocol: web.RequestHandler,
+        writer: Any,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        # Every answer is HTTP/1.1 (an HTTP/1.0 request's connection still closes after it).
+        return web.BaseRequest(
+            message._replace(version=HttpVersion11),
+            payload,
+            protocol,
+            writer,
+            task,
+            asyncio.get_running_loop(),
+            client_max_size=_MAX_BODY,
+        )
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        owner = self._owner
+        owner._transports[handler] = transport
+        owner._connections_opened += 1
+        owner._max_open_connections = max(owner._max_open_connections, len(owner._transports))
+
+    def connection_lost(
+        self, handler: web.RequestHandler, exc: BaseException | None = None
+    ) -> None:
+        super().connection_lost(handler, exc)
+        self._owner._transports.pop(handler, None)
+
+
 class LocalModelsLab:
-    """A real HTTP server on loopback that speaks ModelsLab's LLM API (stdlib only).
+    """A real HTTP server on loopback that speaks ModelsLab's LLM API (aiohttp).
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`)::
 
@@ -169,9 +262,8 @@ class LocalModelsLab:
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._runner: web.ServerRunner | None = None
+        self._transports: dict[web.RequestHandler, asyncio.Transport] = {}
 
     # ------------------------------------------------------------------ URLs
 
@@ -296,7 +388,7 @@ class LocalModelsLab:
         The server notices a connection closed by its client when it reads the end of it, a
         moment after the client closed it.
         """
-        return len(self._writers)
+        return len(self._transports)
 
     @property
     def max_open_connections_seen(self) -> int:
@@ -334,7 +426,7 @@ class LocalModelsLab:
             self._max_in_flight = self._in_flight
             self._max_queued = self._queued
             self._queue_rejections = 0
-            self._max_open_connections = len(self._writers)
+            self._max_open_connections = len(self._transports)
             self._request_count = 0
             self._connections_opened = 0
             self._faults_injected = 0
@@ -427,139 +519,90 @@ class LocalModelsLab:
         return f"LocalModelsLab({where})"
 
     async def _open(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve_connection,
-            self._host,
-            self._requested_port,
-            limit=_READ_LIMIT,
-            backlog=2048,
-            ssl=self._ssl,
+        runner = web.ServerRunner(_WebServer(self), shutdown_timeout=0.1)
+        await runner.setup()
+        site = web.TCPSite(
+            runner, self._host, self._requested_port, ssl_context=self._ssl, backlog=2048
         )
-        sockets = self._server.sockets
-        self._port = int(sockets[0].getsockname()[1])
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
 
     async def _shutdown(self) -> None:
-        server = self._server
-        self._server = None
-        if server is not None:
-            server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        tasks = list(self._tasks)
+        runner, self._runner = self._runner, None
+        for transport in list(self._transports.values()):
+            transport.abort()
+        if runner is not None:
+            await runner.cleanup()
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if server is not None:
-            await server.wait_closed()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
-    # ------------------------------------------------------------------ connections
+    # ------------------------------------------------------------------ requests
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        self._writers.add(writer)
-        self._connections_opened += 1
-        if len(self._writers) > self._max_open_connections:
-            self._max_open_connections = len(self._writers)
-        try:
-            while True:
-                try:
-                    request = await read_request(reader)
-                except HttpError as exc:
-                    body = _error_body(exc.message)
-                    writer.write(
-                        response_head(exc.status, _JSON, length=len(body), keep_alive=False) + body
-                    )
-                    await writer.drain()
-                    break
-                if request is None:
-                    break
-                keep_open = await self._handle(request, writer)
-                if not keep_open or not request.keep_alive:
-                    break
-        except (ConnectionError, OSError):
-            pass
-        except asyncio.CancelledError:
-            # Only stop() cancels connection tasks; end quietly so asyncio's stream callback
-            # does not report the cancellation as an error.
-            pass
-        finally:
-            self._writers.discard(writer)
-            if task is not None:
-                self._tasks.discard(task)
-            writer.close()
-
-    async def _handle(self, request: HttpRequest, writer: asyncio.StreamWriter) -> bool:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self._in_flight += 1
         self._request_count += 1
-        if self._in_flight > self._max_in_flight:
-            self._max_in_flight = self._in_flight
+        self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
-            return await self._dispatch(request, writer)
-        except (ConnectionError, OSError, asyncio.CancelledError):
-            raise
+            return await self._dispatch(request)
+        except (ConnectionError, OSError):  # the client left, or a fault dropped it
+            return web.Response()
         except Exception as exc:
             logger.exception("local ModelsLab server failed on %s %s", request.method, request.path)
-            body = _error_body(f"Local server error: {exc!r}")
-            writer.write(response_head(500, _JSON, length=len(body), keep_alive=False) + body)
-            await writer.drain()
-            return False
+            response = _response(500, _error_body(f"Local server error: {exc!r}"))
+            response.force_close()
+            return response
         finally:
             self._in_flight -= 1
 
-    async def _dispatch(self, request: HttpRequest, writer: asyncio.StreamWriter) -> bool:
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        raw = await request.read()
         body: Any = None
-        if request.body:
+        if raw:
             try:
-                body = json.loads(request.body)
+                body = json.loads(raw)
             except (ValueError, UnicodeDecodeError):
                 body = None
-        key, placement = find_key(request.headers, body)
-        record = redacted(request, body, placement)
+        headers: dict[str, str] = {}
+        for name, value in request.headers.items():
+            name = name.lower()
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        target, _, query = request.raw_path.partition("?")
+        key, placement = find_key(headers, body)
         with self._lock:
-            self._log.append(record)
-        keep_alive = request.keep_alive
-        path = request.path.rstrip("/") or "/"
-        route = ROUTES.get(path)
+            self._log.append(redacted(request.method, target, headers, body, placement, query))
+        route = ROUTES.get(target.rstrip("/") or "/")
         if route is None:
-            await send(writer, 404, _error_body("Route not found"), keep_alive=keep_alive)
-            return True
+            return _response(404, _error_body("Route not found"))
         if request.method != route.method:
             message = f"The {request.method} method is not supported for this route."
-            headers = (("Allow", route.method),)
-            await send(writer, 405, _error_body(message), keep_alive, headers)
-            return True
+            return _response(405, _error_body(message), headers=(("Allow", route.method),))
         if key is None or (self.api_key is not None and key != self.api_key):
-            envelope = _dumps(invalid_key_body()).encode("utf-8")
-            await send(writer, 200, envelope, keep_alive=keep_alive)
-            return True
+            return _response(200, _dumps(invalid_key_body()).encode("utf-8"))
         if route.kind == "models":
-            listing = _dumps(models_body(self._models, self._created)).encode("utf-8")
-            await send(writer, 200, listing, keep_alive=keep_alive)
-            return True
+            return _response(200, _dumps(models_body(self._models, self._created)).encode())
         if not isinstance(body, dict):
-            message = "The request body must be a JSON object."
-            await send(writer, 400, _error_body(message), keep_alive=keep_alive)
-            return True
+            return _response(400, _error_body("The request body must be a JSON object."))
         chat = route.kind == "chat"
         problem = chat_request_error(body) if chat else completion_request_error(body)
         if problem is not None:
             field = "messages" if chat else "prompt"
             payload = {"status": "error", "message": problem, "errors": {field: [problem]}}
-            await send(writer, 422, _dumps(payload).encode("utf-8"), keep_alive)
-            return True
-        call = _Call(body, chat, route.uncensored, wants_stream(body), keep_alive)
+            return _response(422, _dumps(payload).encode("utf-8"))
+        call = _Call(request, body, chat, route.uncensored, wants_stream(body))
         if self.queue_limit is not None or self.latency > 0:
-            return await self._under_queue_limit(request, key, call, writer)
-        return await self._play(self._next_reply(request), call, writer)
+            return await self._under_queue_limit(key, call, target.encode() + b"\n" + raw)
+        return await self._play(self._next_reply(target.encode() + b"\n" + raw), call)
 
     async def _under_queue_limit(
-        self, request: HttpRequest, key: str, call: _Call, writer: asyncio.StreamWriter
-    ) -> bool:
+        self, key: str, call: _Call, identity: bytes
+    ) -> web.StreamResponse:
         """Answer under the account queue: a 429 when the key has ``queue_limit`` requests
         being answered, else the answer after ``latency`` seconds."""
         limit = self.queue_limit
@@ -572,29 +615,27 @@ class LocalModelsLab:
                 hint = math.ceil(max(min(started) + self.latency - now, 0.0) * 100) / 100
             message = self.rate_limit_message.replace("{limit}", str(limit))
             body = _dumps({"status": "error", "message": message, "retry_after": hint})
-            headers = (("Retry-After", f"{hint:g}"),)
-            await send(writer, 429, body.encode("utf-8"), call.keep_alive, headers)
-            return True
+            return _response(429, body.encode("utf-8"), headers=(("Retry-After", f"{hint:g}"),))
         started.append(now)
         self._queued += 1
-        if self._queued > self._max_queued:
-            self._max_queued = self._queued
+        self._max_queued = max(self._max_queued, self._queued)
         try:
             if self.latency > 0:
                 await asyncio.sleep(self.latency)
-            return await self._play(self._next_reply(request), call, writer)
+            return await self._play(self._next_reply(identity), call)
         finally:
             started.remove(now)
             self._queued -= 1
 
-    def _next_reply(self, request: HttpRequest) -> Reply | None:
+    def _next_reply(self, identity: bytes) -> Reply | None:
+        """The queued reply, a random fault, or ``None``; ``identity`` is the request's path
+        and body (a retry repeats them byte for byte)."""
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
             if self._fault_rate <= 0:
                 return None
-            # A retry repeats its request's path and body byte for byte.
-            identity = request.path.encode() + b"\n" + request.body if self._fault_once else b""
+            identity = identity if self._fault_once else b""
             if identity in self._faulted or self._rng.random() >= self._fault_rate:
                 return None
             if self._fault_once:
@@ -604,37 +645,27 @@ class LocalModelsLab:
 
     # ------------------------------------------------------------------ playing replies
 
-    async def _play(self, reply: Reply | None, call: _Call, writer: asyncio.StreamWriter) -> bool:
+    async def _play(self, reply: Reply | None, call: _Call) -> web.StreamResponse:
         if reply is None or reply.kind == "answer":
             answer = self._answer(reply, call)
             if call.stream:
-                await send_events(
-                    writer, self.stream_delay, self._events(answer, call), call.keep_alive
-                )
-            else:
-                await send(writer, 200, self._json_answer(answer, call), call.keep_alive)
-            return True
+                return await self._send_events(call, self._events(answer, call))
+            return _response(200, self._json_answer(answer, call))
         if reply.kind == "response":
-            content_type = reply.content_type
-            await send(
-                writer, reply.status, reply.body, call.keep_alive, reply.headers, content_type
-            )
-            return True
+            return _response(reply.status, reply.body, reply.content_type, reply.headers)
         if reply.kind == "slow":
             await asyncio.sleep(reply.seconds)
-            return await self._play(reply.then, call, writer)
+            return await self._play(reply.then, call)
         if reply.kind == "cut_stream":
-            return await self._cut(reply.count, call, writer)
+            return await self._cut(reply.count, call)
         if reply.kind == "keep_alive":
-            return await self._keep_alive(reply, call, writer)
+            return await self._keep_alive(reply, call)
         if reply.kind == "stream_error":
             events = first_chunks(self._events(self._answer(None, call), call), reply.count)
             events.append(f"data: {reply.body.decode('utf-8')}\n\n")
             events.append(DONE_EVENT)
-            await send_events(writer, self.stream_delay, events, call.keep_alive)
-            return True
-        await self._reset(reply.count, call, writer)
-        return False
+            return await self._send_events(call, events)
+        return await self._reset(reply.count, call)
 
     def _answer(self, reply: Reply | None, call: _Call) -> Answer:
         if reply is None:
@@ -678,52 +709,85 @@ class LocalModelsLab:
             include_usage=wants_usage(call.body),
         )
 
-    async def _keep_alive(self, reply: Reply, call: _Call, writer: asyncio.StreamWriter) -> bool:
-        content_type = _EVENT_STREAM if call.stream else _JSON
-        writer.write(response_head(200, content_type, length=None, keep_alive=call.keep_alive))
-        beat = chunked_frame(b": keep-alive\n\n" if call.stream else b" ")
+    async def _send_events(self, call: _Call, events: list[str]) -> web.StreamResponse:
+        """Stream SSE events in batches, or one every ``stream_delay`` seconds."""
+        response = _stream()
+        await response.prepare(call.request)
+        if self.stream_delay > 0:
+            for index, event in enumerate(events):
+                if index:  # paced between events: the body ends with the last one
+                    await asyncio.sleep(self.stream_delay)
+                if index < len(events) - 1:
+                    await response.write(event.encode("utf-8"))
+            await response.write_eof(events[-1].encode("utf-8") if events else b"")
+            return response
+        batch: list[str] = []
+        size = 0
+        for event in events:
+            batch.append(event)
+            size += len(event)
+            if size >= _BATCH_BYTES:
+                await response.write("".join(batch).encode("utf-8"))
+                batch.clear()
+                size = 0
+        await response.write_eof("".join(batch).encode("utf-8"))
+        return response
+
+    async def _keep_alive(self, reply: Reply, call: _Call) -> web.StreamResponse:
+        response = _stream(_EVENT_STREAM if call.stream else _JSON)
+        await response.prepare(call.request)
+        beat = b": keep-alive\n\n" if call.stream else b" "
         loop = asyncio.get_running_loop()
         end = loop.time() + reply.seconds
         while loop.time() < end:
-            writer.write(beat)
-            await writer.drain()
+            await response.write(beat)
             await asyncio.sleep(min(reply.interval, max(end - loop.time(), 0.0)))
         answer = self._answer(reply.then, call)
         if call.stream:
             payload = "".join(self._events(answer, call)).encode("utf-8")
         else:
             payload = self._json_answer(answer, call)
-        writer.write(chunked_frame(payload) + LAST_CHUNK)
-        await writer.drain()
-        return True
+        await response.write_eof(payload)
+        return response
 
-    async def _cut(self, chunks: int, call: _Call, writer: asyncio.StreamWriter) -> bool:
+    async def _cut(self, chunks: int, call: _Call) -> web.StreamResponse:
         answer = self._answer(None, call)
         if call.stream:
-            events = first_chunks(self._events(answer, call), chunks)
-            await send_events(writer, self.stream_delay, events, call.keep_alive)
-            return True
+            return await self._send_events(call, first_chunks(self._events(answer, call), chunks))
         payload = self._json_answer(answer, call)
-        head = response_head(200, _JSON, length=len(payload), keep_alive=False)
-        writer.write(head + payload[: len(payload) // 2])
-        await writer.drain()
-        return False
+        response = web.StreamResponse(headers={"Content-Type": _JSON, "Server": _SERVER})
+        response.content_length = len(payload)
+        response.force_close()
+        await response.prepare(call.request)
+        await response.write(payload[: len(payload) // 2])
+        transport = call.request.transport
+        if transport is not None:
+            transport.close()
+        return response
 
-    async def _reset(self, after_bytes: int, call: _Call, writer: asyncio.StreamWriter) -> None:
+    async def _reset(self, after_bytes: int, call: _Call) -> web.StreamResponse:
+        """Take over the transport: write the first ``after_bytes`` of the answer, then abort
+        the connection with an RST."""
         answer = self._answer(None, call)
+        keep_alive = call.request.keep_alive
         if call.stream:
             events = "".join(self._events(answer, call)).encode("utf-8")
-            head = response_head(200, _EVENT_STREAM, length=None, keep_alive=call.keep_alive)
-            data = head + chunked_frame(events) + LAST_CHUNK
+            data = _raw_head(_EVENT_STREAM, None, keep_alive) + chunked_frame(events) + LAST_CHUNK
         else:
             payload = self._json_answer(answer, call)
-            head = response_head(200, _JSON, length=len(payload), keep_alive=call.keep_alive)
-            data = head + payload
+            data = _raw_head(_JSON, len(payload), keep_alive) + payload
+        transport = call.request.transport
+        if transport is None:
+            return web.Response()
         if after_bytes:
-            writer.write(data[:after_bytes])
-            await writer.drain()
-        sock = writer.get_extra_info("socket")
+            transport.write(data[:after_bytes])
+            for _ in range(1000):  # let the bytes leave before the RST discards them
+                if not transport.get_write_buffer_size():
+                    break
+                await asyncio.sleep(0.001)
+        sock = transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        writer.transport.abort()
+        transport.abort()
+        return web.Response()
