@@ -11,9 +11,19 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-__all__ = ["Reply", "ReplyKind"]
+__all__ = [
+    "AnswerReply",
+    "CutStreamReply",
+    "KeepAliveReply",
+    "Reply",
+    "ReplyKind",
+    "ResetReply",
+    "ResponseReply",
+    "SlowReply",
+    "StreamErrorReply",
+]
 
 ReplyKind = Literal[
     "answer", "response", "cut_stream", "stream_error", "reset", "slow", "keep_alive"
@@ -58,28 +68,17 @@ def invalid_key_body() -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One scripted answer or fault. Build it with the class methods, not the constructor.
+    """One scripted answer or fault. Build it with the class methods, which return one of the
+    kinds below (a tagged union: ``kind`` names it, the server matches on the class).
 
-    ``kind`` says how the server plays it: ``"answer"`` (a completion, streamed when the
-    request streams), ``"response"`` (a fixed status, headers and body), ``"cut_stream"``,
-    ``"stream_error"``, ``"reset"`` (abort the connection), ``"slow"`` (wait, then ``then``) or
-    ``"keep_alive"`` (keep-alive bytes every ``interval`` for ``seconds``, then ``then``).
+    :class:`AnswerReply` (a completion, streamed when the request streams),
+    :class:`ResponseReply` (a fixed status, headers and body), :class:`CutStreamReply`,
+    :class:`StreamErrorReply`, :class:`ResetReply` (abort the connection), :class:`SlowReply`
+    (wait, then ``then``) or :class:`KeepAliveReply` (keep-alive bytes every ``interval`` for
+    ``seconds``, then ``then``).
     """
 
-    kind: ReplyKind
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-    content: str | None = None
-    reasoning: str | None = None
-    finish_reason: str = "stop"
-    usage: tuple[tuple[str, int], ...] | None = None
-    calls: tuple[tuple[str, str, str | None], ...] = ()
-    count: int = 0
-    seconds: float = 0.0
-    then: Reply | None = None
-    interval: float = 0.0
+    kind: ClassVar[ReplyKind]
 
     # ------------------------------------------------------------------ normal answers
 
@@ -91,13 +90,12 @@ class Reply:
         reasoning: str | None = None,
         finish_reason: str = "stop",
         usage: Mapping[str, int] | None = None,
-    ) -> Reply:
+    ) -> AnswerReply:
         """Answer with ``content`` (and optional ``reasoning_content``, finish reason, usage).
 
         On a completions route the content becomes ``choices[].text``.
         """
-        return cls(
-            kind="answer",
+        return AnswerReply(
             content=content,
             reasoning=reasoning,
             finish_reason=finish_reason,
@@ -107,7 +105,7 @@ class Reply:
     @classmethod
     def tool_call(
         cls, name: str, arguments: Mapping[str, Any] | str, *, id: str | None = None
-    ) -> Reply:
+    ) -> AnswerReply:
         """Answer with one call of tool ``name`` (arguments as a dict or a JSON string)."""
         return cls.tool_calls([(name, arguments)], ids=[id])
 
@@ -118,7 +116,7 @@ class Reply:
         content: str | None = None,
         *,
         ids: Sequence[str | None] | None = None,
-    ) -> Reply:
+    ) -> AnswerReply:
         """Answer with several tool calls ``[(name, arguments), ...]`` and optional content."""
         call_ids = list(ids) if ids is not None else [None] * len(calls)
         if len(call_ids) != len(calls):
@@ -133,17 +131,16 @@ class Reply:
             )
             for (name, arguments), call_id in zip(calls, call_ids, strict=True)
         )
-        return cls(kind="answer", content=content, finish_reason="tool_calls", calls=scripted)
+        return AnswerReply(content=content, finish_reason="tool_calls", calls=scripted)
 
     # ------------------------------------------------------------------ fixed responses
 
     @classmethod
     def error(
         cls, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
-    ) -> Reply:
+    ) -> ResponseReply:
         """Send the JSON ``body`` with HTTP ``status`` (and extra ``headers``)."""
-        return cls(
-            kind="response",
+        return ResponseReply(
             status=_check_status(status),
             body=_json_bytes(dict(body)),
             headers=_header_items(headers),
@@ -156,11 +153,10 @@ class Reply:
         body: bytes | str,
         content_type: str = "text/plain",
         headers: Mapping[str, str] | None = None,
-    ) -> Reply:
+    ) -> ResponseReply:
         """Send ``body`` verbatim with HTTP ``status`` and ``content_type``."""
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-        return cls(
-            kind="response",
+        return ResponseReply(
             status=_check_status(status),
             body=data,
             content_type=content_type,
@@ -170,7 +166,7 @@ class Reply:
     @classmethod
     def rate_limit(
         cls, retry_after: int = 1, header: bool = True, body_field: bool = True
-    ) -> Reply:
+    ) -> ResponseReply:
         """HTTP 429 with ModelsLab's message, a ``retry_after`` field and/or ``Retry-After``."""
         body: dict[str, Any] = {"status": "error", "message": RATE_LIMIT_MESSAGE}
         if body_field:
@@ -179,17 +175,17 @@ class Reply:
         return cls.error(429, body, headers)
 
     @classmethod
-    def insufficient_credits(cls) -> Reply:
+    def insufficient_credits(cls) -> ResponseReply:
         """HTTP 402 with a ModelsLab-style "insufficient credits" message (never retried)."""
         return cls.error(402, {"status": "error", "message": INSUFFICIENT_CREDITS_MESSAGE})
 
     @classmethod
-    def invalid_key_envelope(cls) -> Reply:
+    def invalid_key_envelope(cls) -> ResponseReply:
         """HTTP 200 with ``{"status": "error", "message": "Invalid Api Key", "tip": ...}``."""
         return cls.error(200, invalid_key_body())
 
     @classmethod
-    def misspelled_error(cls, message: str = "Something went wrong") -> Reply:
+    def misspelled_error(cls, message: str = "Something went wrong") -> ResponseReply:
         """HTTP 200 with the legacy misspelled field: ``{"status": "error", "messege": ...}``."""
         return cls.error(200, {"status": "error", "messege": message})
 
@@ -200,17 +196,19 @@ class Reply:
         message: str,
         type: str = "invalid_request_error",
         code: str | int | None = None,
-    ) -> Reply:
+    ) -> ResponseReply:
         """An OpenAI-style error: ``{"error": {"message", "type", "code"}}``."""
         return cls.error(status, {"error": {"message": message, "type": type, "code": code}})
 
     @classmethod
-    def server_error(cls, status: int = 500, message: str = "Internal Server Error") -> Reply:
+    def server_error(
+        cls, status: int = 500, message: str = "Internal Server Error"
+    ) -> ResponseReply:
         """A 5xx JSON error ``{"status": "error", "message": ...}``."""
         return cls.error(status, {"status": "error", "message": message})
 
     @classmethod
-    def html_error(cls, status: int = 502) -> Reply:
+    def html_error(cls, status: int = 502) -> ResponseReply:
         """A proxy's HTML error page (``text/html``) instead of JSON."""
         title = _HTML_PAGES.get(status, f"{status} Error")
         page = (
@@ -225,12 +223,12 @@ class Reply:
         cls,
         body: str = "<!DOCTYPE html><html><body>Service is warming up</body></html>",
         content_type: str = "text/html",
-    ) -> Reply:
+    ) -> ResponseReply:
         """HTTP 200 with a body that is not JSON."""
         return cls.raw(200, body, content_type=content_type)
 
     @classmethod
-    def processing(cls, id: int = 123, eta: int = 10) -> Reply:
+    def processing(cls, id: int = 123, eta: int = 10) -> ResponseReply:
         """HTTP 200 with ``{"status": "processing", "id", "eta", "fetch_result"}``."""
         fetch = f"https://modelslab.com/api/v6/llm/fetch/{id}"
         body = {"status": "processing", "id": id, "eta": eta, "fetch_result": fetch}
@@ -239,19 +237,19 @@ class Reply:
     @classmethod
     def validation_error(
         cls, message: str = "The messages field is required.", field: str = "messages"
-    ) -> Reply:
+    ) -> ResponseReply:
         """HTTP 422 Laravel-style: ``{"status": "error", "message", "errors": {field: [...]}}``."""
         return cls.error(422, {"status": "error", "message": message, "errors": {field: [message]}})
 
     # ------------------------------------------------------------------ connection faults
 
     @classmethod
-    def cut_stream(cls, after_chunks: int = 2) -> Reply:
+    def cut_stream(cls, after_chunks: int = 2) -> CutStreamReply:
         """Send that many chunks of the default answer, then end cleanly without ``[DONE]``.
 
         A non-streaming request gets a JSON body cut short (the connection then closes).
         """
-        return cls(kind="cut_stream", count=max(int(after_chunks), 0))
+        return CutStreamReply(max(int(after_chunks), 0))
 
     @classmethod
     def stream_error_event(
@@ -260,7 +258,7 @@ class Reply:
         *,
         style: Literal["openai", "modelslab"] = "openai",
         after_chunks: int = 0,
-    ) -> Reply:
+    ) -> StreamErrorReply:
         """An SSE stream (even for a non-streaming request) carrying an error event.
 
         The event is ``{"error": {"message": ...}}`` (``style="openai"``) or
@@ -272,24 +270,24 @@ class Reply:
             event = {"error": {"message": message, "type": "server_error", "code": 502}}
         else:
             event = {"status": "error", "message": message}
-        return cls(kind="stream_error", body=_json_bytes(event), count=max(int(after_chunks), 0))
+        return StreamErrorReply(_json_bytes(event), max(int(after_chunks), 0))
 
     @classmethod
-    def reset_connection(cls, after_bytes: int = 0) -> Reply:
+    def reset_connection(cls, after_bytes: int = 0) -> ResetReply:
         """Abort the TCP connection (RST), after sending ``after_bytes`` of the response."""
-        return cls(kind="reset", count=max(int(after_bytes), 0))
+        return ResetReply(max(int(after_bytes), 0))
 
     @classmethod
-    def slow(cls, seconds: float, then: Reply | None = None) -> Reply:
+    def slow(cls, seconds: float, then: Reply | None = None) -> SlowReply:
         """Wait ``seconds``, then answer with ``then`` (or the default behaviour)."""
         if seconds < 0:
             raise ValueError("seconds must not be negative")
-        return cls(kind="slow", seconds=float(seconds), then=then)
+        return SlowReply(float(seconds), then)
 
     @classmethod
     def keep_alive(
         cls, seconds: float = float("inf"), interval: float = 0.5, then: Reply | None = None
-    ) -> Reply:
+    ) -> KeepAliveReply:
         """Answer HTTP 200 at once, then send only keep-alive bytes every ``interval`` seconds
         for ``seconds`` (forever by default), then the answer ``then`` (or the default one).
 
@@ -298,6 +296,74 @@ class Reply:
         """
         if seconds < 0 or interval <= 0:
             raise ValueError("seconds must not be negative and interval must be positive")
-        if then is not None and then.kind != "answer":
+        if then is not None and not isinstance(then, AnswerReply):
             raise ValueError("then must be an answer (Reply.text, Reply.tool_call, ...)")
-        return cls(kind="keep_alive", seconds=float(seconds), interval=float(interval), then=then)
+        return KeepAliveReply(float(seconds), float(interval), then)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerReply(Reply):
+    """A completion (``Reply.text``, ``Reply.tool_call(s)``), streamed when the request
+    streams; ``calls`` holds ``(name, arguments JSON, id or None)``."""
+
+    kind: ClassVar[ReplyKind] = "answer"
+    content: str | None = None
+    reasoning: str | None = None
+    finish_reason: str = "stop"
+    usage: tuple[tuple[str, int], ...] | None = None
+    calls: tuple[tuple[str, str, str | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReply(Reply):
+    """A fixed response: ``status``, ``body`` and ``headers``, sent as they are."""
+
+    kind: ClassVar[ReplyKind] = "response"
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CutStreamReply(Reply):
+    """The default answer's first ``after_chunks`` chunks, then a clean end (no ``[DONE]``)."""
+
+    kind: ClassVar[ReplyKind] = "cut_stream"
+    after_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamErrorReply(Reply):
+    """An SSE stream with the error ``event`` (JSON bytes) after ``after_chunks`` chunks."""
+
+    kind: ClassVar[ReplyKind] = "stream_error"
+    event: bytes
+    after_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResetReply(Reply):
+    """The first ``after_bytes`` of the response, then a TCP reset."""
+
+    kind: ClassVar[ReplyKind] = "reset"
+    after_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlowReply(Reply):
+    """Wait ``seconds``, then play ``then`` (or the default answer)."""
+
+    kind: ClassVar[ReplyKind] = "slow"
+    seconds: float
+    then: Reply | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAliveReply(Reply):
+    """Keep-alive bytes every ``interval`` for ``seconds``, then ``then`` (or the default)."""
+
+    kind: ClassVar[ReplyKind] = "keep_alive"
+    seconds: float
+    interval: float
+    then: AnswerReply | None = None

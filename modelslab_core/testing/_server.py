@@ -46,7 +46,17 @@ from ._behaviour import (
     wants_stream,
     wants_usage,
 )
-from ._replies import Reply, invalid_key_body
+from ._replies import (
+    AnswerReply,
+    CutStreamReply,
+    KeepAliveReply,
+    Reply,
+    ResetReply,
+    ResponseReply,
+    SlowReply,
+    StreamErrorReply,
+    invalid_key_body,
+)
 from ._routing import ROUTES, RecordedRequest, find_key, redacted
 from ._sse import (
     DONE_EVENT,
@@ -646,28 +656,30 @@ class LocalModelsLab:
     # ------------------------------------------------------------------ playing replies
 
     async def _play(self, reply: Reply | None, call: _Call) -> web.StreamResponse:
-        if reply is None or reply.kind == "answer":
-            answer = self._answer(reply, call)
-            if call.stream:
-                return await self._send_events(call, self._events(answer, call))
-            return _response(200, self._json_answer(answer, call))
-        if reply.kind == "response":
-            return _response(reply.status, reply.body, reply.content_type, reply.headers)
-        if reply.kind == "slow":
-            await asyncio.sleep(reply.seconds)
-            return await self._play(reply.then, call)
-        if reply.kind == "cut_stream":
-            return await self._cut(reply.count, call)
-        if reply.kind == "keep_alive":
-            return await self._keep_alive(reply, call)
-        if reply.kind == "stream_error":
-            events = first_chunks(self._events(self._answer(None, call), call), reply.count)
-            events.append(f"data: {reply.body.decode('utf-8')}\n\n")
-            events.append(DONE_EVENT)
-            return await self._send_events(call, events)
-        return await self._reset(reply.count, call)
+        match reply:
+            case None | AnswerReply():
+                answer = self._answer(reply, call)
+                if call.stream:
+                    return await self._send_events(call, self._events(answer, call))
+                return _response(200, self._json_answer(answer, call))
+            case ResponseReply(status, body, content_type, headers):
+                return _response(status, body, content_type, headers)
+            case SlowReply(seconds, then):
+                await asyncio.sleep(seconds)
+                return await self._play(then, call)
+            case CutStreamReply(after_chunks):
+                return await self._cut(after_chunks, call)
+            case KeepAliveReply():
+                return await self._keep_alive(reply, call)
+            case StreamErrorReply(event, after_chunks):
+                events = first_chunks(self._events(self._answer(None, call), call), after_chunks)
+                events += [f"data: {event.decode('utf-8')}\n\n", DONE_EVENT]
+                return await self._send_events(call, events)
+            case ResetReply(after_bytes):
+                return await self._reset(after_bytes, call)
+        raise TypeError(f"not a playable Reply: {reply!r}")
 
-    def _answer(self, reply: Reply | None, call: _Call) -> Answer:
+    def _answer(self, reply: AnswerReply | None, call: _Call) -> Answer:
         if reply is None:
             return chat_answer(call.body) if call.chat else completion_answer(call.body)
         return scripted_answer(
@@ -733,7 +745,7 @@ class LocalModelsLab:
         await response.write_eof("".join(batch).encode("utf-8"))
         return response
 
-    async def _keep_alive(self, reply: Reply, call: _Call) -> web.StreamResponse:
+    async def _keep_alive(self, reply: KeepAliveReply, call: _Call) -> web.StreamResponse:
         response = _stream(_EVENT_STREAM if call.stream else _JSON)
         await response.prepare(call.request)
         beat = b": keep-alive\n\n" if call.stream else b" "
