@@ -36,9 +36,7 @@ from pydantic import (
 
 from modelslab_core import (
     API_KEY_ENV,
-    AsyncModelsLabClient,
     MissingAPIKeyError,
-    ModelsLabClient,
     check_params,
 )
 from modelslab_core._cache import ClientCache
@@ -224,8 +222,6 @@ class ModelsLabFields(BaseModel):
     )
     _default_base_url: ClassVar[str]
     _base_url_env: ClassVar[str]
-    _sync_client_class: ClassVar[type[ModelsLabClient]]
-    _async_client_class: ClassVar[type[AsyncModelsLabClient]]
     _ls_model_type: ClassVar[Literal["chat", "llm"]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -272,14 +268,6 @@ class ModelsLabFields(BaseModel):
             rate_limit_budget=self.rate_limit_budget,
             default_base_url=self._default_base_url,
             base_url_env=self._base_url_env,
-        )
-
-    def _client(self) -> ModelsLabClient:
-        return self._clients.sync(self._sync_client_class, self._config(), self.http_client)
-
-    def _async_client(self) -> AsyncModelsLabClient:
-        return self._clients.async_(
-            self._async_client_class, self._config(), self.http_async_client
         )
 
     # --- LangChain's bookkeeping --------------------------------------------------------------

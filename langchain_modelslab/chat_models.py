@@ -99,9 +99,13 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     _sampling = (*ModelsLabFields._sampling, "n")
     _default_base_url = CHAT_BASE_URL
     _base_url_env = BASE_URL_ENV
-    _sync_client_class = ModelsLabClient
-    _async_client_class = AsyncModelsLabClient
     _ls_model_type = "chat"
+
+    def _client(self) -> ModelsLabClient:
+        return self._clients.sync(ModelsLabClient, self._config(), self.http_client)
+
+    def _async_client(self) -> AsyncModelsLabClient:
+        return self._clients.async_(AsyncModelsLabClient, self._config(), self.http_async_client)
 
     @model_validator(mode="after")
     def _check_streaming_n(self) -> Self:

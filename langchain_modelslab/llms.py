@@ -61,9 +61,15 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
 
     _default_base_url = COMPLETIONS_BASE_URL
     _base_url_env = COMPLETIONS_BASE_URL_ENV
-    _sync_client_class = ModelsLabCompletionsClient
-    _async_client_class = AsyncModelsLabCompletionsClient
     _ls_model_type = "llm"
+
+    def _client(self) -> ModelsLabCompletionsClient:
+        return self._clients.sync(ModelsLabCompletionsClient, self._config(), self.http_client)
+
+    def _async_client(self) -> AsyncModelsLabCompletionsClient:
+        return self._clients.async_(
+            AsyncModelsLabCompletionsClient, self._config(), self.http_async_client
+        )
 
     @property
     def _llm_type(self) -> str:

@@ -49,10 +49,12 @@ from modelslab_core import (
     CHAT_BASE_URL,
     COMPLETIONS_BASE_URL,
     AsyncModelsLabClient,
+    AsyncModelsLabCompletionsClient,
     BadRequestError,
     ChatRequest,
     CompletionRequest,
     ModelsLabClient,
+    ModelsLabCompletionsClient,
     StreamAccumulator,
     check_params,
     get_profile,
@@ -244,6 +246,14 @@ class ModelsLabLLM(FunctionCallingLLM):
     def _aclient(self) -> AsyncModelsLabClient:
         return self._clients.async_(AsyncModelsLabClient, self._config(), self._async_http_client)
 
+    def _text_client(self) -> ModelsLabCompletionsClient:
+        return self._clients.sync(ModelsLabCompletionsClient, self._config(), self._http_client)
+
+    def _atext_client(self) -> AsyncModelsLabCompletionsClient:
+        return self._clients.async_(
+            AsyncModelsLabCompletionsClient, self._config(), self._async_http_client
+        )
+
     def _params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         params = {"model": self.model, "temperature": self.temperature}
         if self.max_tokens is not None:
@@ -398,15 +408,15 @@ class ModelsLabLLM(FunctionCallingLLM):
 
     def _complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
         request = self._completion_request(prompt, kwargs)
-        return conv.completion_to_response(self._client().complete(request))
+        return conv.completion_to_response(self._text_client().complete(request))
 
     async def _acomplete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
         request = self._completion_request(prompt, kwargs)
-        return conv.completion_to_response(await self._aclient().complete(request))
+        return conv.completion_to_response(await self._atext_client().complete(request))
 
     def _stream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseGen:
         request = self._completion_request(prompt, kwargs, stream=True)
-        client = self._client()
+        client = self._text_client()
 
         def gen() -> CompletionResponseGen:
             text, usage = "", None
@@ -420,7 +430,7 @@ class ModelsLabLLM(FunctionCallingLLM):
 
     def _astream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseAsyncGen:
         request = self._completion_request(prompt, kwargs, stream=True)
-        client = self._aclient()
+        client = self._atext_client()
 
         async def gen() -> CompletionResponseAsyncGen:
             text, usage = "", None

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from .accumulate import StreamAccumulator
     from .client import (
         AsyncModelsLabClient,
+        AsyncModelsLabClientBase,
         AsyncModelsLabCompletionsClient,
         ModelsLabClient,
+        ModelsLabClientBase,
         ModelsLabCompletionsClient,
     )
     from .config import (
@@ -85,8 +87,10 @@ _LAZY: dict[str, str] = {
     "close_shared_pools": "._pools",
     "StreamAccumulator": ".accumulate",
     "AsyncModelsLabClient": ".client",
+    "AsyncModelsLabClientBase": ".client",
     "AsyncModelsLabCompletionsClient": ".client",
     "ModelsLabClient": ".client",
+    "ModelsLabClientBase": ".client",
     "ModelsLabCompletionsClient": ".client",
     "API_KEY_ENV": ".config",
     "BASE_URL_ENV": ".config",
@@ -175,6 +179,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AsyncModelsLabClient",
+    "AsyncModelsLabClientBase",
     "AsyncModelsLabCompletionsClient",
     "AsyncStream",
     "AuthenticationError",
@@ -203,6 +208,7 @@ __all__ = [
     "ModelList",
     "ModelProfile",
     "ModelsLabClient",
+    "ModelsLabClientBase",
     "ModelsLabCompletionsClient",
     "ModelsLabError",
     "NotFoundError",

@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 import httpx
 
-from .client import AsyncModelsLabClient, ModelsLabClient
+from .client import AsyncModelsLabClientBase, ModelsLabClientBase
 from .config import ClientConfig
 
 __all__ = ["ClientCache"]
 
-S = TypeVar("S", bound=ModelsLabClient)
-A = TypeVar("A", bound=AsyncModelsLabClient)
+S = TypeVar("S", bound=ModelsLabClientBase)
+A = TypeVar("A", bound=AsyncModelsLabClientBase)
 
 #: Clients are built rarely: one lock for every model is enough.
 _BUILD_LOCK = threading.Lock()
@@ -30,10 +30,10 @@ class ClientCache:
     __slots__ = ("_async", "_sync")
 
     def __init__(self) -> None:
-        self._sync: tuple[ModelsLabClient, ClientConfig, httpx.Client | None] | None = None
-        self._async: tuple[AsyncModelsLabClient, ClientConfig, httpx.AsyncClient | None] | None = (
-            None
-        )
+        self._sync: tuple[ModelsLabClientBase, ClientConfig, httpx.Client | None] | None = None
+        self._async: (
+            tuple[AsyncModelsLabClientBase, ClientConfig, httpx.AsyncClient | None] | None
+        ) = None
 
     def sync(self, cls: type[S], config: ClientConfig, http_client: httpx.Client | None) -> S:
         entry = self._sync

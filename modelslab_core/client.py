@@ -21,7 +21,7 @@ from collections.abc import (
 )
 from functools import partial
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import httpx
 from pydantic import BaseModel
@@ -65,8 +65,10 @@ from .validation import check_chat_request, check_completion_request
 
 __all__ = [
     "AsyncModelsLabClient",
+    "AsyncModelsLabClientBase",
     "AsyncModelsLabCompletionsClient",
     "ModelsLabClient",
+    "ModelsLabClientBase",
     "ModelsLabCompletionsClient",
 ]
 
@@ -87,10 +89,14 @@ def _completion_body(request: CompletionInput, *, stream: bool) -> dict[str, Any
     return request_body(request, CompletionRequest, check_completion_request, stream=stream)
 
 
-class ModelsLabClient(BaseClient[httpx.Client]):
-    """Synchronous client. Settings as keyword arguments or one ``config=ClientConfig``;
-    ``http_client`` is an ``httpx.Client`` of yours (proxies, certificates, event hooks, a mock
-    transport); without it the process-wide pool is shared by every client."""
+class ModelsLabClientBase(BaseClient[httpx.Client]):
+    """What both sync clients share: settings, the account gate, the model list, closing and
+    the I/O loop. Use :class:`ModelsLabClient` (chat) or :class:`ModelsLabCompletionsClient`
+    (text completions).
+
+    Settings as keyword arguments or one ``config=ClientConfig``; ``http_client`` is an
+    ``httpx.Client`` of yours (proxies, certificates, event hooks, a mock transport); without it
+    the process-wide pool is shared by every client."""
 
     flow_gate = property(flow_gate_of, doc=FLOW_GATE_DOC)
 
@@ -98,47 +104,6 @@ class ModelsLabClient(BaseClient[httpx.Client]):
         return self._http_client if self._http_client is not None else _pools.sync_pool()
 
     # --- public API ---------------------------------------------------------------------------
-
-    def chat(self, request: ChatInput) -> ChatCompletion:
-        """POST ``/chat/completions`` and return the completion."""
-        payload = _chat_body(request, stream=False)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(
-            partial(self._send, "POST", "chat/completions", body, ChatCompletion, label)
-        )
-
-    def chat_stream(self, request: ChatInput) -> Stream[ChatCompletionChunk]:
-        """POST ``/chat/completions`` with ``stream: true``; an iterator of chunks."""
-        payload = _chat_body(request, stream=True)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(
-            partial(
-                self._open_stream,
-                "chat/completions",
-                body,
-                ChatCompletion,
-                ChatCompletionChunk,
-                label,
-            )
-        )
-
-    def complete(self, request: CompletionInput) -> Completion:
-        """POST ``/completions`` (text completion) and return it."""
-        payload = _completion_body(request, stream=False)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(partial(self._send, "POST", "completions", body, Completion, label))
-
-    def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
-        """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""
-        payload = _completion_body(request, stream=True)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(
-            partial(self._open_stream, "completions", body, Completion, Completion, label)
-        )
 
     def list_models(self) -> ModelList:
         """GET the model list (``/v1/models``, falling back to ``/models``)."""
@@ -159,7 +124,7 @@ class ModelsLabClient(BaseClient[httpx.Client]):
         if self._http_client is not None:
             self._http_client.close()
 
-    def __enter__(self) -> ModelsLabClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -296,36 +261,25 @@ class ModelsLabClient(BaseClient[httpx.Client]):
         return stream
 
 
-class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
-    """Asynchronous twin of :class:`ModelsLabClient`. Without ``http_client``, each event loop
-    gets its own shared pool (on the aiohttp transport), so one client works from several loops
-    in a row."""
+class ModelsLabClient(ModelsLabClientBase):
+    """The chat client: ``{base_url}/chat/completions``, sync. Text completions are
+    :class:`ModelsLabCompletionsClient`'s."""
 
-    _transport_name = "aiohttp"
-
-    flow_gate = property(flow_gate_of, doc=FLOW_GATE_DOC)
-
-    async def _http(self) -> httpx.AsyncClient:
-        own = self._http_client
-        return own if own is not None else await _pools.async_pool()
-
-    # --- public API ---------------------------------------------------------------------------
-
-    async def chat(self, request: ChatInput) -> ChatCompletion:
+    def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
         payload = _chat_body(request, stream=False)
         body = self._encode(payload)
         label = payload.get("model")
-        return await self._retrying(
+        return self._retrying(
             partial(self._send, "POST", "chat/completions", body, ChatCompletion, label)
         )
 
-    async def chat_stream(self, request: ChatInput) -> AsyncStream[ChatCompletionChunk]:
-        """POST ``/chat/completions`` with ``stream: true``; an async iterator of chunks."""
+    def chat_stream(self, request: ChatInput) -> Stream[ChatCompletionChunk]:
+        """POST ``/chat/completions`` with ``stream: true``; an iterator of chunks."""
         payload = _chat_body(request, stream=True)
         body = self._encode(payload)
         label = payload.get("model")
-        return await self._retrying(
+        return self._retrying(
             partial(
                 self._open_stream,
                 "chat/completions",
@@ -336,23 +290,46 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
             )
         )
 
-    async def complete(self, request: CompletionInput) -> Completion:
+
+class ModelsLabCompletionsClient(ModelsLabClientBase):
+    """The text-completions client: ``{base_url}/completions``, sync; its default base is the v6
+    API (``MODELSLAB_COMPLETIONS_BASE_URL`` overrides it). The uncensored base serves both
+    clients."""
+
+    _default_base_url = COMPLETIONS_BASE_URL
+    _base_url_env = COMPLETIONS_BASE_URL_ENV
+
+    def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
         payload = _completion_body(request, stream=False)
         body = self._encode(payload)
         label = payload.get("model")
-        return await self._retrying(
-            partial(self._send, "POST", "completions", body, Completion, label)
-        )
+        return self._retrying(partial(self._send, "POST", "completions", body, Completion, label))
 
-    async def complete_stream(self, request: CompletionInput) -> AsyncStream[Completion]:
-        """POST ``/completions`` with ``stream: true``; an async iterator of completion chunks."""
+    def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
+        """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""
         payload = _completion_body(request, stream=True)
         body = self._encode(payload)
         label = payload.get("model")
-        return await self._retrying(
+        return self._retrying(
             partial(self._open_stream, "completions", body, Completion, Completion, label)
         )
+
+
+class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
+    """Async twin of :class:`ModelsLabClientBase`. Without ``http_client``, each event loop gets
+    its own shared pool (on the aiohttp transport), so one client works from several loops in a
+    row."""
+
+    _transport_name = "aiohttp"
+
+    flow_gate = property(flow_gate_of, doc=FLOW_GATE_DOC)
+
+    async def _http(self) -> httpx.AsyncClient:
+        own = self._http_client
+        return own if own is not None else await _pools.async_pool()
+
+    # --- public API ---------------------------------------------------------------------------
 
     async def list_models(self) -> ModelList:
         """GET the model list (``/v1/models``, falling back to ``/models``)."""
@@ -373,7 +350,7 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
         if self._http_client is not None:
             await self._http_client.aclose()
 
-    async def __aenter__(self) -> AsyncModelsLabClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -515,16 +492,55 @@ class AsyncModelsLabClient(BaseClient[httpx.AsyncClient]):
         return stream
 
 
-class ModelsLabCompletionsClient(ModelsLabClient):
-    """A :class:`ModelsLabClient` whose default base is the v6 text-completions API
-    (``MODELSLAB_COMPLETIONS_BASE_URL`` overrides it)."""
+class AsyncModelsLabClient(AsyncModelsLabClientBase):
+    """Async twin of :class:`ModelsLabClient`."""
 
-    _default_base_url = COMPLETIONS_BASE_URL
-    _base_url_env = COMPLETIONS_BASE_URL_ENV
+    async def chat(self, request: ChatInput) -> ChatCompletion:
+        """POST ``/chat/completions`` and return the completion."""
+        payload = _chat_body(request, stream=False)
+        body = self._encode(payload)
+        label = payload.get("model")
+        return await self._retrying(
+            partial(self._send, "POST", "chat/completions", body, ChatCompletion, label)
+        )
+
+    async def chat_stream(self, request: ChatInput) -> AsyncStream[ChatCompletionChunk]:
+        """POST ``/chat/completions`` with ``stream: true``; an async iterator of chunks."""
+        payload = _chat_body(request, stream=True)
+        body = self._encode(payload)
+        label = payload.get("model")
+        return await self._retrying(
+            partial(
+                self._open_stream,
+                "chat/completions",
+                body,
+                ChatCompletion,
+                ChatCompletionChunk,
+                label,
+            )
+        )
 
 
-class AsyncModelsLabCompletionsClient(AsyncModelsLabClient):
+class AsyncModelsLabCompletionsClient(AsyncModelsLabClientBase):
     """Async twin of :class:`ModelsLabCompletionsClient`."""
 
     _default_base_url = COMPLETIONS_BASE_URL
     _base_url_env = COMPLETIONS_BASE_URL_ENV
+
+    async def complete(self, request: CompletionInput) -> Completion:
+        """POST ``/completions`` (text completion) and return it."""
+        payload = _completion_body(request, stream=False)
+        body = self._encode(payload)
+        label = payload.get("model")
+        return await self._retrying(
+            partial(self._send, "POST", "completions", body, Completion, label)
+        )
+
+    async def complete_stream(self, request: CompletionInput) -> AsyncStream[Completion]:
+        """POST ``/completions`` with ``stream: true``; an async iterator of completion chunks."""
+        payload = _completion_body(request, stream=True)
+        body = self._encode(payload)
+        label = payload.get("model")
+        return await self._retrying(
+            partial(self._open_stream, "completions", body, Completion, Completion, label)
+        )
