@@ -22,12 +22,6 @@ from modelslab_core.testing._behaviour import (
     wants_stream,
     wants_usage,
 )
-from modelslab_core.testing._reassemble import (
-    flatten_chat,
-    flatten_text,
-    reassemble_chat,
-    reassemble_text,
-)
 from modelslab_core.testing._schema import ValueSource, fill_schema
 from modelslab_core.testing._sse import chat_stream_events, text_stream_events
 from modelslab_core.testing._text import (
@@ -38,6 +32,12 @@ from modelslab_core.testing._text import (
     truncate_words,
 )
 from modelslab_core.testing._tools import ToolSpec, json_object_answer, select_tool_calls
+from tests.testing.reassemble import (
+    flatten_chat,
+    flatten_text,
+    reassemble_chat,
+    reassemble_text,
+)
 
 
 def user(text: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from modelslab_core.testing import LocalModelsLab, Reply
-from modelslab_core.testing._reassemble import reassemble_chat, sse_data
+from tests.testing.reassemble import reassemble_chat, sse_data
 
 CHAT = "/api/v7/llm/chat/completions"
 COMPLETIONS = "/api/v6/completions"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from modelslab_core.testing import LocalModelsLab, Reply
-from modelslab_core.testing._reassemble import (
+from tests.testing.reassemble import (
     flatten_chat,
     flatten_text,
     reassemble_chat,
