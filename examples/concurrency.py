@@ -1,8 +1,9 @@
-"""Many requests at once: LangChain's ``abatch`` with ``max_concurrency``, and the
-``max_in_flight`` cap of a model (or of an adapter client) shared by concurrent calls.
+"""Many requests at once: LangChain's ``abatch`` with ``max_concurrency``, and the account gate
+that every model and adapter client of one API key shares.
 
-ModelsLab limits the requests an account may have queued (5, 10 or 15 by plan; more get HTTP 429),
-so cap what you send: ``max_in_flight=N`` on a client holds request N+1 until one finishes.
+ModelsLab limits the requests an account may have queued (5, 10 or 15 by plan; more get HTTP 429).
+The gate learns that limit from the 429s with no setting; ``max_in_flight=N`` pins it at N for the
+whole account (every model and client of the key), holding request N+1 until one finishes.
 
 Run: ``python examples/concurrency.py`` (offline against a local server without a key).
 """

@@ -3,7 +3,8 @@
 - ``modelslab_server_session``: one :class:`LocalModelsLab` for the whole session (accepts
   any non-empty key).
 - ``modelslab_server``: the same server for one test, with its reply queue, fault rate,
-  request log and stats reset before the test (and its ``api_key`` restored after it).
+  request log and stats reset before the test (and its ``api_key`` restored after it), and
+  the process's account gates (:mod:`modelslab_core.flow`) forgotten.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ def modelslab_server_session() -> Iterator[LocalModelsLab]:
 
 @pytest.fixture
 def modelslab_server(modelslab_server_session: LocalModelsLab) -> Iterator[LocalModelsLab]:
-    """The session's local server, reset for this test."""
+    """The session's local server, reset for this test; the account gates too, so that what
+    one test's 429s taught the process does not hold back the next test's calls."""
+    from modelslab_core.flow import reset_gates
+
     server = modelslab_server_session
     api_key = server.api_key
     server.reset()
+    reset_gates()
     try:
         yield server
     finally:
