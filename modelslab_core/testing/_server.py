@@ -3,7 +3,7 @@
 One event loop in a background thread serves every connection (keep-alive, many requests
 in flight at once). Requests are routed, their key is checked, they are logged with keys
 hidden, and they are answered by a scripted :class:`Reply`, a random fault, or the default
-deterministic behaviour of :mod:`._behaviour`. Connection faults take over the transport.
+deterministic demo model of :mod:`._demo_model`. Connection faults take over the transport.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Self
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from ._behaviour import (
+from ._demo_model import (
     DEFAULT_CHAT_MODEL,
     DEFAULT_COMPLETION_MODEL,
     POPULAR_MODELS,

@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._behaviour import Answer, Choice
-from ._text import split_pieces
+from ._demo_model import Answer, Choice, split_pieces
 
 __all__ = [
     "DONE_EVENT",

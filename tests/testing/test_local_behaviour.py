@@ -8,30 +8,31 @@ from typing import Any
 import pytest
 
 from modelslab_core.testing import Reply
-from modelslab_core.testing._behaviour import (
+from modelslab_core.testing._demo_model import (
+    ToolSpec,
+    ValueSource,
+    apply_stop,
     chat_answer,
     chat_completion_body,
     chat_request_error,
     completion_answer,
     completion_request_error,
+    extract_values,
+    fill_schema,
     is_reasoning_model,
+    json_object_answer,
+    message_text,
     models_body,
     requested_model,
     scripted_answer,
+    select_tool_calls,
+    split_pieces,
     text_completion_body,
+    truncate_words,
     wants_stream,
     wants_usage,
 )
-from modelslab_core.testing._schema import ValueSource, fill_schema
 from modelslab_core.testing._sse import chat_stream_events, text_stream_events
-from modelslab_core.testing._text import (
-    apply_stop,
-    extract_values,
-    message_text,
-    split_pieces,
-    truncate_words,
-)
-from modelslab_core.testing._tools import ToolSpec, json_object_answer, select_tool_calls
 from tests.testing.reassemble import (
     flatten_chat,
     flatten_text,
