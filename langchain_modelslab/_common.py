@@ -40,10 +40,12 @@ from modelslab_core import (
     check_params,
 )
 from modelslab_core._cache import ClientCache
+from modelslab_core.client import AsyncModelsLabClientBase, ModelsLabClientBase
 from modelslab_core.config import ClientConfig
 from modelslab_core.validation import check_numbers
 
 from ._convert import PROVIDER
+from ._errors import translated_errors
 
 __all__ = [
     "ModelsLabFields",
@@ -255,20 +257,29 @@ class ModelsLabFields(BaseModel):
 
     def _config(self) -> ClientConfig:
         """The model's one settings object; its clients are cached by it."""
-        return ClientConfig.build(
+        return ClientConfig.of_model(
+            self,
             self.api_key,
             self.base_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            default_headers=self.default_headers,
-            key_placement="body" if self.key_in_body else "bearer",
-            max_in_flight=self.max_in_flight,
-            flow_control=self.flow_control,
-            total_timeout=self.total_timeout,
-            rate_limit_budget=self.rate_limit_budget,
             default_base_url=self._default_base_url,
             base_url_env=self._base_url_env,
         )
+
+    def _client(self) -> ModelsLabClientBase:
+        raise NotImplementedError  # each model names its client class
+
+    def _async_client(self) -> AsyncModelsLabClientBase:
+        raise NotImplementedError
+
+    def list_models(self) -> list[str]:
+        """The ids of the models the API serves."""
+        with translated_errors():
+            return [m.id for m in self._client().list_models().data]
+
+    async def alist_models(self) -> list[str]:
+        """Async twin of :meth:`list_models`."""
+        with translated_errors():
+            return [m.id for m in (await self._async_client().list_models()).data]
 
     # --- LangChain's bookkeeping --------------------------------------------------------------
 

@@ -353,16 +353,6 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def list_models(self) -> list[str]:
-        """The ids of the models the API serves."""
-        with translated_errors():
-            return [m.id for m in self._client().list_models().data]
-
-    async def alist_models(self) -> list[str]:
-        """Async twin of :meth:`list_models`."""
-        with translated_errors():
-            return [m.id for m in (await self._async_client().list_models()).data]
-
 
 JSON_OBJECT = {"type": "json_object"}
 

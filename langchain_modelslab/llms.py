@@ -86,16 +86,6 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
             return super().get_num_tokens(text)
         return approximate_tokens(text)
 
-    def list_models(self) -> list[str]:
-        """The ids of the models the API serves."""
-        with translated_errors():
-            return [m.id for m in self._client().list_models().data]
-
-    async def alist_models(self) -> list[str]:
-        """Async twin of :meth:`list_models`."""
-        with translated_errors():
-            return [m.id for m in (await self._async_client().list_models()).data]
-
     def _request(
         self, prompt: str, stop: list[str] | None, *, stream: bool, **kwargs: Any
     ) -> CompletionRequest:

@@ -227,18 +227,7 @@ class ModelsLabLLM(FunctionCallingLLM):
     def _config(self) -> ClientConfig:
         """The model's one settings object, built from its current fields: a field changed after
         the first call takes effect at the next one (the clients are cached by it)."""
-        return ClientConfig.build(
-            self._api_key,
-            self.base_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            default_headers=self.default_headers,
-            key_placement="body" if self.key_in_body else "bearer",
-            max_in_flight=self.max_in_flight,
-            flow_control=self.flow_control,
-            total_timeout=self.total_timeout,
-            rate_limit_budget=self.rate_limit_budget,
-        )
+        return ClientConfig.of_model(self, self._api_key, self.base_url)
 
     def _client(self) -> ModelsLabClient:
         return self._clients.sync(ModelsLabClient, self._config(), self._http_client)

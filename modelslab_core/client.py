@@ -135,6 +135,17 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
     ) -> None:
         self.close()
 
+    def _answer(self, path: str, payload: dict[str, Any], model: type[T]) -> T:
+        body = self._encode(payload)
+        return self._retrying(partial(self._send, "POST", path, body, model, payload.get("model")))
+
+    def _stream(
+        self, path: str, payload: dict[str, Any], answer: type[BaseModel], chunk: type[T]
+    ) -> Stream[T]:
+        body = self._encode(payload)
+        label = payload.get("model")
+        return self._retrying(partial(self._open_stream, path, body, answer, chunk, label))
+
     # --- the I/O loop -------------------------------------------------------------------------
 
     def _retrying(self, attempt: Callable[[Permit, CallPlan], R], *, gated: bool = True) -> R:
@@ -267,28 +278,12 @@ class ModelsLabClient(ModelsLabClientBase):
 
     def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
-        payload = _chat_body(request, stream=False)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(
-            partial(self._send, "POST", "chat/completions", body, ChatCompletion, label)
-        )
+        return self._answer("chat/completions", _chat_body(request, stream=False), ChatCompletion)
 
     def chat_stream(self, request: ChatInput) -> Stream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an iterator of chunks."""
         payload = _chat_body(request, stream=True)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(
-            partial(
-                self._open_stream,
-                "chat/completions",
-                body,
-                ChatCompletion,
-                ChatCompletionChunk,
-                label,
-            )
-        )
+        return self._stream("chat/completions", payload, ChatCompletion, ChatCompletionChunk)
 
 
 class ModelsLabCompletionsClient(ModelsLabClientBase):
@@ -301,19 +296,12 @@ class ModelsLabCompletionsClient(ModelsLabClientBase):
 
     def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
-        payload = _completion_body(request, stream=False)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(partial(self._send, "POST", "completions", body, Completion, label))
+        return self._answer("completions", _completion_body(request, stream=False), Completion)
 
     def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
         """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""
         payload = _completion_body(request, stream=True)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(
-            partial(self._open_stream, "completions", body, Completion, Completion, label)
-        )
+        return self._stream("completions", payload, Completion, Completion)
 
 
 class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
@@ -360,6 +348,18 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    async def _answer(self, path: str, payload: dict[str, Any], model: type[T]) -> T:
+        body = self._encode(payload)
+        label = payload.get("model")
+        return await self._retrying(partial(self._send, "POST", path, body, model, label))
+
+    async def _stream(
+        self, path: str, payload: dict[str, Any], answer: type[BaseModel], chunk: type[T]
+    ) -> AsyncStream[T]:
+        body = self._encode(payload)
+        label = payload.get("model")
+        return await self._retrying(partial(self._open_stream, path, body, answer, chunk, label))
 
     # --- the I/O loop -------------------------------------------------------------------------
 
@@ -498,27 +498,12 @@ class AsyncModelsLabClient(AsyncModelsLabClientBase):
     async def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
         payload = _chat_body(request, stream=False)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return await self._retrying(
-            partial(self._send, "POST", "chat/completions", body, ChatCompletion, label)
-        )
+        return await self._answer("chat/completions", payload, ChatCompletion)
 
     async def chat_stream(self, request: ChatInput) -> AsyncStream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an async iterator of chunks."""
         payload = _chat_body(request, stream=True)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return await self._retrying(
-            partial(
-                self._open_stream,
-                "chat/completions",
-                body,
-                ChatCompletion,
-                ChatCompletionChunk,
-                label,
-            )
-        )
+        return await self._stream("chat/completions", payload, ChatCompletion, ChatCompletionChunk)
 
 
 class AsyncModelsLabCompletionsClient(AsyncModelsLabClientBase):
@@ -530,17 +515,9 @@ class AsyncModelsLabCompletionsClient(AsyncModelsLabClientBase):
     async def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
         payload = _completion_body(request, stream=False)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return await self._retrying(
-            partial(self._send, "POST", "completions", body, Completion, label)
-        )
+        return await self._answer("completions", payload, Completion)
 
     async def complete_stream(self, request: CompletionInput) -> AsyncStream[Completion]:
         """POST ``/completions`` with ``stream: true``; an async iterator of completion chunks."""
         payload = _completion_body(request, stream=True)
-        body = self._encode(payload)
-        label = payload.get("model")
-        return await self._retrying(
-            partial(self._open_stream, "completions", body, Completion, Completion, label)
-        )
+        return await self._stream("completions", payload, Completion, Completion)

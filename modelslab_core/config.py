@@ -136,6 +136,18 @@ def _count(value: int | None, name: str, minimum: int) -> int | None:
     return value
 
 
+#: The settings a framework model holds as fields of these names (see ClientConfig.of_model).
+MODEL_SETTINGS = (
+    "timeout",
+    "max_retries",
+    "default_headers",
+    "max_in_flight",
+    "flow_control",
+    "total_timeout",
+    "rate_limit_budget",
+)
+
+
 @dataclass(frozen=True, repr=False)
 class ClientConfig:
     """Everything a client needs, resolved and checked: the one settings object.
@@ -212,6 +224,28 @@ class ClientConfig:
                 rate_limit_budget, "rate_limit_budget", DEFAULT_RATE_LIMIT_BUDGET
             )
             or DEFAULT_RATE_LIMIT_BUDGET,
+        )
+
+    @classmethod
+    def of_model(
+        cls,
+        model: object,
+        api_key: str | SecretStr | None,
+        base_url: str | None,
+        *,
+        default_base_url: str = CHAT_BASE_URL,
+        base_url_env: str = BASE_URL_ENV,
+    ) -> ClientConfig:
+        """The config of a framework model, from its fields of the same names (``timeout``,
+        ``max_retries``, ``default_headers``, ``max_in_flight``, ``flow_control``,
+        ``total_timeout``, ``rate_limit_budget``) and ``key_in_body``."""
+        return cls.build(
+            api_key,
+            base_url,
+            key_placement="body" if getattr(model, "key_in_body", False) else "bearer",
+            default_base_url=default_base_url,
+            base_url_env=base_url_env,
+            **{name: getattr(model, name) for name in MODEL_SETTINGS},
         )
 
     def __repr__(self) -> str:
