@@ -79,6 +79,19 @@ def transports(base_url: str, scale: float = 1.0) -> dict[str, Any]:
     return out
 
 
+async def _raw_stream(client: httpx.AsyncClient, base_url: str, prompt: str) -> int:
+    body = json.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True}
+    )
+    count = 0
+    async with client.stream("POST", f"{base_url}/chat/completions", content=body) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data: {"):
+                json.loads(line[6:])
+                count += 1
+    return count - 2  # the role chunk and the finish chunk carry no text
+
+
 def _stream_subjects(base_url: str) -> dict[str, Callable[[str], Awaitable[int]]]:
     from langchain_openai import ChatOpenAI
 
@@ -95,19 +108,18 @@ def _stream_subjects(base_url: str) -> dict[str, Callable[[str], Awaitable[int]]
         max_retries=0,  # type: ignore[arg-type]
     )
 
-    raw = _client("httpx-aiohttp")
+    raw: dict[str, httpx.AsyncClient] = {}
 
     async def via_raw(prompt: str) -> int:
-        body = json.dumps(
-            {"model": MODEL, "messages": [{"role": "user", "content": prompt}], "stream": True}
-        )
-        count = 0
-        async with raw.stream("POST", f"{base_url}/chat/completions", content=body) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: {"):
-                    json.loads(line[6:])
-                    count += 1
-        return count - 2  # the role chunk and the finish chunk carry no text
+        # One client for the run, created in its event loop and closed by the last stream.
+        client = raw.setdefault("client", _client("httpx-aiohttp"))
+        raw["users"] = raw.get("users", 0) + 1
+        try:
+            return await _raw_stream(client, base_url, prompt)
+        finally:
+            raw["users"] -= 1
+            if raw["users"] == 0:
+                await raw.pop("client").aclose()
 
     async def via_core(prompt: str) -> int:
         request = {"model": MODEL, "messages": [{"role": "user", "content": prompt}]}
