@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Self
 
@@ -85,6 +86,7 @@ _READ_LIMIT = 1024 * 1024
 _MAX_BODY = 64 * 1024 * 1024
 #: SSE events are written in batches of about this size (fewer writes, same bytes).
 _BATCH_BYTES = 32 * 1024
+_KNOWN_STATUSES = frozenset(HTTPStatus)
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -117,7 +119,10 @@ def _response(
 ) -> web.Response:
     """A whole response with a ``Content-Length``."""
     response = web.Response(
-        status=status, body=body, headers={"Content-Type": content_type, "Server": _SERVER}
+        status=status,
+        reason=None if status in _KNOWN_STATUSES else "Unknown",
+        body=body,
+        headers={"Content-Type": content_type, "Server": _SERVER},
     )
     for name, value in headers:
         response.headers.add(name, value)
@@ -561,6 +566,8 @@ class LocalModelsLab:
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
         try:
             return await self._dispatch(request)
+        except web.HTTPException:  # aiohttp's own answer: 413 for a body over 64 MiB
+            raise
         except (ConnectionError, OSError):  # the client left, or a fault dropped it
             return web.Response()
         except Exception as exc:

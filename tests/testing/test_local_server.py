@@ -337,6 +337,16 @@ def test_http10_chunked_request_body_and_malformed_requests(
     assert _raw_exchange(modelslab_server, bad_length).startswith(b"HTTP/1.1 400")
 
 
+def test_a_body_over_the_limit_is_413_and_odd_statuses_have_a_reason(
+    modelslab_server: LocalModelsLab, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("modelslab_core.testing._server._MAX_BODY", 1000)
+    assert client.post(CHAT, json=chat_body("x" * 2000)).status_code == 413
+    modelslab_server.enqueue(Reply.raw(599, "odd"))
+    odd = client.post(CHAT, json=chat_body())
+    assert (odd.status_code, odd.reason_phrase, odd.text) == (599, "Unknown", "odd")
+
+
 async def test_64_concurrent_requests_all_answered(modelslab_server: LocalModelsLab) -> None:
     async with httpx.AsyncClient(base_url=modelslab_server.url, headers={"x-api-key": "k"}) as http:
         responses = await asyncio.gather(
