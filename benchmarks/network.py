@@ -112,7 +112,9 @@ def _stream_subjects(base_url: str) -> dict[str, Callable[[str], Awaitable[int]]
 
     async def via_raw(prompt: str) -> int:
         # One client for the run, created in its event loop and closed by the last stream.
-        client = raw.setdefault("client", _client("httpx-aiohttp"))
+        if "client" not in raw:
+            raw["client"] = _client("httpx-aiohttp")
+        client = raw["client"]
         raw["users"] = raw.get("users", 0) + 1
         try:
             return await _raw_stream(client, base_url, prompt)
