@@ -9,24 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
+from integration_tests.network.conftest import SURFACES
 from modelslab_core import APIConnectionError, APITimeoutError
 from modelslab_core.testing import LocalModelsLab
 
 KEY = "msl-NET-5f2a9c-SECRET-KEY-7781"
-ALL = [
-    "core:chat",
-    "core:chat_stream",
-    "core:achat",
-    "core:achat_stream",
-    "lc:invoke",
-    "lc:stream",
-    "lc:ainvoke",
-    "lc:astream",
-    "li:chat",
-    "li:stream_chat",
-    "li:achat",
-    "li:astream_chat",
-]
+ALL = SURFACES
 
 #: Calls every surface named in argv[2:] against argv[1]; prints {surface: answer or error}.
 SCRIPT = """
