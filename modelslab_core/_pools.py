@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
-import ssl
 import threading
 import weakref
 from collections.abc import AsyncGenerator
@@ -40,7 +39,6 @@ __all__ = [
     "close_shared_pools",
     "new_async_client",
     "new_sync_client",
-    "ssl_context",
     "sync_pool",
 ]
 
@@ -64,24 +62,10 @@ def pool_limits(max_connections: int | None = None) -> httpx.Limits:
     )
 
 
-_ssl_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
-
-
-def ssl_context() -> ssl.SSLContext:
-    """httpx's default TLS context (``SSL_CERT_FILE``, else ``SSL_CERT_DIR``, else certifi),
-    built once per value of those variables: loading a CA bundle takes tens of milliseconds,
-    which every new event loop (an ``asyncio.run`` per call) would pay again."""
-    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-    context = _ssl_contexts.get(key)
-    if context is None:
-        context = _ssl_contexts[key] = httpx.create_ssl_context()
-    return context
-
-
 def new_sync_client() -> httpx.Client:
     """A sync httpx client as the shared pool builds it (environment proxies and CAs honoured).
     Timeouts are set per request by the ModelsLab clients."""
-    return httpx.Client(limits=pool_limits(), timeout=None, verify=ssl_context())
+    return httpx.Client(limits=pool_limits(), timeout=None)
 
 
 def new_async_client() -> httpx.AsyncClient:
@@ -89,7 +73,7 @@ def new_async_client() -> httpx.AsyncClient:
     from httpx_aiohttp import HttpxAiohttpClient
 
     limits = pool_limits(ASYNC_MAX_CONNECTIONS)
-    return HttpxAiohttpClient(limits=limits, timeout=None, verify=ssl_context())
+    return HttpxAiohttpClient(limits=limits, timeout=None)
 
 
 class _Shared:
