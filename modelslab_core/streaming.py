@@ -45,7 +45,6 @@ from .types import (
 __all__ = [
     "AsyncStream",
     "Stream",
-    "aiter_sse_data",
     "answer_as_chunk",
     "decode_event",
     "iter_sse_data",
@@ -222,17 +221,6 @@ def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
         if text:
             yield from parser.feed(text)
     yield from parser.finish()
-
-
-async def aiter_sse_data(texts: AsyncIterable[str | bytes]) -> AsyncIterator[str]:
-    """Async twin of :func:`iter_sse_data`."""
-    parser = _SSEParser()
-    async for text in texts:
-        if text:
-            for data in parser.feed(text):
-                yield data
-    for data in parser.finish():
-        yield data
 
 
 def _stream_error(body: Any, status_code: int) -> APIError:
