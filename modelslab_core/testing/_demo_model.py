@@ -8,173 +8,52 @@ The default answers: an echo of the last user message; tool calls when tools are
 (arguments filled from the user's words to fit the tool's JSON schema); the tool results' text
 after a tool turn; JSON for ``response_format``; ReAct-formatted turns when the system prompt asks
 for them; a ``reasoning_content`` for reasoning models; ``stop``, ``max_tokens`` and ``n``
-honoured. The sections: text helpers (reading contents, cutting text, picking values out of the
-user's words), schema filling, tool use (function calling, JSON mode, ReAct), the answers and
-their JSON.
+honoured. The sections: text helpers, the user's words as values, schema filling, tool use
+(function calling, JSON mode, ReAct), the answers and their JSON.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from dataclasses import dataclass
+from itertools import takewhile
+from typing import Any
 
 # ----------------------------------------------------------------------------- text
 
-# Read message contents, cut text at stop sequences or word limits, split it into stream
-# pieces, and pick values (numbers, quoted strings, names) out of the user's words.
-
-_TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
-_ATTACHMENT_KINDS = {
-    "image_url": "image",
-    "image": "image",
-    "input_image": "image",
-    "input_audio": "audio",
-    "audio": "audio",
-    "file": "file",
-    "document": "file",
-    "input_file": "file",
-    "video": "video",
-}
-
+_TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text", None})
 _WORD_RE = re.compile(r"\S+")
 _PIECE_RE = re.compile(r"\s*\S+")
-_LETTER_WORD_RE = re.compile(r"[^\W\d_](?:[\w\-]|['\u2019](?=\w))*")
-_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?!\w)")
-_QUOTED_RE = re.compile(
-    r"(?<!\w)'([^'\n]+?)'(?!\w)|\"([^\"\n]+?)\""
-    r"|\u201c([^\u201d\n]+?)\u201d|\u2018([^\u2019\n]+?)\u2019(?!\w)"
-)
-_ASSIGNMENT_RE = re.compile(
-    r"(?<![\w.])([A-Za-z_][\w]*)\s*[=:]\s*(\"[^\"\n]*\"|'[^'\n]*'|[^\s,;)}\]]+)"
-)
-_NUMBER_WORDS = {
-    "zero": 0,
-    "one": 1,
-    "two": 2,
-    "three": 3,
-    "four": 4,
-    "five": 5,
-    "six": 6,
-    "seven": 7,
-    "eight": 8,
-    "nine": 9,
-    "ten": 10,
-    "eleven": 11,
-    "twelve": 12,
-    "thirteen": 13,
-    "fourteen": 14,
-    "fifteen": 15,
-    "sixteen": 16,
-    "seventeen": 17,
-    "eighteen": 18,
-    "nineteen": 19,
-    "twenty": 20,
-    "thirty": 30,
-    "forty": 40,
-    "fifty": 50,
-    "sixty": 60,
-    "seventy": 70,
-    "eighty": 80,
-    "ninety": 90,
-    "hundred": 100,
-}
-_NUMBER_WORD_RE = re.compile(r"\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE)
-_PRONOUNS = frozenset({"I", "I'm", "I'd", "I'll", "I've", "I\u2019m"})
-_WEAK_LAST_WORDS = frozenset(
-    {
-        "a",
-        "an",
-        "the",
-        "it",
-        "me",
-        "you",
-        "us",
-        "them",
-        "this",
-        "that",
-        "please",
-        "now",
-        "tool",
-        "tools",
-        "function",
-        "functions",
-        "json",
-        "again",
-        "than",
-        "other",
-        "nothing",
-        "with",
-        "and",
-        "or",
-        "of",
-        "to",
-        "in",
-        "on",
-        "for",
-        "about",
-        "is",
-        "are",
-        "be",
-        "as",
-        "what",
-        "how",
-        "use",
-    }
-)
-_OPENER_WORDS = """
-    what who whom whose where when why how which is are was were am do does did can could
-    would will should shall may might must please tell give use using call get find show
-    create make write list return let look search check compute calculate add generate
-    explain describe summarize summarise translate say the a an this that these those it its
-    my our your their his her we you they he she hello hi hey thanks thank now then and but
-    so if in on at for from to with send set book fetch run answer provide extract convert
-    multiply divide subtract sum count pick choose select help yes no ok okay also next first
-    after before there here well hmm what's who's how's where's it's that's there's i'm
-    respond reply apply compare draft plan schedule remind lookup query read open save update
-    delete remove store buy order recommend suggest predict forecast estimate determine
-"""
-_OPENERS = frozenset(_OPENER_WORDS.split())
-_SENTENCE_RE = re.compile(r"[^.!?\n]+")
 
 
 def message_text(content: Any) -> str:
     """Return the text of a message ``content``: a string, or the joined text parts of a list."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return message_text([content])
-    if isinstance(content, list):
-        texts: list[str] = []
-        for part in content:
-            if isinstance(part, str):
-                texts.append(part)
-            elif isinstance(part, dict):
-                kind = part.get("type")
-                text = part.get("text")
-                if (kind in _TEXT_PART_TYPES or kind is None) and isinstance(text, str):
-                    texts.append(text)
-        return "\n".join(texts)
-    return str(content)
+    if isinstance(content, str) or content is None:
+        return content or ""
+    parts = [content] if isinstance(content, dict) else content
+    if not isinstance(parts, list):
+        return str(content)
+    texts: list[str] = []
+    for part in parts:
+        if isinstance(part, dict) and part.get("type") in _TEXT_PART_TYPES:
+            part = part.get("text")
+        if isinstance(part, str):
+            texts.append(part)
+    return "\n".join(texts)
 
 
-def attachment_kinds(content: Any) -> list[str]:
-    """Return the kinds ("image", "audio", "file", "video") of a content list's non-text parts."""
-    if not isinstance(content, list):
-        return []
-    kinds: list[str] = []
-    for part in content:
-        if isinstance(part, dict):
-            kind = _ATTACHMENT_KINDS.get(str(part.get("type")))
-            if kind is not None:
-                kinds.append(kind)
-    return kinds
+def _attachments(*contents: Any) -> str:
+    """Describe the non-text parts of message contents ("an image and a file"), or ``""``."""
+    kinds: dict[str, None] = {}
+    for content in contents:
+        for part in content if isinstance(content, list) else []:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if isinstance(kind, str) and kind not in _TEXT_PART_TYPES:
+                kinds[next((k for k in ("image", "audio", "video") if k in kind), "file")] = None
+    return " and ".join(("an " if kind[0] in "aeiou" else "a ") + kind for kind in kinds)
 
 
 def count_words(text: str | None) -> int:
@@ -182,553 +61,201 @@ def count_words(text: str | None) -> int:
     return len(text.split()) if text else 0
 
 
-def first_words(text: str, limit: int) -> str:
-    """Return the first ``limit`` words of ``text`` joined by single spaces."""
-    return " ".join(text.split()[:limit])
-
-
 def truncate_words(text: str, max_words: int | None) -> tuple[str, bool]:
     """Keep at most ``max_words`` words of ``text`` (original spacing); say whether it cut."""
-    if max_words is None:
+    words = list(_WORD_RE.finditer(text))
+    if max_words is None or len(words) <= max_words:
         return text, False
-    for index, match in enumerate(_WORD_RE.finditer(text)):
-        if index + 1 == max_words:
-            end = match.end()
-            cut = text[end:].strip() != ""
-            return (text[:end], True) if cut else (text, False)
-    if max_words <= 0:
-        return "", bool(text.strip())
-    return text, False
+    return text[: words[max_words - 1].end() if max_words > 0 else 0], True
 
 
 def apply_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the first occurrence of any stop sequence; say whether it cut."""
-    best = -1
-    for stop in stops:
-        if not stop:
-            continue
-        position = text.find(stop)
-        if position != -1 and (best == -1 or position < best):
-            best = position
-    if best == -1:
-        return text, False
-    return text[:best], True
+    positions = [text.find(stop) for stop in stops if stop and stop in text]
+    return (text[: min(positions)], True) if positions else (text, False)
 
 
 def split_pieces(text: str) -> list[str]:
     """Split ``text`` into word-sized pieces whose concatenation is exactly ``text``."""
     pieces = _PIECE_RE.findall(text)
-    consumed = sum(len(piece) for piece in pieces)
-    if consumed < len(text):
-        if pieces:
-            pieces[-1] += text[consumed:]
-        else:
-            pieces.append(text[consumed:])
+    rest = text[sum(len(piece) for piece in pieces) :]
+    if rest:
+        pieces[-1:] = [(pieces[-1] if pieces else "") + rest]
     return pieces
 
 
-@dataclass(frozen=True, slots=True)
-class TextValues:
-    """Values found in a piece of user text, in the order they appear."""
+# ----------------------------------------------------------------------------- values
 
-    text: str
-    numbers: tuple[float, ...] = ()
-    quoted: tuple[str, ...] = ()
-    names: tuple[str, ...] = ()
-    last_word: str | None = None
-    assignments: dict[str, str] = field(default_factory=dict)
+# The user's words as values for a schema: numbers in order; quoted strings, then runs of
+# capitalized words (mid-sentence ones before sentence openers such as "What"); the text itself
+# when the strings run out.
 
-    def mentions(self, word: str) -> int:
-        """Return the position of the first whole-word mention of ``word`` (or -1)."""
-        if not word:
-            return -1
-        match = re.search(r"(?<!\w)" + re.escape(word) + r"(?!\w)", self.text, re.IGNORECASE)
-        return match.start() if match else -1
+_NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?!\w)")
+_QUOTED_RE = re.compile(
+    r"(?<!\w)'([^'\n]+?)'(?!\w)|\"([^\"\n]+?)\""
+    r"|\u201c([^\u201d\n]+?)\u201d|\u2018([^\u2019\n]+?)\u2019(?!\w)"
+)
+_LETTER_WORD_RE = re.compile(r"[^\W\d_](?:[\w\-]|['\u2019](?=\w))*")
 
 
-def extract_values(text: str, exclude: Iterable[str] = ()) -> TextValues:
-    """Pick numbers, quoted strings, capitalized names and a last word out of ``text``.
-
-    ``exclude`` holds words (for example tool names) never to be used as string values.
-    """
-    excluded = {word.lower() for word in exclude}
-    numbers = _numbers(text)
-    quoted: list[str] = []
-    for match in _QUOTED_RE.finditer(text):
-        value = next(group for group in match.groups() if group is not None).strip()
-        if value and value not in quoted:
-            quoted.append(value)
-    names = [name for name in _capitalized_runs(text, excluded) if name not in quoted]
-    assignments: dict[str, str] = {}
-    for match in _ASSIGNMENT_RE.finditer(text):
-        raw = match.group(2)
-        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
-            raw = raw[1:-1]
-        assignments.setdefault(match.group(1).lower(), raw)
-    return TextValues(
-        text=text,
-        numbers=tuple(numbers),
-        quoted=tuple(quoted),
-        names=tuple(names),
-        last_word=_last_word(text, excluded),
-        assignments=assignments,
-    )
+def _mention(word: str) -> re.Pattern[str]:
+    """Match ``word`` as a whole word, any case, "_" matching a space too."""
+    return re.compile(r"(?<!\w)" + re.escape(word).replace("_", "[_ ]") + r"(?!\w)", re.I)
 
 
-def _numbers(text: str) -> list[float]:
-    found: list[tuple[int, float]] = [
-        (match.start(), float(match.group())) for match in _NUMBER_RE.finditer(text)
-    ]
-    found.extend(
-        (match.start(), float(_NUMBER_WORDS[match.group(1).lower()]))
-        for match in _NUMBER_WORD_RE.finditer(text)
-    )
-    found.sort(key=lambda item: item[0])
-    return [value for _, value in found]
+def _names(text: str, excluded: set[str]) -> list[str]:
+    """Runs of capitalized words ("New York"): mid-sentence runs first, then sentence openers."""
+    runs: list[list[re.Match[str]]] = []
+    for word in _LETTER_WORD_RE.finditer(text):
+        name = word.group()
+        if not name[0].isupper() or name == "I" or name.lower() in excluded:
+            continue
+        if runs and text[runs[-1][-1].end() : word.start()] == " ":
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    names = {text[run[0].start() : run[-1].end()]: _opens(text, run[0].start()) for run in runs}
+    return sorted(names, key=names.__getitem__)
 
 
-def _at_sentence_start(text: str, position: int) -> bool:
+def _opens(text: str, position: int) -> bool:
     before = text[:position].rstrip(" \t\"'\u201c\u2018([")
     return before == "" or before[-1] in ".!?:\n"
 
 
-def _capitalized_runs(text: str, excluded: set[str]) -> list[str]:
-    """Runs of capitalized words ("San Francisco, CA"), mid-sentence runs first.
+class Values:
+    """The values of a text (then of a ``fallback`` text), each handed out once."""
 
-    A sentence's first word is dropped when it is a common opener ("What", "Tell", "The");
-    otherwise a run at a sentence start ("Alice is 30") ranks after mid-sentence runs.
-    """
-    runs: list[str] = []
-    openers: list[str] = []
-    current: list[re.Match[str]] = []
+    def __init__(self, text: str, exclude: Iterable[str] = (), fallback: str = "") -> None:
+        """Read ``text``, then ``fallback``; words in ``exclude`` (tool names) are no values."""
+        excluded = {word.lower() for word in exclude}
+        self.texts = [text, fallback] if fallback else [text]
+        self.numbers = [float(m.group()) for t in self.texts for m in _NUMBER_RE.finditer(t)]
+        strings = [*(s for t in self.texts for s in _quoted(t)), *_names(text, excluded)]
+        strings += _names(fallback, excluded)
+        self.strings = list(dict.fromkeys(s for s in strings if s.lower() not in excluded))
+        self.whole = text.strip() or fallback.strip()
 
-    def flush() -> None:
-        words = list(current)
-        current.clear()
-        target = runs
-        if words and _at_sentence_start(text, words[0].start()):
-            if words[0].group().lower() in _OPENERS:
-                words = words[1:]
-            else:
-                target = openers
-        words = [word for word in words if word.group() not in _PRONOUNS]
-        if len(words) == 1 and words[0].group().lower() in _WEAK_LAST_WORDS:
-            words = []
-        if words:
-            run = text[words[0].start() : words[-1].end()]
-            if run not in target:
-                target.append(run)
+    def number(self) -> float:
+        """The next number, or 1."""
+        return self.numbers.pop(0) if self.numbers else 1.0
 
-    for match in _LETTER_WORD_RE.finditer(text):
-        word = match.group()
-        if not word[0].isupper() or word.lower() in excluded:
-            flush()
-            continue
-        if current:
-            gap = text[current[-1].end() : match.start()]
-            joins = gap.strip(" ") == "" or (
-                gap.strip() == "," and word.isupper() and len(word) <= 3
-            )
-            if not joins or "\n" in gap:
-                flush()
-        current.append(match)
-    flush()
-    return runs + [run for run in openers if run not in runs]
+    def string(self) -> str:
+        """The next quoted string or name, or the whole text."""
+        return self.strings.pop(0) if self.strings else self.whole or "value"
+
+    def choose(self, options: list[Any]) -> Any:
+        """The first option the text mentions, or the first option."""
+        mentioned = (o for t in self.texts for o in options if _mention(str(o)).search(t))
+        return next(mentioned, options[0])
 
 
-def _last_word(text: str, excluded: set[str]) -> str | None:
-    """The last content word of the first sentence that has one (else of the whole text)."""
-    for sentence in _SENTENCE_RE.findall(text):
-        word = _last_content_word(sentence, excluded)
-        if word is not None:
-            return word
-    words = [match.group() for match in _LETTER_WORD_RE.finditer(text)]
-    words = [word for word in words if word.lower() not in excluded]
-    return words[-1] if words else None
-
-
-def _last_content_word(text: str, excluded: set[str]) -> str | None:
-    words = [match.group().strip("'\u2019-") for match in _LETTER_WORD_RE.finditer(text)]
-    words = [word for word in words if word and word.lower() not in excluded]
-    for word in reversed(words):
-        if word.lower() not in _WEAK_LAST_WORDS and len(word) > 1:
-            return word
-    return None
+def _quoted(text: str) -> list[str]:
+    matches = _QUOTED_RE.finditer(text)
+    return [s.strip() for m in matches for s in m.groups() if s is not None and s.strip()]
 
 
 # ----------------------------------------------------------------------------- JSON schema
 
-# Fill a JSON schema from the user's words (tool arguments, ``response_format``): numbers go, in
-# order, to integer and number properties; quoted strings, then capitalized names, then the last
-# word, then the whole text to string properties; enums take the value the text mentions (or the
-# first); booleans are true. ``$ref``/``$defs``, ``allOf``, ``anyOf``/``oneOf`` (with null),
-# nested objects and arrays are handled. Required properties are always filled; optional ones
-# only when the text offers a value.
+# Required properties are filled, optional ones left out: numbers (clamped to the bounds) to
+# integer and number properties, strings (or a fixed value for a ``format``) to strings, the
+# mentioned (or first) option to enums, true to booleans, one item to arrays. ``$ref``, and the
+# first non-null branch of ``anyOf``/``oneOf``/``allOf``, are followed.
 
 _MAX_DEPTH = 12
-_FORMAT_VALUES = {
+_FORMATS = {
     "date": "2024-01-01",
     "date-time": "2024-01-01T00:00:00Z",
     "time": "12:00:00",
     "email": "user@example.com",
     "uri": "https://example.com",
-    "url": "https://example.com",
     "uuid": "00000000-0000-4000-8000-000000000000",
-    "ipv4": "127.0.0.1",
 }
-_TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+_BOUNDS: tuple[tuple[str, Any, int], ...] = (
+    ("minimum", max, 0),
+    ("exclusiveMinimum", max, 1),
+    ("maximum", min, 0),
+    ("exclusiveMaximum", min, -1),
+)
 
 
-class _Missing(enum.Enum):
-    MISSING = 0
-
-
-_MISSING = _Missing.MISSING
-
-
-class ValueSource:
-    """A cursor over the values of one text segment, falling back to the whole text.
-
-    Each value is handed out once; when the values run out, required fields still get one
-    (the last word, then the whole text), optional fields get nothing.
-    """
-
-    def __init__(self, primary: TextValues, fallback: TextValues | None = None) -> None:
-        """Read values from ``primary`` first, then from ``fallback``."""
-        self._primary = primary
-        self._fallback = fallback
-        self._numbers = list(primary.numbers)
-        self._fallback_numbers = list(fallback.numbers) if fallback else []
-        strings = list(primary.quoted) + list(primary.names)
-        if fallback is not None:
-            strings += [s for s in (*fallback.quoted, *fallback.names) if s not in strings]
-        self._strings = strings
-        self._last_word = primary.last_word or (fallback.last_word if fallback else None)
-        self._whole = primary.text.strip() or (fallback.text.strip() if fallback else "")
-
-    def assigned(self, name: str | None) -> str | None:
-        """Return the value written as ``name=value`` or ``name: value`` in the text."""
-        if not name:
-            return None
-        key = name.lower()
-        found = self._primary.assignments.get(key)
-        if found is None and self._fallback is not None:
-            found = self._fallback.assignments.get(key)
-        return found
-
-    def mentioned(self, options: list[Any]) -> Any:
-        """Return the option whose text appears first in the text, or ``None``."""
-        for values in (self._primary, self._fallback):
-            if values is None:
-                continue
-            best: tuple[int, Any] | None = None
-            for option in options:
-                position = values.mentions(str(option))
-                if position >= 0 and (best is None or position < best[0]):
-                    best = (position, option)
-            if best is not None:
-                return best[1]
-        return None
-
-    def take_number(self, required: bool) -> float | None:
-        """Hand out the next number; a required field gets 1 when none is left."""
-        if self._numbers:
-            return self._numbers.pop(0)
-        if self._fallback_numbers:
-            return self._fallback_numbers.pop(0)
-        return 1.0 if required else None
-
-    def take_string(self, required: bool) -> str | None:
-        """Hand out the next string; a required field gets the last word, then the text."""
-        if self._strings:
-            return self._strings.pop(0)
-        if not required:
-            return None
-        if self._last_word is not None:
-            word, self._last_word = self._last_word, None
-            return word
-        return self._whole or "value"
-
-
-def fill_schema(schema: Mapping[str, Any], values: ValueSource) -> Any:
-    """Return a JSON value valid for ``schema``, filled from ``values``."""
-    result = _fill(schema, values, schema, required=True, name=None, depth=0)
-    return {} if result is _MISSING else result
-
-
-def _resolve(reference: str, root: Mapping[str, Any]) -> Mapping[str, Any]:
-    if not reference.startswith("#"):
-        return {}
-    node: Any = root
-    for part in reference.lstrip("#").strip("/").split("/"):
-        if not part:
-            continue
-        key = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, Mapping) and key in node:
-            node = node[key]
-        else:
-            return {}
-    return node if isinstance(node, Mapping) else {}
-
-
-def _normalize(schema: Mapping[str, Any], root: Mapping[str, Any]) -> dict[str, Any]:
-    """Inline ``$ref`` and merge ``allOf`` into one schema dict."""
-    current = dict(schema)
-    for _ in range(_MAX_DEPTH):
-        reference = current.pop("$ref", None)
-        if not isinstance(reference, str):
-            break
-        current = {**_resolve(reference, root), **current}
-    parts = current.pop("allOf", None)
-    if isinstance(parts, list):
-        for part in parts:
-            if not isinstance(part, Mapping):
-                continue
-            resolved = _normalize(part, root)
-            properties = {**resolved.get("properties", {}), **current.get("properties", {})}
-            required = list(resolved.get("required", [])) + list(current.get("required", []))
-            current = {**resolved, **current}
-            if properties:
-                current["properties"] = properties
-            if required:
-                current["required"] = required
-    return current
-
-
-def _fill(
-    schema: Mapping[str, Any],
-    values: ValueSource,
-    root: Mapping[str, Any],
-    *,
-    required: bool,
-    name: str | None,
-    depth: int,
+def fill_schema(
+    schema: Mapping[str, Any], values: Values, root: Mapping[str, Any] | None = None, depth: int = 0
 ) -> Any:
-    if depth > _MAX_DEPTH:
-        return None if required else _MISSING
-    node = _normalize(schema, root)
-    if "const" in node:
-        return node["const"]
-    options = node.get("enum")
-    if isinstance(options, list) and options:
-        return _fill_enum(options, values, required=required, name=name)
-    branches = node.get("anyOf") or node.get("oneOf")
-    if isinstance(branches, list) and branches:
-        return _fill_union(branches, values, root, required=required, name=name, depth=depth)
+    """Return a JSON value valid for ``schema`` (``root`` holds its ``$defs``) from ``values``."""
+    root = schema if root is None else root
+    node = _resolve(schema, root)
+    if "const" in node or depth > _MAX_DEPTH:
+        return node.get("const")
+    if isinstance(node.get("enum"), list) and node["enum"]:
+        return values.choose(node["enum"])
+    branches = node.get("anyOf") or node.get("oneOf") or node.get("allOf")
+    if isinstance(branches, list):
+        kinds = [
+            b for b in branches if isinstance(b, Mapping) and _kind(_resolve(b, root)) != "null"
+        ]
+        return fill_schema(kinds[0], values, root, depth + 1) if kinds else None
+    kind = _kind(node)
+    if kind == "object":
+        properties, required = node.get("properties"), node.get("required")
+        if not isinstance(properties, Mapping) or not isinstance(required, list):
+            return {}
+        return {
+            key: fill_schema(sub if isinstance(sub, Mapping) else {}, values, root, depth + 1)
+            for key, sub in properties.items()
+            if key in required
+        }
+    if kind == "array":
+        items, count = node.get("items"), node.get("minItems")
+        items = items if isinstance(items, Mapping) else {}
+        count = min(count, 16) if isinstance(count, int) and count > 1 else 1
+        return [fill_schema(items, values, root, depth + 1) for _ in range(count)]
+    if kind in ("integer", "number"):
+        number = values.number()
+        for key, pick, step in _BOUNDS:
+            bound = node.get(key)
+            if isinstance(bound, int | float) and not isinstance(bound, bool):
+                number = float(pick(number, bound + step)) if math.isfinite(bound) else number
+        return int(number) if kind == "integer" or number.is_integer() else number
+    if kind in ("boolean", "null"):
+        return kind == "boolean" or None
+    text = _FORMATS.get(str(node.get("format"))) or values.string()
+    longest, shortest = node.get("maxLength"), node.get("minLength")
+    text = text[:longest] if isinstance(longest, int) else text
+    return text.ljust(shortest, ".") if isinstance(shortest, int) else text
+
+
+def _kind(node: Mapping[str, Any]) -> Any:
     kind = node.get("type")
     if isinstance(kind, list):
-        non_null = [item for item in kind if item != "null"]
-        if not non_null:
-            return None
-        kind = non_null[0]
-    if kind is None:
-        if "properties" in node:
-            kind = "object"
-        elif "items" in node or "prefixItems" in node:
-            kind = "array"
-    if kind == "object":
-        return _fill_object(node, values, root, required=required, depth=depth)
-    if kind == "array":
-        return _fill_array(node, values, root, required=required, name=name, depth=depth)
-    if kind in ("integer", "number"):
-        return _fill_number(node, values, integer=kind == "integer", required=required, name=name)
-    if kind == "boolean":
-        assigned = values.assigned(name)
-        if assigned is not None:
-            return assigned.lower() in _TRUE_WORDS
-        return True if required else _MISSING
-    if kind == "null":
-        return None
-    return _fill_string(node, values, required=required, name=name)
+        return next((item for item in kind if item != "null"), "null")
+    if kind is None and "properties" in node:
+        return "object"
+    return "array" if kind is None and "items" in node else kind
 
 
-def _fill_enum(options: list[Any], values: ValueSource, *, required: bool, name: str | None) -> Any:
-    assigned = values.assigned(name)
-    if assigned is not None:
-        for option in options:
-            if str(option).lower() == assigned.lower():
-                return option
-    mentioned = values.mentioned(options)
-    if mentioned is not None:
-        return mentioned
-    return options[0] if required else _MISSING
-
-
-def _fill_union(
-    branches: list[Any],
-    values: ValueSource,
-    root: Mapping[str, Any],
-    *,
-    required: bool,
-    name: str | None,
-    depth: int,
-) -> Any:
-    candidates = [
-        branch
-        for branch in branches
-        if isinstance(branch, Mapping) and _normalize(branch, root).get("type") != "null"
-    ]
-    if not candidates:
-        return None
-    result = _fill(candidates[0], values, root, required=required, name=name, depth=depth + 1)
-    return result
-
-
-def _fill_object(
-    node: Mapping[str, Any],
-    values: ValueSource,
-    root: Mapping[str, Any],
-    *,
-    required: bool,
-    depth: int,
-) -> Any:
-    if not required:
-        return _MISSING
-    properties = node.get("properties")
-    if not isinstance(properties, Mapping):
-        return {}
-    needed = node.get("required")
-    needed_names = set(needed) if isinstance(needed, list) else set()
-    result: dict[str, Any] = {}
-    for key, subschema in properties.items():
-        if not isinstance(subschema, Mapping):
-            subschema = {}
-        value = _fill(
-            subschema, values, root, required=key in needed_names, name=key, depth=depth + 1
-        )
-        if value is not _MISSING:
-            result[key] = value
-    return result
-
-
-def _fill_array(
-    node: Mapping[str, Any],
-    values: ValueSource,
-    root: Mapping[str, Any],
-    *,
-    required: bool,
-    name: str | None,
-    depth: int,
-) -> Any:
-    if not required:
-        return _MISSING
-    prefix = node.get("prefixItems")
-    if isinstance(prefix, list) and prefix:
-        return [
-            _none_if_missing(_fill(item, values, root, required=True, name=name, depth=depth + 1))
-            for item in prefix
-            if isinstance(item, Mapping)
-        ]
-    items = node.get("items")
-    item_schema: Mapping[str, Any] = items if isinstance(items, Mapping) else {}
-    count = 1
-    minimum = node.get("minItems")
-    if isinstance(minimum, int) and minimum > 1:
-        count = min(minimum, 16)
-    maximum = node.get("maxItems")
-    if isinstance(maximum, int) and maximum < count:
-        count = max(maximum, 0)
-    return [
-        _none_if_missing(_fill(item_schema, values, root, required=True, name=None, depth=depth))
-        for _ in range(count)
-    ]
-
-
-def _none_if_missing(value: Any) -> Any:
-    return None if value is _MISSING else value
-
-
-def _fill_number(
-    node: Mapping[str, Any],
-    values: ValueSource,
-    *,
-    integer: bool,
-    required: bool,
-    name: str | None,
-) -> Any:
-    number: float | None = None
-    assigned = values.assigned(name)
-    if assigned is not None:
-        try:
-            number = float(assigned)
-        except ValueError:
-            number = None
-    if number is None or not math.isfinite(number):
-        number = values.take_number(required)
-    if number is None:
-        return _MISSING
-    number = _clamp(node, number, integer)
-    if integer:
-        return int(number)
-    return int(number) if number.is_integer() else number
-
-
-def _is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _clamp(node: Mapping[str, Any], number: float, integer: bool) -> float:
-    step = 1.0 if integer else 0.5
-    low = node.get("minimum")
-    if isinstance(low, int | float) and number < low:
-        number = float(math.ceil(low) if integer else low)
-    high = node.get("maximum")
-    if isinstance(high, int | float) and number > high:
-        number = float(math.floor(high) if integer else high)
-    exclusive_low = node.get("exclusiveMinimum")
-    if _is_number(exclusive_low) and number <= exclusive_low:
-        number = float(math.floor(exclusive_low) + 1 if integer else exclusive_low + step)
-    exclusive_high = node.get("exclusiveMaximum")
-    if _is_number(exclusive_high) and number >= exclusive_high:
-        number = float(math.ceil(exclusive_high) - 1 if integer else exclusive_high - step)
-    if integer:
-        number = float(math.trunc(number))
-    return number
-
-
-def _fill_string(
-    node: Mapping[str, Any], values: ValueSource, *, required: bool, name: str | None
-) -> Any:
-    assigned = values.assigned(name)
-    text: str | None
-    if assigned is not None:
-        text = assigned
-    else:
-        fmt = node.get("format")
-        if isinstance(fmt, str) and fmt in _FORMAT_VALUES:
-            return _FORMAT_VALUES[fmt] if required else _MISSING
-        text = values.take_string(required)
-    if text is None:
-        return _MISSING
-    limit = node.get("maxLength")
-    if isinstance(limit, int) and limit >= 0:
-        text = text[:limit]
-    minimum = node.get("minLength")
-    if isinstance(minimum, int) and len(text) < minimum:
-        text = text + "." * (minimum - len(text))
-    return text
+def _resolve(schema: Mapping[str, Any], root: Mapping[str, Any]) -> dict[str, Any]:
+    """Inline a local ``$ref`` ("#/$defs/Name"), keeping the referring schema's own keys."""
+    node = dict(schema)
+    for _ in range(_MAX_DEPTH):
+        reference = node.pop("$ref", None)
+        if not isinstance(reference, str):
+            break
+        target: Any = root
+        for part in filter(None, reference.removeprefix("#").split("/")):
+            key = part.replace("~1", "/").replace("~0", "~")
+            target = target.get(key) if isinstance(target, Mapping) else None
+        node = {**(target if isinstance(target, Mapping) else {}), **node}
+    return node
 
 
 # ----------------------------------------------------------------------------- tool use
 
-# Which tools to call with what arguments, the JSON of JSON mode, and ReAct turns.
-
 TOOL_ROLES = frozenset({"tool", "function"})
-_REPEAT_WORDS = {"twice": 2, "two times": 2, "thrice": 3, "three times": 3}
 _REACT_DONE = "Thought: I can answer without using any more tools. I'll use the user's language "
 _REACT_DONE += "to answer\nAnswer: "
 _REACT_ACT = "Thought: I need to use a tool to help me answer the question.\n"
-_KEYS_AFTER_RE = re.compile(
-    r"\b(?:keys?|fields?|properties)\s*(?:named|called|:)?\s+"
-    r"([A-Za-z_]\w*(?:\s*(?:,\s*and|,|and)\s*[A-Za-z_]\w*)*)",
-    re.IGNORECASE,
-)
-_KEYS_BEFORE_RE = re.compile(
-    r"\b([A-Za-z_]\w*(?:\s*(?:,\s*and|,|and)\s*[A-Za-z_]\w*)+)\s+(?:keys|fields)\b",
-    re.IGNORECASE,
-)
-_KEY_SPLIT_RE = re.compile(r"\s*(?:,\s*and|,|\band\b)\s*", re.IGNORECASE)
-_REACT_TOOL_RE = re.compile(r"^> Tool Name: *(.+?) *$", re.MULTILINE)
+_KEYS_RE = re.compile(r"\bkeys\s+((?:\w+,\s*)*\w+(?:,?\s+and\s+\w+)?)", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -741,23 +268,14 @@ class ToolSpec:
 
 def tool_specs(body: Mapping[str, Any]) -> list[ToolSpec]:
     """Return the tools a request offers (OpenAI ``tools``, legacy ``functions``, flat forms)."""
-    raw = body.get("tools")
-    if not isinstance(raw, list):
-        raw = body.get("functions")
-    if not isinstance(raw, list):
-        return []
+    raw = body.get("tools") if isinstance(body.get("tools"), list) else body.get("functions")
     specs: list[ToolSpec] = []
-    for item in raw:
-        if not isinstance(item, Mapping):
-            continue
-        function = item.get("function", item)
-        if not isinstance(function, Mapping):
-            continue
-        name = function.get("name")
-        if not isinstance(name, str) or not name:
-            continue
-        parameters = function.get("parameters", function.get("input_schema"))
-        specs.append(ToolSpec(name, parameters if isinstance(parameters, Mapping) else {}))
+    for item in raw if isinstance(raw, list) else []:
+        function = item.get("function", item) if isinstance(item, Mapping) else None
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if isinstance(function, Mapping) and isinstance(name, str) and name:
+            parameters = function.get("parameters", function.get("input_schema"))
+            specs.append(ToolSpec(name, parameters if isinstance(parameters, Mapping) else {}))
     return specs
 
 
@@ -771,108 +289,50 @@ def _forced_name(tool_choice: Any) -> str | None:
     return None
 
 
-def _repeat_count(text: str) -> int:
-    lowered = text.lower()
-    counts = [count for word, count in _REPEAT_WORDS.items() if re.search(rf"\b{word}\b", lowered)]
-    return max(counts, default=1)
-
-
-def _mentions(spec: ToolSpec, text: str) -> list[int]:
-    positions: set[int] = set()
-    for variant in {spec.name, spec.name.replace("_", " ")}:
-        pattern = r"(?<!\w)" + re.escape(variant) + r"(?!\w)"
-        positions.update(match.start() for match in re.finditer(pattern, text, re.IGNORECASE))
-    return sorted(positions)
-
-
 def select_tool_calls(
     tools: Sequence[ToolSpec], tool_choice: Any, text: str, *, parallel: bool = True
 ) -> list[tuple[str, str]]:
     """Choose the tool calls for ``text``: a list of (name, JSON arguments).
 
-    A forced ``tool_choice`` wins; otherwise every tool named in the text (once per
-    mention, in the order offered), or the first tool; "twice" repeats a single call and
-    "both" calls the first two tools when none is named. Arguments come from the text
-    between a mention and the next one, falling back to the whole text.
+    A forced ``tool_choice`` wins; otherwise every tool the text names, once per mention in the
+    text's order, or the first tool ("both": the first two). "twice" repeats a single call. A
+    call's arguments come from the text from its mention to the next one, then the whole text.
     """
-    if not tools:
-        return []
-    exclude = [spec.name for spec in tools]
     forced = _forced_name(tool_choice)
-    plan: list[tuple[ToolSpec, tuple[int, int]]] = []
-    whole = (0, len(text))
     if forced is not None:
-        spec = next((item for item in tools if item.name == forced), ToolSpec(forced, {}))
-        plan.append((spec, whole))
+        plan = [(next((t for t in tools if t.name == forced), ToolSpec(forced, {})), text)]
     else:
-        found = [(position, spec) for spec in tools for position in _mentions(spec, text)]
-        starts = sorted({position for position, _ in found})
-        for position, spec in found:
-            index = starts.index(position)
-            start = 0 if index == 0 else position
-            end = starts[index + 1] if index + 1 < len(starts) else len(text)
-            plan.append((spec, (start, end)))
+        found = [(m.start(), t) for t in tools for m in _mention(t.name).finditer(text)]
+        found.sort(key=lambda item: item[0])
+        ends = [position for position, _ in found[1:]] + [len(text)]
+        plan = [
+            (t, text[p if i else 0 : end])
+            for i, ((p, t), end) in enumerate(zip(found, ends, strict=False))
+        ]
         if not plan:
-            both = re.search(r"\bboth\b", text, re.IGNORECASE) is not None and len(tools) > 1
-            plan = [(spec, whole) for spec in tools[: 2 if both else 1]]
-        if len(plan) == 1:
-            plan = plan * _repeat_count(text)
-    if not parallel:
-        plan = plan[:1]
-    whole_values = extract_values(text, exclude)
-    sources: dict[tuple[int, int], ValueSource] = {}
+            both = len(tools) > 1 and re.search(r"\bboth\b", text, re.I) is not None
+            plan = [(spec, text) for spec in tools[: 2 if both else 1]]
+        if len(plan) == 1 and re.search(r"\btwice\b", text, re.I):
+            plan *= 2
+    sources: dict[str, Values] = {}
     calls: list[tuple[str, str]] = []
-    for spec, span in plan:
-        source = sources.get(span)
-        if source is None:
-            if span == whole:
-                source = ValueSource(whole_values)
-            else:
-                segment = extract_values(text[span[0] : span[1]], exclude)
-                source = ValueSource(segment, whole_values)
-            sources[span] = source
-        arguments = fill_schema(spec.parameters, source) if spec.parameters else {}
+    for spec, segment in plan if parallel else plan[:1]:
+        if segment not in sources:
+            fallback = "" if segment == text else text
+            sources[segment] = Values(segment, [t.name for t in tools], fallback)
+        arguments = fill_schema(spec.parameters, sources[segment]) if spec.parameters else {}
         calls.append((spec.name, json.dumps(arguments, ensure_ascii=False)))
     return calls
 
 
-# ----------------------------------------------------------------------------- JSON mode
-
-
-def _requested_keys(text: str, values: TextValues) -> list[str]:
-    if values.quoted:
-        return list(values.quoted[:20])
-    for pattern in (_KEYS_AFTER_RE, _KEYS_BEFORE_RE):
-        match = pattern.search(text)
-        if match:
-            keys = [key for key in _KEY_SPLIT_RE.split(match.group(1)) if key]
-            if keys:
-                return list(dict.fromkeys(keys))
-    return []
-
-
 def json_object_answer(text: str) -> dict[str, Any]:
-    """Return the JSON-mode object for ``text``: the keys it asks for, or ``{"response": ...}``."""
-    values = extract_values(text)
-    keys = _requested_keys(text, values)
+    """Return the JSON-mode object for ``text``: its quoted words, or the words after "keys"
+    ("the keys city and country"), as keys of the text; else ``{"response": text}``."""
+    match = _KEYS_RE.search(text)
+    keys = _quoted(text) or (re.split(r",?\s+and\s+|,\s*", match.group(1)) if match else [])
     if not keys:
         return {"response": text if text.strip() else "I received an empty message."}
-    without_keys = TextValues(
-        text=text,
-        numbers=values.numbers,
-        names=tuple(name for name in values.names if name not in keys),
-        last_word=values.last_word,
-    )
-    schema = {
-        "type": "object",
-        "properties": {key: {"type": "string"} for key in keys},
-        "required": keys,
-    }
-    result = fill_schema(schema, ValueSource(without_keys))
-    return result if isinstance(result, dict) else {}
-
-
-# ----------------------------------------------------------------------------- ReAct
+    return dict.fromkeys(keys, text)
 
 
 def is_react(system: str) -> bool:
@@ -881,21 +341,15 @@ def is_react(system: str) -> bool:
 
 
 def _react_tools(system: str) -> list[ToolSpec]:
-    decoder = json.JSONDecoder()
+    """The tools of a ReAct system prompt: "> Tool Name: x" lines, each with its "Tool Args:"."""
     tools: list[ToolSpec] = []
-    for match in _REACT_TOOL_RE.finditer(system):
-        parameters: Mapping[str, Any] = {}
-        following = system.find("> Tool Name:", match.end())
-        args_at = system.find("Tool Args:", match.end())
-        if args_at != -1 and (following == -1 or args_at < following):
-            raw = system[args_at + len("Tool Args:") :].lstrip()
-            try:
-                decoded, _ = decoder.raw_decode(raw)
-            except ValueError:
-                decoded = {}
-            if isinstance(decoded, Mapping):
-                parameters = decoded
-        tools.append(ToolSpec(match.group(1), parameters))
+    for block in system.split("> Tool Name:")[1:]:
+        name, _, rest = block.partition("\n")
+        try:
+            found = json.JSONDecoder().raw_decode(rest.partition("Tool Args:")[2].lstrip())[0]
+        except ValueError:
+            found = {}
+        tools.append(ToolSpec(name.strip(), found if isinstance(found, Mapping) else {}))
     return tools
 
 
@@ -911,18 +365,12 @@ def react_turn(messages: Sequence[Mapping[str, Any]], system: str) -> str:
     if last.get("role") in TOOL_ROLES or last_text.startswith("Observation:"):
         observation = last_text.removeprefix("Observation:").strip()
         return _REACT_DONE + (observation or "The tool returned no text.")
-    question = ""
-    for message in reversed(messages):
-        text = message_text(message.get("content"))
-        if message.get("role") == "user" and not text.lstrip().startswith("Observation:"):
-            question = text
-            break
+    asked = [message_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    question = next((t for t in reversed(asked) if not t.lstrip().startswith("Observation:")), "")
     tools = _react_tools(system)
     if tools and last.get("role") == "user":
-        calls = select_tool_calls(tools, None, question, parallel=False)
-        if calls:
-            name, arguments = calls[0]
-            return f"{_REACT_ACT}Action: {name}\nAction Input: {arguments}"
+        name, arguments = select_tool_calls(tools, None, question, parallel=False)[0]
+        return f"{_REACT_ACT}Action: {name}\nAction Input: {arguments}"
     return _REACT_DONE + (question.strip() or "I received an empty message.")
 
 
@@ -985,11 +433,8 @@ class Answer:
 
 def requested_model(body: Mapping[str, Any], default: str) -> str:
     """Return the requested model id (``model`` or its alias ``model_id``)."""
-    for key in ("model", "model_id"):
-        value = body.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return default
+    found = [body.get(key) for key in ("model", "model_id")]
+    return next((value for value in found if isinstance(value, str) and value), default)
 
 
 def _truthy(value: Any) -> bool:
@@ -1011,8 +456,7 @@ def wants_usage(body: Mapping[str, Any]) -> bool:
 
 def is_reasoning_model(model: str) -> bool:
     """Say whether ``model`` is treated as a reasoning model (sends ``reasoning_content``)."""
-    lowered = model.lower()
-    return any(marker in lowered for marker in _REASONING_MARKERS)
+    return any(marker in model.lower() for marker in _REASONING_MARKERS)
 
 
 def chat_request_error(body: Mapping[str, Any]) -> str | None:
@@ -1028,11 +472,7 @@ def chat_request_error(body: Mapping[str, Any]) -> str | None:
 def completion_request_error(body: Mapping[str, Any]) -> str | None:
     """Return the validation message for a text-completion body, or ``None``."""
     prompt = body.get("prompt")
-    if isinstance(prompt, str) and prompt:
-        return None
-    if isinstance(prompt, list) and prompt:
-        return None
-    return PROMPT_REQUIRED
+    return None if isinstance(prompt, str | list) and prompt else PROMPT_REQUIRED
 
 
 def _positive_int(value: Any) -> int | None:
@@ -1042,23 +482,17 @@ def _positive_int(value: Any) -> int | None:
 
 
 def _choice_count(body: Mapping[str, Any]) -> int:
-    value = _positive_int(body.get("n"))
-    return min(max(value or 1, 1), 128)
+    return min(_positive_int(body.get("n")) or 1, 128)
 
 
 def _stops(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [item for item in value if isinstance(item, str)]
-    return []
+    values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return [item for item in values if isinstance(item, str)]
 
 
 def _messages(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     messages = body.get("messages")
-    if not isinstance(messages, list):
-        return []
-    return [message for message in messages if isinstance(message, Mapping)]
+    return [m for m in messages if isinstance(m, Mapping)] if isinstance(messages, list) else []
 
 
 def prompt_token_count(body: Mapping[str, Any]) -> int:
@@ -1108,11 +542,8 @@ def _limit(text: str, stops: Sequence[str], max_tokens: int | None) -> tuple[str
 
 def _call_ids(messages: Sequence[Mapping[str, Any]], count: int) -> list[str]:
     """Ids ``call_<n>`` numbered after the tool calls already in the conversation."""
-    earlier = 0
-    for message in messages:
-        calls = message.get("tool_calls")
-        if message.get("role") == "assistant" and isinstance(calls, list):
-            earlier += len(calls)
+    calls = [m.get("tool_calls") for m in messages if m.get("role") == "assistant"]
+    earlier = sum(len(found) for found in calls if isinstance(found, list))
     return [f"call_{earlier + index + 1}" for index in range(count)]
 
 
@@ -1141,8 +572,7 @@ def completion_answer(body: Mapping[str, Any]) -> Answer:
     """Answer a (validated) text-completion request: one choice per prompt and per ``n``."""
     stops = _stops(body.get("stop"))
     max_tokens = _positive_int(body.get("max_tokens"))
-    if max_tokens is None:
-        max_tokens = DEFAULT_COMPLETION_MAX_TOKENS
+    max_tokens = DEFAULT_COMPLETION_MAX_TOKENS if max_tokens is None else max_tokens
     echo = _truthy(body.get("echo"))
     choices: list[Choice] = []
     for prompt in _prompts(body.get("prompt")):
@@ -1183,34 +613,25 @@ def _continuation(prompt: str) -> str:
 
 
 def _last_user(messages: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    found = next((m for m in reversed(messages) if m.get("role") == "user"), None)
-    if found is None and messages:
-        found = messages[-1]
-    return found
+    users = [message for message in messages if message.get("role") == "user"] or messages
+    return users[-1] if users else None
 
 
 def _echo(messages: Sequence[Mapping[str, Any]]) -> str:
     message = _last_user(messages)
     content = message.get("content") if message is not None else None
-    text = message_text(content)
-    if text.strip():
-        return text
-    kinds = attachment_kinds(content)
-    if kinds:
-        return f"I see {_describe(kinds)} and no text to answer."
-    return "I received an empty message."
-
-
-def _describe(kinds: Sequence[str]) -> str:
-    unique = list(dict.fromkeys(kinds))
-    words = [("an " if kind[0] in "aeiou" else "a ") + kind for kind in unique]
-    return " and ".join(words)
+    if message_text(content).strip():
+        return message_text(content)
+    attached = _attachments(content)
+    return (
+        f"I see {attached} and no text to answer." if attached else "I received an empty message."
+    )
 
 
 def _reasoning(messages: Sequence[Mapping[str, Any]]) -> str:
     message = _last_user(messages)
     text = message_text(message.get("content")) if message is not None else ""
-    return "Let me think about: " + (first_words(text, 8) or "the request")
+    return "Let me think about: " + (" ".join(text.split()[:8]) or "the request")
 
 
 def _respond(
@@ -1222,11 +643,7 @@ def _respond(
     )
     if is_react(system):
         return react_turn(messages, system), []
-    trailing: list[Mapping[str, Any]] = []
-    for message in reversed(messages):
-        if message.get("role") not in TOOL_ROLES:
-            break
-        trailing.insert(0, message)
+    trailing = list(takewhile(lambda m: m.get("role") in TOOL_ROLES, reversed(messages)))[::-1]
     if trailing:
         return _tool_results_text(trailing), []
     last = messages[-1]
@@ -1240,29 +657,24 @@ def _respond(
         if calls:
             return "", calls
     response_format = body.get("response_format")
-    if isinstance(response_format, Mapping):
-        kind = response_format.get("type")
-        if kind == "json_schema":
-            spec = response_format.get("json_schema")
-            schema = spec.get("schema") if isinstance(spec, Mapping) else None
-            if isinstance(schema, Mapping):
-                filled = fill_schema(schema, ValueSource(extract_values(user_text)))
-                return json.dumps(filled, ensure_ascii=False), []
-            return json.dumps(json_object_answer(user_text), ensure_ascii=False), []
-        if kind == "json_object":
-            return json.dumps(json_object_answer(user_text), ensure_ascii=False), []
+    if not isinstance(response_format, Mapping):
+        response_format = {}
+    kind = response_format.get("type")
+    spec = response_format.get("json_schema") if kind == "json_schema" else None
+    schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    if isinstance(schema, Mapping):
+        return json.dumps(fill_schema(schema, Values(user_text)), ensure_ascii=False), []
+    if kind in ("json_schema", "json_object"):
+        return json.dumps(json_object_answer(user_text), ensure_ascii=False), []
     return _echo(messages), []
 
 
 def _tool_results_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    texts = [message_text(message.get("content")) for message in messages]
-    joined = "\n".join(text for text in texts if text)
+    joined = "\n".join(filter(None, (message_text(m.get("content")) for m in messages)))
     if joined.strip():
         return joined
-    kinds = [kind for message in messages for kind in attachment_kinds(message.get("content"))]
-    if kinds:
-        return f"The tool returned {_describe(kinds)}."
-    return "The tool returned no text."
+    attached = _attachments(*(message.get("content") for message in messages))
+    return f"The tool returned {attached}." if attached else "The tool returned no text."
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -10,14 +10,13 @@ import pytest
 from modelslab_core.testing import Reply
 from modelslab_core.testing._demo_model import (
     ToolSpec,
-    ValueSource,
+    Values,
     apply_stop,
     chat_answer,
     chat_completion_body,
     chat_request_error,
     completion_answer,
     completion_request_error,
-    extract_values,
     fill_schema,
     is_reasoning_model,
     json_object_answer,
@@ -57,7 +56,7 @@ def tool(name: str, properties: dict[str, Any] | None = None, **schema: Any) -> 
 
 
 def fill(schema: dict[str, Any], text: str) -> Any:
-    return fill_schema(schema, ValueSource(extract_values(text)))
+    return fill_schema(schema, Values(text))
 
 
 def calls_of(body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -97,22 +96,23 @@ def test_truncate_words_keeps_spacing() -> None:
     assert truncate_words("a b", 0) == ("", True)
 
 
-def test_extract_values_finds_numbers_quotes_names_and_assignments() -> None:
-    values = extract_values("Add 2 and -3.5 to 'Bob' then ask Mary Jane, x=7 y: \"z w\" twice")
-    assert values.numbers[:3] == (2.0, -3.5, 7.0)
-    assert values.quoted == ("Bob", "z w")
-    assert values.names[0] == "Mary Jane"
-    assert values.assignments == {"x": "7", "y": "z w"}
-    assert extract_values("multiply five by seven").numbers == (5.0, 7.0)
-    assert extract_values("What's the time in 'Lima'").quoted == ("Lima",)
+def test_values_hand_out_numbers_then_quoted_strings_names_and_the_text() -> None:
+    text = "Add 2 and -3.5 to 'Bob' then ask Mary Jane about \u201cz w\u201d"
+    values = Values(text)
+    assert values.numbers == [2.0, -3.5]
+    assert values.strings == ["Bob", "z w", "Mary Jane", "Add"]
+    assert [values.number() for _ in range(3)] == [2.0, -3.5, 1.0]
+    assert [values.string() for _ in range(5)] == ["Bob", "z w", "Mary Jane", "Add", text]
 
 
-def test_names_skip_sentence_openers_but_keep_names() -> None:
-    assert extract_values("What is the weather in San Francisco, CA?").names == (
-        "San Francisco, CA",
-    )
-    assert extract_values("Alice is 30 years old").names == ("Alice",)
-    assert extract_values("Tell me a joke about cats.").last_word == "cats"
+def test_names_put_mid_sentence_runs_before_sentence_openers() -> None:
+    assert Values("What is the weather in San Francisco, CA?").strings == [
+        "San Francisco",
+        "CA",
+        "What",
+    ]
+    assert Values("Alice is 30 years old").strings == ["Alice"]
+    assert Values("call get_weather for Oslo", exclude=["Oslo"]).strings == []
 
 
 # ----------------------------------------------------------------------------- schema filling
@@ -151,16 +151,17 @@ def test_fill_schema_refs_unions_nested_arrays_enums_booleans() -> None:
             "note": {"type": "string"},
             "extra": {"type": "object", "properties": {"x": {"type": "string"}}},
         },
-        "required": ["place", "unit", "tags", "alerts"],
+        "required": ["place", "unit", "days", "tags", "alerts"],
     }
     result = fill(schema, "Weather for Oslo in fahrenheit for 3 days")
-    assert result["place"]["city"] == "Oslo"
-    assert result["place"]["zip"] == 3
-    assert result["unit"] == "fahrenheit"
-    assert isinstance(result["tags"], list) and len(result["tags"]) == 1
-    assert result["alerts"] is True
-    assert "extra" not in result
-    assert "note" not in result or isinstance(result["note"], str)
+    # Only required properties are filled (not place.zip, note, extra).
+    assert result == {
+        "place": {"city": "Oslo"},
+        "unit": "fahrenheit",
+        "days": 3,
+        "tags": ["Weather"],
+        "alerts": True,
+    }
 
 
 def test_fill_schema_enum_defaults_to_first_and_formats() -> None:
@@ -173,18 +174,15 @@ def test_fill_schema_enum_defaults_to_first_and_formats() -> None:
         },
         "required": ["mode", "when", "flag"],
     }
-    assert fill(schema, "nothing relevant, flag=false") == {
-        "mode": "fast",
-        "when": "2024-01-01",
-        "flag": False,
-    }
+    assert fill(schema, "nothing relevant") == {"mode": "fast", "when": "2024-01-01", "flag": True}
+    assert fill(schema, "go slow")["mode"] == "slow"
 
 
-def test_fill_schema_strings_quoted_then_names_then_last_word_then_text() -> None:
+def test_fill_schema_strings_quoted_then_names_then_text() -> None:
     properties = {name: {"type": "string"} for name in ("a", "b", "c", "d")}
     schema = {"type": "object", "properties": properties, "required": list(properties)}
     text = "Send 'hi' to Paris about cats"
-    assert fill(schema, text) == {"a": "hi", "b": "Paris", "c": "cats", "d": text}
+    assert fill(schema, text) == {"a": "hi", "b": "Paris", "c": "Send", "d": text}
 
 
 def test_fill_schema_all_of_and_empty_schema() -> None:
@@ -276,7 +274,7 @@ def test_first_tool_when_none_named_and_forced_tool() -> None:
     magic = tool("magic_function", {"input": {"type": "integer"}})
     weather = tool("get_weather", {"location": {"type": "string"}})
     body = chat(user("What is the weather in San Francisco, CA?"), tools=[weather, magic])
-    assert calls_of(body) == [("get_weather", {"location": "San Francisco, CA"})]
+    assert calls_of(body) == [("get_weather", {"location": "San Francisco"})]
     forced = {"type": "function", "function": {"name": "magic_function"}}
     assert calls_of({**body, "tool_choice": forced})[0][0] == "magic_function"
     assert calls_of({**body, "tool_choice": "required"})[0][0] == "get_weather"
@@ -292,9 +290,9 @@ def test_several_tools_named_each_called_with_its_own_values() -> None:
     add = tool("add", {"a": {"type": "integer"}, "b": {"type": "integer"}})
     weather = tool("get_weather", {"city": {"type": "string"}})
     body = chat(user("get weather for 'Oslo' and add 2 and 3"), tools=[add, weather])
-    assert calls_of(body) == [("add", {"a": 2, "b": 3}), ("get_weather", {"city": "Oslo"})]
+    assert calls_of(body) == [("get_weather", {"city": "Oslo"}), ("add", {"a": 2, "b": 3})]
     single = calls_of({**body, "parallel_tool_calls": False})
-    assert single == [("add", {"a": 2, "b": 3})]
+    assert single == [("get_weather", {"city": "Oslo"})]
 
 
 def test_repeated_mentions_twice_and_both() -> None:
@@ -362,11 +360,10 @@ def test_json_schema_response_format() -> None:
 
 
 def test_json_object_mode_keys() -> None:
-    quoted = json_object_answer("Return JSON with 'setup' and 'punchline' keys about cats.")
-    assert set(quoted) == {"setup", "punchline"}
-    assert all(isinstance(value, str) for value in quoted.values())
+    text = "Return JSON with 'setup' and 'punchline' keys about cats."
+    assert json_object_answer(text) == {"setup": text, "punchline": text}
     assert set(json_object_answer("Give JSON with keys name and city")) == {"name", "city"}
-    assert set(json_object_answer("Give JSON with name, city and age fields")) == {
+    assert set(json_object_answer("JSON with the keys name, city and age, for Paris")) == {
         "name",
         "city",
         "age",

@@ -194,7 +194,7 @@ def test_tool_call_then_tool_result(client: httpx.Client) -> None:
     assert first["finish_reason"] == "tool_calls"
     [call] = first["message"]["tool_calls"]
     assert call["function"]["name"] == "get_weather"
-    assert json.loads(call["function"]["arguments"]) == {"location": "San Francisco, CA"}
+    assert json.loads(call["function"]["arguments"]) == {"location": "San Francisco"}
     history = [
         *question["messages"],
         first["message"],
