@@ -15,7 +15,8 @@ import httpx
 
 from ._base_client import BaseClient
 from .errors import RateLimitError
-from .flow import NO_PERMIT, CallPlan, FlowGate, Permit, account_of, gate_for, parse_queue_limit
+from .flow import NO_PERMIT, FlowGate, Permit, account_of, gate_for, parse_queue_limit
+from .retry import CallPlan
 
 R = TypeVar("R")
 

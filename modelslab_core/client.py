@@ -47,7 +47,8 @@ from ._call import (
 )
 from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
 from .errors import APIError, redact_error
-from .flow import NO_PERMIT, CallPlan, FlowGate, Permit
+from .flow import NO_PERMIT, FlowGate, Permit
+from .retry import CallPlan
 from .streaming import (
     AsyncStream,
     Stream,

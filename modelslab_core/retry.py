@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from .errors import APIError, retry_after_seconds
+from .errors import APIError, APITimeoutError, RateLimitError, retry_after_seconds
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
+__all__ = ["CallPlan", "RetryPolicy", "parse_retry_after"]
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -84,3 +85,117 @@ class RetryPolicy:
         base = min(self.initial_delay * (2**attempt), self.max_delay)
         spread: float = uniform(1 - self.jitter, 1.0)
         return float(base * spread)
+
+
+class CallPlan:
+    """One call's retry decisions, without I/O: which error is worth another attempt and after
+    how long, under the retry count, the rate-limit budget and the whole-call deadline.
+
+    With the gate on (``gated``) a 429 spends no retry: the call waits the server's
+    ``retry_after`` (jitter on top; the policy's backoff without one) and asks for a place again,
+    within ``rate_limit_budget`` seconds from its first 429; a wait longer than the policy's
+    ``max_retry_after`` (60 s) is never waited out: the 429 is raised at once. ``max_retries=0``
+    means no retry of any kind, 429 included. Other retryable errors spend one of
+    ``policy.max_retries``. ``deadline`` (monotonic seconds) bounds everything: past it the call
+    ends with :class:`APITimeoutError`.
+    """
+
+    __slots__ = (
+        "budget",
+        "deadline",
+        "expired",
+        "gated",
+        "last_rate_limit",
+        "policy",
+        "rate_limited_since",
+        "rate_limits",
+        "retries",
+        "total_timeout",
+    )
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        *,
+        gated: bool = True,
+        rate_limit_budget: float = 300.0,
+        total_timeout: float | None = None,
+        now: float | None = None,
+    ) -> None:
+        self.policy = policy
+        self.gated = gated
+        self.budget = rate_limit_budget
+        self.total_timeout = total_timeout
+        start = time.monotonic() if now is None else now
+        self.deadline = None if total_timeout is None else start + total_timeout
+        self.retries = 0
+        self.rate_limits = 0
+        self.rate_limited_since: float | None = None
+        self.last_rate_limit: RateLimitError | None = None
+        #: The error that ended the call at its deadline, once it did.
+        self.expired: APITimeoutError | None = None
+
+    def remaining(self, now: float) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - now
+
+    def admission_timeout(self, now: float) -> float | None:
+        """How long the gate may hold this call back (None: as long as it takes): until the
+        deadline, and after a 429 until the rate-limit budget is spent."""
+        bounds = []
+        if self.deadline is not None:
+            bounds.append(self.deadline - now)
+        if self.rate_limited_since is not None:
+            bounds.append(self.rate_limited_since + self.budget - now)
+        return max(min(bounds), 0.0) if bounds else None
+
+    def timeout_error(self, cause: BaseException | None = None) -> APITimeoutError:
+        """The error that ends a call past its deadline."""
+        detail = f"; last error: {type(cause).__name__}: {cause}" if cause is not None else ""
+        limit = f"{self.total_timeout:g}" if self.total_timeout is not None else "?"
+        self.expired = APITimeoutError(
+            f"the call did not finish within total_timeout={limit} s{detail}"
+        )
+        return self.expired
+
+    def admission_error(self, now: float) -> APIError:
+        """The error that ends a call the gate held back past its admission timeout."""
+        if self.deadline is not None and now >= self.deadline - 1e-9:
+            return self.timeout_error(self.last_rate_limit)
+        assert self.last_rate_limit is not None
+        return self.last_rate_limit
+
+    def _policy_delay(self, error: APIError, attempt: int, rng: random.Random | None) -> float:
+        if rng is None:  # as the clients always called it (tests replace ``delay``)
+            return self.policy.delay(error, attempt)
+        return self.policy.delay(error, attempt, rng=rng)
+
+    def after_error(
+        self, error: APIError, now: float, *, rng: random.Random | None = None
+    ) -> float | APIError:
+        """After ``error``: seconds to wait before the next attempt, or the error to raise."""
+        if self.deadline is not None and now >= self.deadline:
+            return error if error is self.expired else self.timeout_error(error)
+        if isinstance(error, RateLimitError) and self.gated:
+            if self.policy.max_retries == 0:
+                return error
+            self.last_rate_limit = error
+            if self.rate_limited_since is None:
+                self.rate_limited_since = now
+            hint = error.retry_after
+            if hint is not None and not hint <= self.policy.max_retry_after:
+                # Longer than any client should sit waiting (openai-python's cap is the same
+                # 60 s): the typed error at once, with the server's message and its wait.
+                return error
+            wait = self._policy_delay(error, self.rate_limits, rng)
+            self.rate_limits += 1
+            if now + wait > self.rate_limited_since + self.budget:
+                return error
+        else:
+            if not self.policy.should_retry(error, self.retries):
+                return error
+            wait = self._policy_delay(error, self.retries, rng)
+            self.retries += 1
+        if self.deadline is not None and now + wait >= self.deadline:
+            return self.timeout_error(error)
+        return wait

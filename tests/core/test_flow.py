@@ -15,7 +15,6 @@ from modelslab_core import AsyncModelsLabClient, ModelsLabClient, flow
 from modelslab_core.errors import APITimeoutError, RateLimitError, ServerError
 from modelslab_core.flow import (
     AdaptiveLimit,
-    CallPlan,
     FlowGate,
     account_of,
     gate_for,
@@ -23,7 +22,7 @@ from modelslab_core.flow import (
     parse_queue_limit,
     reset_gates,
 )
-from modelslab_core.retry import RetryPolicy
+from modelslab_core.retry import CallPlan, RetryPolicy
 
 KEY = "sk-flow-SECRET-0123456789"
 
