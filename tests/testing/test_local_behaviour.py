@@ -346,6 +346,9 @@ def test_tool_results_are_the_answer() -> None:
     )
     choice = chat_answer(body).choices[0]
     assert (choice.content, choice.finish_reason, choice.tool_calls) == ("sunny\nwarm", "stop", ())
+    image = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    body["messages"][-2:] = [{**body["messages"][-1], "content": image}]
+    assert chat_answer(body).choices[0].content == "The tool returned an image."
 
 
 def test_json_schema_response_format() -> None:
