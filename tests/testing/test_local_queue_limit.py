@@ -1,15 +1,9 @@
-"""The local server's account queue: ``queue_limit`` answers HTTP 429 as ModelsLab does,
-``latency`` holds answers, and both are on the command line too."""
+"""The local server's account queue: ``queue_limit`` answers HTTP 429 as ModelsLab does and
+``latency`` holds answers (the command-line flags are tested in ``test_local_cli.py``)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
-import threading
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,7 +12,6 @@ import pytest
 from modelslab_core.testing import LocalModelsLab, Reply
 
 CHAT = "/api/v7/llm/chat/completions"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def body(text: str = "hi", **fields: Any) -> dict[str, Any]:
@@ -106,68 +99,3 @@ def test_model_list_requests_are_not_queued() -> None:
             for _ in range(3):
                 assert http.get("/api/v7/llm/v1/models").status_code == 200
         assert server.max_queued_seen == 0
-
-
-def _read_until_ready(stream: Any, lines: list[str], ready: threading.Event) -> None:
-    for line in stream:
-        lines.append(line.rstrip("\n"))
-        if line.strip() == "READY":
-            ready.set()
-            return
-
-
-def test_cli_queue_limit_and_latency() -> None:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    command = [
-        sys.executable,
-        "-m",
-        "modelslab_core.testing",
-        "--queue-limit",
-        "1",
-        "--latency",
-        "1.0",
-        "--rate-limit-message",
-        "Slow down: maximum {limit} queued requests",
-    ]
-    with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO_ROOT
-    ) as process:
-        lines: list[str] = []
-        ready = threading.Event()
-        reader = threading.Thread(
-            target=_read_until_ready, args=(process.stdout, lines, ready), daemon=True
-        )
-        reader.start()
-        try:
-            assert ready.wait(15), f"no READY line: {lines}"
-            chat = dict(line.split(": ", 1) for line in lines if ": " in line)["chat"]
-
-            async def both() -> list[httpx.Response]:
-                headers = {"Authorization": "Bearer k"}
-                async with httpx.AsyncClient(headers=headers, timeout=30) as http:
-                    url = f"{chat}/chat/completions"
-                    return list(await asyncio.gather(*(http.post(url, json=body()) for _ in "ab")))
-
-            answers = sorted(asyncio.run(both()), key=lambda r: r.status_code)
-            assert [a.status_code for a in answers] == [200, 429]
-            assert answers[1].json()["message"] == "Slow down: maximum 1 queued requests"
-            assert "retry-after" in answers[1].headers
-        finally:
-            process.send_signal(signal.SIGTERM)
-            reader.join(5)
-            _, errors = process.communicate(timeout=10)
-        assert process.returncode == 0, errors
-
-
-def test_cli_refuses_a_queue_limit_below_one() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "modelslab_core.testing", "--queue-limit", "0"],
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=30,
-    )
-    assert result.returncode == 2 and "--queue-limit must be >= 1" in result.stderr
