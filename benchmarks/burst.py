@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -331,10 +331,8 @@ def measure(
 # ----------------------------------------------------------------------------- streams
 
 
-def _lc_streams(base_url: str, key: str, count: int) -> Result:
-    from langchain_modelslab import ChatModelsLab
-
-    model = ChatModelsLab(model=MODEL, base_url=base_url, api_key=key)
+def _timed_streams(open_stream: Callable[[str], AsyncIterator[Any]], count: int) -> Result:
+    """``count`` streams at once; the time each one ended, and how many failed."""
     times: list[float] = []
 
     async def run() -> list[Any]:
@@ -342,7 +340,7 @@ def _lc_streams(base_url: str, key: str, count: int) -> Result:
 
         async def one(prompt: str) -> int:
             chunks = 0
-            async for _ in model.astream(prompt):
+            async for _ in open_stream(prompt):
                 chunks += 1
             times.append(time.perf_counter() - start)
             return chunks
@@ -355,6 +353,13 @@ def _lc_streams(base_url: str, key: str, count: int) -> Result:
 
     results = asyncio.run(run())
     return times, sum(isinstance(r, BaseException) for r in results)
+
+
+def _lc_streams(base_url: str, key: str, count: int) -> Result:
+    from langchain_modelslab import ChatModelsLab
+
+    model = ChatModelsLab(model=MODEL, base_url=base_url, api_key=key)
+    return _timed_streams(model.astream, count)
 
 
 def _li_streams(base_url: str, key: str, count: int) -> Result:
@@ -363,26 +368,12 @@ def _li_streams(base_url: str, key: str, count: int) -> Result:
     from llama_index_modelslab import ModelsLabLLM
 
     llm = ModelsLabLLM(model=MODEL, base_url=base_url, api_key=key)
-    times: list[float] = []
 
-    async def run() -> list[Any]:
-        start = time.perf_counter()
+    async def stream(prompt: str) -> AsyncIterator[Any]:
+        async for response in await llm.astream_chat([ChatMessage(role="user", content=prompt)]):
+            yield response
 
-        async def one(prompt: str) -> int:
-            chunks = 0
-            async for _ in await llm.astream_chat([ChatMessage(role="user", content=prompt)]):
-                chunks += 1
-            times.append(time.perf_counter() - start)
-            return chunks
-
-        return list(
-            await asyncio.gather(
-                *(one(p) for p in prompts(count, STREAM_WORDS)), return_exceptions=True
-            )
-        )
-
-    results = asyncio.run(run())
-    return times, sum(isinstance(r, BaseException) for r in results)
+    return _timed_streams(stream, count)
 
 
 STREAM_SUBJECTS: dict[str, Callable[[str, str, int], Result]] = {
