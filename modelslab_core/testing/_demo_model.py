@@ -124,7 +124,8 @@ def _opens(text: str, position: int) -> bool:
 
 
 class Values:
-    """The values of a text (then of a ``fallback`` text), each handed out once."""
+    """The values of a text (then of a ``fallback`` text), each handed out once: its numbers,
+    and its strings (the quoted ones of both texts before the names)."""
 
     def __init__(self, text: str, exclude: Iterable[str] = (), fallback: str = "") -> None:
         """Read ``text``, then ``fallback``; words in ``exclude`` (tool names) are no values."""
