@@ -7,6 +7,9 @@ body) replaces the backoff: the next attempt is never earlier than it asks, with
 server asking for more than ``max_retry_after`` seconds is not waited out: the error is raised at
 once, carrying the server's message and the wait it asked for (``retry_after``), as openai-python
 refuses to wait more than 60 s.
+
+:class:`RetryPolicy` is the rule; :class:`CallPlan` applies it to one call, with the account
+gate's exception for 429s, the rate-limit budget and the whole-call deadline.
 """
 
 from __future__ import annotations

@@ -45,23 +45,16 @@ def _describe(low: float | None, high: float | None) -> str:
 
 
 def check_params(params: Mapping[str, Any]) -> None:
-    """Check the sampling parameters in ``params`` as given (absent or None values are not
-    checked): numbers, finite (NaN is not JSON), never a bool, within the documented ranges."""
+    """Check the sampling parameters in ``params`` (absent or None values are not checked):
+    numbers, finite (NaN is not JSON), never a bool, within the documented ranges."""
     check_numbers(params)
-    _check_ranges(params)
-
-
-def _check_ranges(params: Mapping[str, Any]) -> None:
-    """What :func:`check_numbers` leaves: numbers at all, whole where they must be, within the
-    documented ranges, and the stop sequences. A wire request ran ``check_numbers`` (and
-    ``check_tools``) on its raw values when it was built, so sending it runs only this."""
     for name in NUMERIC_FIELDS:
         value = params.get(name)
         if value is None:
             continue
-        if not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise ParameterError(f"{name} must be a number, got {value!r}", field=name)
-        if isinstance(value, float) and not math.isfinite(value):  # "nan" became NaN
+        if isinstance(value, float) and not math.isfinite(value):
             raise ParameterError(f"{name} must be a finite number, got {value!r}", field=name)
         # An int is whole already (float() of a huge one would overflow).
         if name in _INTEGERS and isinstance(value, float) and not value.is_integer():
@@ -92,7 +85,8 @@ def check_chat_request(request: ChatRequest) -> None:
         raise ParameterError("messages must hold at least one message", field="messages")
     if not request.model:
         raise ParameterError("model must be a non-empty model id", field="model")
-    _check_ranges(request.__dict__)
+    check_params(request.__dict__)
+    check_tools(request.tools)
 
 
 def check_completion_request(request: CompletionRequest) -> None:
@@ -102,7 +96,7 @@ def check_completion_request(request: CompletionRequest) -> None:
         raise ParameterError("prompt must be a non-empty string or list of strings", field="prompt")
     if not request.model:
         raise ParameterError("model must be a non-empty model id", field="model")
-    _check_ranges(request.__dict__)
+    check_params(request.__dict__)
     if request.max_tokens is not None and request.max_tokens > MAX_COMPLETION_TOKENS:
         raise ParameterError(
             f"max_tokens must be between 1 and {MAX_COMPLETION_TOKENS} for text completions, "

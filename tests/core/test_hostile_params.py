@@ -99,6 +99,22 @@ def test_request_models_refuse_them_whichever_way_they_are_built(cls: type) -> N
         cls.model_validate({"temperature": NAN})
 
 
+def test_a_request_changed_after_it_was_built_is_checked_again_when_sent(
+    server: LocalModelsLab,
+) -> None:
+    """Checks made as a wire request is built do not cover fields assigned afterwards: sending
+    it checks them again, before any request."""
+    numbers = ChatRequest(model="m", messages=MESSAGES)
+    numbers.temperature = True
+    with pytest.raises(ParameterError, match="temperature must be a number"):
+        ModelsLabClient(api_key=KEY, base_url=server.base_url, max_retries=0).chat(numbers)
+    tools = ChatRequest(model="m", messages=MESSAGES)
+    tools.tools = [GOOD_TOOL, {"type": "function", "function": {}}]
+    with pytest.raises(ParameterError, match=r"tools\[1\].*no function name"):
+        ModelsLabClient(api_key=KEY, base_url=server.base_url, max_retries=0).chat(tools)
+    assert server.request_count == 0
+
+
 def test_check_params_refuses_them_too() -> None:
     with pytest.raises(ParameterError, match="finite"):
         check_params({"temperature": INF})
