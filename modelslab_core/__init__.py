@@ -81,78 +81,21 @@ if TYPE_CHECKING:
     )
     from .validation import check_params
 
-#: Where each public name lives. Names load on first use, so ``import modelslab_core`` (and the
-#: pytest plugin, which every project that installs us loads) costs no httpx or pydantic import.
-_LAZY: dict[str, str] = {
-    "close_shared_pools": "._pools",
-    "StreamAccumulator": ".accumulate",
-    "AsyncModelsLabClient": ".client",
-    "AsyncModelsLabClientBase": ".client",
-    "AsyncModelsLabCompletionsClient": ".client",
-    "ModelsLabClient": ".client",
-    "ModelsLabClientBase": ".client",
-    "ModelsLabCompletionsClient": ".client",
-    "API_KEY_ENV": ".config",
-    "BASE_URL_ENV": ".config",
-    "BASE_URLS": ".config",
-    "CHAT_BASE_URL": ".config",
-    "COMPLETIONS_BASE_URL": ".config",
-    "COMPLETIONS_BASE_URL_ENV": ".config",
-    "UNCENSORED_BASE_URL": ".config",
-    "ClientConfig": ".config",
-    "KeyPlacement": ".config",
-    "APIConnectionError": ".errors",
-    "APIError": ".errors",
-    "APIStatusError": ".errors",
-    "APITimeoutError": ".errors",
-    "AuthenticationError": ".errors",
-    "BadRequestError": ".errors",
-    "ConfigurationError": ".errors",
-    "ConflictError": ".errors",
-    "IncompleteStreamError": ".errors",
-    "InsufficientCreditsError": ".errors",
-    "InvalidResponseError": ".errors",
-    "MissingAPIKeyError": ".errors",
-    "ModelsLabError": ".errors",
-    "NotFoundError": ".errors",
-    "ParameterError": ".errors",
-    "PermissionDeniedError": ".errors",
-    "ProcessingResponseError": ".errors",
-    "RateLimitError": ".errors",
-    "RequestTimeoutError": ".errors",
-    "ServerError": ".errors",
-    "StreamError": ".errors",
-    "UnprocessableEntityError": ".errors",
-    "DEFAULT_PROFILE": ".profiles",
-    "PROFILES": ".profiles",
-    "ModelProfile": ".profiles",
-    "get_profile": ".profiles",
-    "RetryPolicy": ".retry",
-    "AsyncStream": ".streaming",
-    "Stream": ".streaming",
-    "ChatChoice": ".types",
-    "ChatCompletion": ".types",
-    "ChatCompletionChunk": ".types",
-    "ChatMessage": ".types",
-    "ChatRequest": ".types",
-    "ChoiceDelta": ".types",
-    "ChunkChoice": ".types",
-    "Completion": ".types",
-    "CompletionChoice": ".types",
-    "CompletionRequest": ".types",
-    "FunctionCall": ".types",
-    "FunctionCallDelta": ".types",
-    "ModelInfo": ".types",
-    "ModelList": ".types",
-    "ToolCall": ".types",
-    "ToolCallDelta": ".types",
-    "Usage": ".types",
-    "check_params": ".validation",
-}
-
-
-__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
-
+#: The modules of the public names, cheapest first. A name loads its module on first use, so
+#: ``import modelslab_core`` (and the pytest plugin, which every project that installs us loads)
+#: costs no httpx or pydantic import.
+_MODULES = (
+    ".errors",
+    ".config",
+    ".profiles",
+    ".retry",
+    ".types",
+    ".validation",
+    ".accumulate",
+    ".streaming",
+    "._pools",
+    ".client",
+)
 
 __all__ = [
     "API_KEY_ENV",
@@ -221,3 +164,5 @@ __all__ = [
     "close_shared_pools",
     "get_profile",
 ]
+
+__getattr__, __dir__ = lazy_names(__name__, __all__, _MODULES, globals())

@@ -27,18 +27,10 @@ if TYPE_CHECKING:
     from ._routing import KeyPlacement, RecordedRequest
     from ._server import LocalModelsLab
 
+__all__ = ["KeyPlacement", "LocalModelsLab", "RecordedRequest", "Reply", "ReplyKind"]
+
 #: Loaded on first use: the pytest plugin imports this package in every pytest run of every
 #: project that installs us, and only a test that asks for the server should pay for it.
-_LAZY = {
-    "Reply": "._replies",
-    "ReplyKind": "._replies",
-    "KeyPlacement": "._routing",
-    "RecordedRequest": "._routing",
-    "LocalModelsLab": "._server",
-}
-
-
-__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
-
-
-__all__ = ["KeyPlacement", "LocalModelsLab", "RecordedRequest", "Reply", "ReplyKind"]
+__getattr__, __dir__ = lazy_names(
+    __name__, __all__, ("._replies", "._routing", "._server"), globals()
+)
