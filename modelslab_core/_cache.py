@@ -1,5 +1,5 @@
-"""A model's sync and async adapter clients, built on first use and rebuilt when its settings
-(one :class:`~modelslab_core.config.ClientConfig`) or its own httpx client change.
+"""A model's adapter clients, built on first use and rebuilt when its settings (one
+:class:`~modelslab_core.config.ClientConfig`) or its own httpx client change.
 
 Both frameworks' models keep one; clients are cheap (they share the process's pools). The cache
 is never pickled, copied or serialized: a copy starts empty and builds its own.
@@ -10,62 +10,41 @@ from __future__ import annotations
 import threading
 from typing import Any, TypeVar
 
-import httpx
-
 from .client import AsyncModelsLabClientBase, ModelsLabClientBase
 from .config import ClientConfig
 
 __all__ = ["ClientCache"]
 
-S = TypeVar("S", bound=ModelsLabClientBase)
-A = TypeVar("A", bound=AsyncModelsLabClientBase)
+C = TypeVar("C", bound=ModelsLabClientBase | AsyncModelsLabClientBase)
 
 #: Clients are built rarely: one lock for every model is enough.
 _BUILD_LOCK = threading.Lock()
 
 
 class ClientCache:
-    """One sync and one async client per model instance."""
+    """One client of each class (chat or completions, sync or async) per model instance."""
 
-    __slots__ = ("_async", "_sync")
+    __slots__ = ("_entries",)
 
     def __init__(self) -> None:
-        self._sync: tuple[ModelsLabClientBase, ClientConfig, httpx.Client | None] | None = None
-        self._async: (
-            tuple[AsyncModelsLabClientBase, ClientConfig, httpx.AsyncClient | None] | None
-        ) = None
+        self._entries: dict[type, tuple[Any, ClientConfig, Any]] = {}
 
-    def sync(self, cls: type[S], config: ClientConfig, http_client: httpx.Client | None) -> S:
-        entry = self._sync
-        if not _fits(entry, cls, config, http_client):
+    def get(self, cls: type[C], config: ClientConfig, http_client: Any) -> C:
+        """The model's client of class ``cls``, built anew when ``config`` or ``http_client``
+        changed since the last one."""
+        entry = self._entries.get(cls)
+        if entry is None or entry[1] != config or entry[2] is not http_client:
             # Threads making a model's first calls at once share one client: built under a
             # lock, checked again inside it.
             with _BUILD_LOCK:
-                entry = self._sync
-                if not _fits(entry, cls, config, http_client):
-                    entry = self._sync = (
-                        cls(config=config, http_client=http_client),
-                        config,
-                        http_client,
-                    )
-        assert entry is not None
-        return entry[0]  # type: ignore[return-value]
+                entry = self._entries.get(cls)
+                if entry is None or entry[1] != config or entry[2] is not http_client:
+                    built = cls(config=config, http_client=http_client)
+                    entry = self._entries[cls] = (built, config, http_client)
+        client: C = entry[0]
+        return client
 
-    def async_(
-        self, cls: type[A], config: ClientConfig, http_client: httpx.AsyncClient | None
-    ) -> A:
-        entry = self._async
-        if not _fits(entry, cls, config, http_client):
-            with _BUILD_LOCK:
-                entry = self._async
-                if not _fits(entry, cls, config, http_client):
-                    entry = self._async = (
-                        cls(config=config, http_client=http_client),
-                        config,
-                        http_client,
-                    )
-        assert entry is not None
-        return entry[0]  # type: ignore[return-value]
+    sync = async_ = get
 
     # A copy or an unpickled model starts with no clients and builds its own.
     def __reduce__(self) -> tuple[Any, ...]:
@@ -76,9 +55,3 @@ class ClientCache:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> ClientCache:
         return ClientCache()
-
-
-def _fits(
-    entry: tuple[Any, ClientConfig, Any] | None, cls: type, config: ClientConfig, http: Any
-) -> bool:
-    return entry is not None and type(entry[0]) is cls and entry[2] is http and entry[1] == config

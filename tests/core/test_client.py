@@ -414,3 +414,22 @@ async def test_stream_cut_inside_an_event_is_incomplete(make: Any) -> None:
     d = make(cut)
     with pytest.raises(e.IncompleteStreamError, match="DONE"):
         await d.stream(model="m")
+
+
+def test_a_model_keeps_one_client_of_each_class() -> None:
+    """A LlamaIndex model alternating chat and text completions keeps both clients; a new
+    config (or a new httpx client) builds a new one."""
+    from modelslab_core import ClientConfig, ModelsLabCompletionsClient
+    from modelslab_core._cache import ClientCache
+
+    cache = ClientCache()
+    config = ClientConfig.build("k", "http://127.0.0.1:9")
+    chat = cache.get(ModelsLabClient, config, None)
+    text = cache.get(ModelsLabCompletionsClient, config, None)
+    assert isinstance(text, ModelsLabCompletionsClient)
+    assert cache.get(ModelsLabClient, config, None) is chat
+    assert cache.get(ModelsLabCompletionsClient, config, None) is text
+    other = ClientConfig.build("k", "http://127.0.0.1:9", timeout=5)
+    assert cache.get(ModelsLabClient, other, None) is not chat
+    with httpx.Client() as http:
+        assert cache.get(ModelsLabClient, other, http)._http() is http
