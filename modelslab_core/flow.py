@@ -1,36 +1,18 @@
-"""Account-aware flow control: one gate per ModelsLab account in each process.
+"""Account-aware flow control: one gate per ModelsLab account (API key and host) in a process.
 
 ModelsLab lets an account have only a few requests queued at once (5, 10 or 15, by plan) and
-answers the next one with HTTP 429 ``Rate limit exceeded. Maximum 5 queued requests allowed.``.
-A :class:`FlowGate` stands in front of every chat and completion request of one account (an API
-key at one host): every client and model instance of both frameworks, sync and async, in every
-thread and event loop of the process, passes through the same gate.
+answers the next one with HTTP 429 ``Maximum 5 queued requests allowed.``. Every client and model
+of both frameworks, sync and async, in every thread and event loop, passes through its account's
+:class:`FlowGate`. Before the first 429 the gate only paces bursts (a slow start of
+:data:`COLD_START`); a 429 sets the limit to what the server was holding of ours (and to the limit
+its message names); answers raise it again slowly (additive increase), so processes sharing a key
+settle on their shares. ``max_in_flight=N`` pins the limit; ``flow_control=False`` keeps a client
+out of the gate. docs/rate_limits.md tells the whole story.
 
-- It sets no limit until the account's first 429, only a slow start: 16 requests at once, one
-  more for each answer (the round doubles), so that a burst does not send hundreds of requests
-  only to have them turned away. The first 429 tells it how many of its own requests the server was
-  holding (its requests in flight, less the one turned away): the limit drops to that, and to the
-  queue limit the message names when it names one. A named limit is trusted for
-  :data:`TRUST_NAMED_LIMIT` seconds, then the gate probes one above it, so that it finds a limit
-  that grew with a new plan.
-- While its requests fill the limit, each success raises the limit a little: one more place per
-  limit's worth of answers below a named limit once two rounds passed without a 429 (a
-  recovery), :data:`PROBE_SLOWDOWN` times slower otherwise (a probe); never above a named limit
-  while it is trusted. Additive increase, and a decrease on each 429: processes or machines
-  sharing one key each settle on their share without talking to each other.
-- ``max_in_flight=N`` pins an account's limit at N; ``flow_control=False`` on a client keeps that
-  client's calls out of the gate altogether.
-
-The logic without I/O is in plain objects: :func:`parse_queue_limit` and :class:`AdaptiveLimit`
-(the controller); one call's retry decisions are :class:`~modelslab_core.retry.CallPlan`'s. The
-gate's core is a short :class:`threading.Lock`; sync waiters wait on a :class:`threading.Event`,
-async waiters on a future of their own event loop, woken with ``call_soon_threadsafe``, so an
-async waiter never blocks its loop. A :class:`Permit` is released exactly once, however often
-``release`` is called; the clients also give a dropped stream's place back through a finalizer.
-
-The key never leaves the client: gates are keyed by a SHA-256 digest of it, and their repr, stats
-and log lines name the account by host and a short fingerprint (the first 8 hex digits of that
-digest).
+The controller is pure (:class:`AdaptiveLimit`); the gate is a short :class:`threading.Lock`, with
+sync waiters on a :class:`threading.Event` and async ones on a future of their own loop. Gates are
+keyed by a SHA-256 digest of the key and named by host and its first 8 hex digits: the key never
+leaves the client.
 """
 
 from __future__ import annotations
@@ -217,19 +199,12 @@ class GateStats:
 _WAITING, _GRANTED, _GONE = 0, 1, 2
 
 
+@dataclass(slots=True)
 class _Waiter:
-    __slots__ = ("event", "future", "loop", "state")
-
-    def __init__(
-        self,
-        event: threading.Event | None,
-        loop: asyncio.AbstractEventLoop | None,
-        future: asyncio.Future[None] | None,
-    ) -> None:
-        self.state = _WAITING
-        self.event = event
-        self.loop = loop
-        self.future = future
+    event: threading.Event | None
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[None] | None
+    state: int = _WAITING
 
 
 def _wake_future(future: asyncio.Future[None]) -> None:
@@ -388,13 +363,15 @@ class FlowGate:
         return Permit(self)
 
     def _admit_locked(self) -> Permit:
-        self._in_flight += 1
-        self._admitted += 1
-        if self._in_flight > self._peak:
-            self._peak = self._in_flight
+        self._count_in_locked()
         if self._pending_log:
             self._log_change_locked("")
         return Permit(self)
+
+    def _count_in_locked(self) -> None:
+        self._in_flight += 1
+        self._admitted += 1
+        self._peak = max(self._peak, self._in_flight)
 
     def _abandon(self, waiter: _Waiter) -> bool:
         """A waiter gives up. True when it held no place; False when a place had been granted
@@ -417,10 +394,7 @@ class FlowGate:
             if waiter.state != _WAITING:
                 continue
             waiter.state = _GRANTED
-            self._in_flight += 1
-            self._admitted += 1
-            if self._in_flight > self._peak:
-                self._peak = self._in_flight
+            self._count_in_locked()
             woken.append(waiter)
         return woken
 
