@@ -27,6 +27,7 @@ from .errors import (
     ProcessingResponseError,
     error_from_body,
     error_from_response,
+    redact_error,
 )
 from .retry import RetryPolicy, parse_retry_after
 from .types import ModelList
@@ -191,14 +192,14 @@ def parse_body(
             headers,
             f"the API answered HTTP {status_code} with JSON that is not an object",
         )
-    if error_from_body(status_code, body) is not None:
-        error = error_from_body(
-            status_code,
-            json.loads(_scrub(content, secret)),
-            request_id=request_id_of(headers),
-            retry_after_header=parse_retry_after(headers.get("retry-after")),
-        )
-        assert error is not None
+    error = error_from_body(
+        status_code,
+        body,
+        request_id=request_id_of(headers),
+        retry_after_header=parse_retry_after(headers.get("retry-after")),
+    )
+    if error is not None:
+        redact_error(error, secret)
         raise error
     if str(body.get("status", "")).lower() in ("processing", "queued", "pending"):
         raise ProcessingResponseError(
