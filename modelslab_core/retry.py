@@ -1,15 +1,8 @@
 """The one retry policy, pure: whether to try again after an error, and after how long.
 
-Retried: connection errors, timeouts, 408, 409, 429 and 5xx. Never retried: 402 (no credits),
-other 4xx, authentication errors, invalid responses. Backoff is exponential with jitter, 0.5 s
-doubling to 8 s. A server's ``Retry-After`` header or ``retry_after`` body field (ModelsLab's 429
-body) replaces the backoff: the next attempt is never earlier than it asks, with jitter on top. A
-server asking for more than ``max_retry_after`` seconds is not waited out: the error is raised at
-once, carrying the server's message and the wait it asked for (``retry_after``), as openai-python
-refuses to wait more than 60 s.
-
-:class:`RetryPolicy` is the rule; :class:`CallPlan` applies it to one call, with the account
-gate's exception for 429s, the rate-limit budget and the whole-call deadline.
+:class:`RetryPolicy` is the rule (which errors, how many times, exponential backoff with jitter,
+a server's ``Retry-After`` / ``retry_after`` as a floor); :class:`CallPlan` applies it to one
+call, with the account gate's rule for 429s, the rate-limit budget and the whole-call deadline.
 """
 
 from __future__ import annotations
@@ -52,6 +45,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 class RetryPolicy:
     """How many times and how long to wait. ``attempt`` counts retries already made (0 first).
 
+    Retried: connection errors, timeouts, 408, 409, 429 and 5xx (``APIError.retryable``); never
+    402, other 4xx or invalid responses. Backoff doubles from 0.5 s to 8 s, with jitter. A server's
+    ``Retry-After`` / ``retry_after`` is a floor (jitter on top); a wait above
+    ``max_retry_after`` is not waited out: the error is raised at once, as openai-python does.
     ``max_retries=0`` means no retry of any kind.
     """
 
@@ -168,11 +165,6 @@ class CallPlan:
         assert self.last_rate_limit is not None
         return self.last_rate_limit
 
-    def _policy_delay(self, error: APIError, attempt: int, rng: random.Random | None) -> float:
-        if rng is None:  # as the clients always called it (tests replace ``delay``)
-            return self.policy.delay(error, attempt)
-        return self.policy.delay(error, attempt, rng=rng)
-
     def after_error(
         self, error: APIError, now: float, *, rng: random.Random | None = None
     ) -> float | APIError:
@@ -190,14 +182,14 @@ class CallPlan:
                 # Longer than any client should sit waiting (openai-python's cap is the same
                 # 60 s): the typed error at once, with the server's message and its wait.
                 return error
-            wait = self._policy_delay(error, self.rate_limits, rng)
+            wait = self.policy.delay(error, self.rate_limits, rng=rng)
             self.rate_limits += 1
             if now + wait > self.rate_limited_since + self.budget:
                 return error
         else:
             if not self.policy.should_retry(error, self.retries):
                 return error
-            wait = self._policy_delay(error, self.retries, rng)
+            wait = self.policy.delay(error, self.retries, rng=rng)
             self.retries += 1
         if self.deadline is not None and now + wait >= self.deadline:
             return self.timeout_error(error)
