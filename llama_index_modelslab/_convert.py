@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
     AudioBlock,
@@ -30,6 +30,8 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
+from llama_index.core.output_parsers import PydanticOutputParser
+from pydantic import BaseModel
 
 from modelslab_core import (
     ChatCompletion,
@@ -45,13 +47,15 @@ from modelslab_core import ChatMessage as WireMessage
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
-    from pydantic import BaseModel
+
+M = TypeVar("M", bound=BaseModel)
 
 __all__ = [
     "completion_to_response",
     "json_response_format",
     "message_to_wire",
     "messages_to_wire",
+    "parse_output",
     "resolve_tool_choice",
     "response_to_chat",
     "stream_completion_step",
@@ -77,10 +81,6 @@ _TOOL_CHOICES = frozenset({"auto", "none", "required"})
 
 
 # --- LlamaIndex -> wire ------------------------------------------------------------------------
-
-
-def _arguments_json(kwargs: dict[str, Any] | str) -> str:
-    return kwargs if isinstance(kwargs, str) else json.dumps(kwargs)
 
 
 def _image_part(block: ImageBlock) -> dict[str, Any]:
@@ -117,14 +117,10 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
             parts.append(_image_part(block))
             has_image = True
         elif isinstance(block, ToolCallBlock):
-            calls.append(
-                ToolCall(
-                    id=block.tool_call_id or "",
-                    function=FunctionCall(
-                        name=block.tool_name, arguments=_arguments_json(block.tool_kwargs)
-                    ),
-                )
-            )
+            args = block.tool_kwargs
+            arguments = args if isinstance(args, str) else json.dumps(args)
+            function = FunctionCall(name=block.tool_name, arguments=arguments)
+            calls.append(ToolCall(id=block.tool_call_id or "", function=function))
         elif isinstance(block, CitableBlock | CitationBlock):
             text = "\n".join(b.text for b in block.nested_blocks if isinstance(b, TextBlock))
             parts.append({"type": "text", "text": text})
@@ -295,16 +291,24 @@ def completion_to_response(completion: Completion) -> CompletionResponse:
 
 
 def stream_completion_step(
-    text: str, usage: Usage | None, chunk: Completion
-) -> tuple[CompletionResponse, Usage | None]:
-    """One streamed text-completion chunk: the response with cumulative text and delta, and the
-    usage so far."""
+    previous: CompletionResponse | None, chunk: Completion
+) -> CompletionResponse:
+    """One streamed text-completion chunk after ``previous``: the cumulative text, the delta and
+    the usage so far."""
     delta = "".join(c.text for c in chunk.choices if c.index == 0)
-    usage = chunk.usage or usage
-    response = CompletionResponse(
-        text=text + delta, delta=delta, raw=chunk, additional_kwargs=usage_kwargs(usage)
-    )
-    return response, usage
+    text = previous.text if previous is not None else ""
+    usage = dict(previous.additional_kwargs) if previous is not None else {}
+    if chunk.usage is not None:
+        usage = usage_kwargs(chunk.usage)
+    return CompletionResponse(text=text + delta, delta=delta, raw=chunk, additional_kwargs=usage)
+
+
+def parse_output(output_cls: type[M], response: ChatResponse) -> M:
+    """A JSON answer as ``output_cls`` (also JSON inside prose)."""
+    parsed = PydanticOutputParser(output_cls).parse(response.message.content or "")
+    if not isinstance(parsed, output_cls):
+        raise ValueError(f"Expected a {output_cls.__name__}, got {type(parsed).__name__}")
+    return parsed
 
 
 def tool_calls_to_selections(

@@ -1,14 +1,22 @@
 """``ModelsLabLLM``: ModelsLab's LLM API as a LlamaIndex ``FunctionCallingLLM``.
 
-Each method is a few lines over the pure converters in :mod:`._convert` and the adapter's clients
-(:mod:`modelslab_core`); this module holds no HTTP. Clients are created lazily and share the
-adapter's connection pools, so a ``ModelsLabLLM`` is cheap to create, pickles, and works from
-several event loops in a row.
+A translator between the pure converters in :mod:`._convert` and the adapter's clients; no HTTP
+here. Clients are built lazily and share the adapter's pools, so a ``ModelsLabLLM`` is cheap to
+create, pickles, and works from several event loops in a row.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterator,
+    Sequence,
+)
+from functools import partial
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import httpx
@@ -50,11 +58,13 @@ from modelslab_core import (
     COMPLETIONS_BASE_URL,
     AsyncModelsLabClient,
     AsyncModelsLabCompletionsClient,
+    AsyncStream,
     BadRequestError,
     ChatRequest,
     CompletionRequest,
     ModelsLabClient,
     ModelsLabCompletionsClient,
+    Stream,
     StreamAccumulator,
     check_params,
     get_profile,
@@ -84,6 +94,8 @@ DEFAULT_MODEL = "meta-llama-3-8B-instruct"
 DEFAULT_TEMPERATURE = 0.1
 
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
+W = TypeVar("W", bound=BaseModel)
 
 
 class ModelsLabLLM(FunctionCallingLLM):
@@ -111,25 +123,14 @@ class ModelsLabLLM(FunctionCallingLLM):
     key_in_body: bool = Field(default=False, description="Send the key in the body, not Bearer.")
     strict: bool = Field(default=False, description="Ask for strict tool-argument schemas.")
     max_in_flight: int | None = Field(
-        default=None,
-        ge=1,
-        description="Requests open at once for this account, shared by every model in the "
-        "process (None: learned from the account's 429 answers).",
+        default=None, ge=1, description="Requests open at once per account (None: learned)."
     )
-    flow_control: bool = Field(
-        default=True, description="False turns the account gate off: every call goes at once."
-    )
+    flow_control: bool = Field(default=True, description="False turns the account gate off.")
     total_timeout: float | None = Field(
-        default=None,
-        gt=0,
-        description="Seconds a whole call may take, retries, waits and the whole stream "
-        "included (``timeout`` bounds each network step only).",
+        default=None, gt=0, description="Seconds a whole call may take, stream included."
     )
     rate_limit_budget: float | None = Field(
-        default=None,
-        gt=0,
-        description="Seconds a call may wait out rate limits (HTTP 429) before it raises "
-        "(None: the adapter's default, 300).",
+        default=None, gt=0, description="Seconds a call may wait out 429s (None: 300)."
     )
 
     _api_key: SecretStr = PrivateAttr()
@@ -210,17 +211,13 @@ class ModelsLabLLM(FunctionCallingLLM):
     # --- pickling: keep the key, drop the clients ----------------------------------------------
 
     def __getstate__(self) -> dict[Any, Any]:
-        state = super().__getstate__()
-        private = dict(state.get("__pydantic_private__") or {})
-        private.update(_clients=ClientCache(), _http_client=None, _async_http_client=None)
-        state["__pydantic_private__"] = private
-        return state
+        return {**super().__getstate__(), "__pydantic_private__": {"_api_key": self._api_key}}
 
     def __setstate__(self, state: dict[Any, Any]) -> None:
         # Re-run __init__ (as LlamaIndex's components do) so fields that could not be pickled
         # get their defaults back; the key travels in the private state.
-        private = state.get("__pydantic_private__") or {}
-        self.__init__(**state["__dict__"], api_key=private.get("_api_key"))  # type: ignore[misc]
+        api_key = state["__pydantic_private__"]["_api_key"]
+        self.__init__(**state["__dict__"], api_key=api_key)  # type: ignore[misc]
 
     # --- clients and requests ------------------------------------------------------------------
 
@@ -243,117 +240,106 @@ class ModelsLabLLM(FunctionCallingLLM):
             AsyncModelsLabCompletionsClient, self._config(), self._async_http_client
         )
 
-    def _params(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        params = {"model": self.model, "temperature": self.temperature}
+    def _body(self, kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
+        """The request body: the model's fields, ``additional_kwargs``, then the call's."""
+        body: dict[str, Any] = {"model": self.model, "temperature": self.temperature}
         if self.max_tokens is not None:
-            params["max_tokens"] = self.max_tokens
-        return {**params, **self.additional_kwargs, **kwargs}
+            body["max_tokens"] = self.max_tokens
+        body = {**body, **self.additional_kwargs, **kwargs}
+        if stream:
+            body.setdefault("stream_options", {"include_usage": True})
+        return body
 
+    # Each request is checked when it is made: a stream fails at the call, not when first read.
     def _chat_request(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], *, stream: bool = False
     ) -> ChatRequest:
-        body = self._params(kwargs)
-        if stream:
-            body.setdefault("stream_options", {"include_usage": True})
-        body["messages"] = conv.messages_to_wire(messages)
+        body = {**self._body(kwargs, stream), "messages": conv.messages_to_wire(messages)}
         request = ChatRequest.model_validate(body)
-        check_chat_request(request)  # fail at the call, also for a stream not yet iterated
+        check_chat_request(request)
         return request
 
     def _completion_request(
         self, prompt: str, kwargs: dict[str, Any], *, stream: bool = False
     ) -> CompletionRequest:
-        body = self._params(kwargs)
-        if stream:
-            body.setdefault("stream_options", {"include_usage": True})
-        body["prompt"] = prompt
-        request = CompletionRequest.model_validate(body)
+        request = CompletionRequest.model_validate({**self._body(kwargs, stream), "prompt": prompt})
         check_completion_request(request)
         return request
 
+    # LlamaIndex's validators fill both hooks in; its types still say they may be None.
     def _prompt(self, prompt: str, formatted: bool) -> str:
         to_prompt = self.completion_to_prompt
         return prompt if formatted or to_prompt is None else to_prompt(prompt)
 
     def _messages_prompt(self, messages: Sequence[ChatMessage]) -> str:
-        to_prompt = self.messages_to_prompt or generic_messages_to_prompt
-        return to_prompt(messages)
+        return (self.messages_to_prompt or generic_messages_to_prompt)(messages)
 
     # --- chat ------------------------------------------------------------------------------------
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        if not self.is_chat_model:
-            prompt = self._messages_prompt(messages)
-            return completion_response_to_chat_response(self._complete(prompt, kwargs))
-        return self._chat(messages, kwargs)
+        if self.is_chat_model:
+            return self._chat(messages, kwargs)
+        response = self._complete(self._messages_prompt(messages), kwargs)
+        return completion_response_to_chat_response(response)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        if not self.is_chat_model:
-            prompt = self._messages_prompt(messages)
-            return stream_completion_response_to_chat_response(
-                self._stream_complete(prompt, kwargs)
-            )
-        return self._stream_chat(messages, kwargs)
+        if self.is_chat_model:
+            return self._stream_chat(messages, kwargs)
+        responses = self._stream_complete(self._messages_prompt(messages), kwargs)
+        return stream_completion_response_to_chat_response(responses)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        if not self.is_chat_model:
-            prompt = self._messages_prompt(messages)
-            return completion_response_to_chat_response(await self._acomplete(prompt, kwargs))
-        return await self._achat(messages, kwargs)
+        if self.is_chat_model:
+            return await self._achat(messages, kwargs)
+        response = await self._acomplete(self._messages_prompt(messages), kwargs)
+        return completion_response_to_chat_response(response)
 
     @llm_chat_callback()
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
-        if not self.is_chat_model:
-            prompt = self._messages_prompt(messages)
-            return astream_completion_response_to_chat_response(
-                self._astream_complete(prompt, kwargs)
-            )
-        return self._astream_chat(messages, kwargs)
+        if self.is_chat_model:
+            return self._astream_chat(messages, kwargs)
+        responses = self._astream_complete(self._messages_prompt(messages), kwargs)
+        return astream_completion_response_to_chat_response(responses)
 
     # --- complete --------------------------------------------------------------------------------
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        if self.is_chat_model:
-            return chat_response_to_completion_response(
-                self._chat(prompt_to_messages(prompt), kwargs)
-            )
-        return self._complete(self._prompt(prompt, formatted), kwargs)
+        if not self.is_chat_model:
+            return self._complete(self._prompt(prompt, formatted), kwargs)
+        return chat_response_to_completion_response(self._chat(prompt_to_messages(prompt), kwargs))
 
     @llm_completion_callback()
     def stream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseGen:
-        if self.is_chat_model:
-            return stream_chat_response_to_completion_response(
-                self._stream_chat(prompt_to_messages(prompt), kwargs)
-            )
-        return self._stream_complete(self._prompt(prompt, formatted), kwargs)
+        if not self.is_chat_model:
+            return self._stream_complete(self._prompt(prompt, formatted), kwargs)
+        responses = self._stream_chat(prompt_to_messages(prompt), kwargs)
+        return stream_chat_response_to_completion_response(responses)
 
     @llm_completion_callback()
     async def acomplete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponse:
-        if self.is_chat_model:
-            return chat_response_to_completion_response(
-                await self._achat(prompt_to_messages(prompt), kwargs)
-            )
-        return await self._acomplete(self._prompt(prompt, formatted), kwargs)
+        if not self.is_chat_model:
+            return await self._acomplete(self._prompt(prompt, formatted), kwargs)
+        response = await self._achat(prompt_to_messages(prompt), kwargs)
+        return chat_response_to_completion_response(response)
 
     @llm_completion_callback()
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
-        if self.is_chat_model:
-            return astream_chat_response_to_completion_response(
-                self._astream_chat(prompt_to_messages(prompt), kwargs)
-            )
-        return self._astream_complete(self._prompt(prompt, formatted), kwargs)
+        if not self.is_chat_model:
+            return self._astream_complete(self._prompt(prompt, formatted), kwargs)
+        responses = self._astream_chat(prompt_to_messages(prompt), kwargs)
+        return astream_chat_response_to_completion_response(responses)
 
     # --- the native calls ------------------------------------------------------------------------
 
@@ -368,32 +354,19 @@ class ModelsLabLLM(FunctionCallingLLM):
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> ChatResponseGen:
         request = self._chat_request(messages, kwargs, stream=True)
-        client = self._client()
-
-        def gen() -> ChatResponseGen:
-            acc = StreamAccumulator()
-            with client.chat_stream(request) as stream:
-                for chunk in stream:
-                    yield conv.stream_step(acc, chunk)
-
-        return gen()
+        acc = StreamAccumulator()
+        return _relay(
+            partial(self._client().chat_stream, request), lambda _, c: conv.stream_step(acc, c)
+        )
 
     def _astream_chat(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> ChatResponseAsyncGen:
         request = self._chat_request(messages, kwargs, stream=True)
-        client = self._aclient()
-
-        async def gen() -> ChatResponseAsyncGen:
-            acc = StreamAccumulator()
-            stream = await client.chat_stream(request)
-            try:
-                async for chunk in stream:
-                    yield conv.stream_step(acc, chunk)
-            finally:
-                await stream.aclose()
-
-        return gen()
+        acc = StreamAccumulator()
+        return _arelay(
+            partial(self._aclient().chat_stream, request), lambda _, c: conv.stream_step(acc, c)
+        )
 
     def _complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
         request = self._completion_request(prompt, kwargs)
@@ -405,34 +378,13 @@ class ModelsLabLLM(FunctionCallingLLM):
 
     def _stream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseGen:
         request = self._completion_request(prompt, kwargs, stream=True)
-        client = self._text_client()
-
-        def gen() -> CompletionResponseGen:
-            text, usage = "", None
-            with client.complete_stream(request) as stream:
-                for chunk in stream:
-                    response, usage = conv.stream_completion_step(text, usage, chunk)
-                    text = response.text
-                    yield response
-
-        return gen()
+        open_stream = partial(self._text_client().complete_stream, request)
+        return _relay(open_stream, conv.stream_completion_step)
 
     def _astream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseAsyncGen:
         request = self._completion_request(prompt, kwargs, stream=True)
-        client = self._atext_client()
-
-        async def gen() -> CompletionResponseAsyncGen:
-            text, usage = "", None
-            stream = await client.complete_stream(request)
-            try:
-                async for chunk in stream:
-                    response, usage = conv.stream_completion_step(text, usage, chunk)
-                    text = response.text
-                    yield response
-            finally:
-                await stream.aclose()
-
-        return gen()
+        open_stream = partial(self._atext_client().complete_stream, request)
+        return _arelay(open_stream, conv.stream_completion_step)
 
     # --- tools -----------------------------------------------------------------------------------
 
@@ -479,9 +431,10 @@ class ModelsLabLLM(FunctionCallingLLM):
         return conv.tool_calls_to_selections(response, error_on_no_tool_call=error_on_no_tool_call)
 
     # --- structured output -----------------------------------------------------------------------
-    # Models with tools go through LlamaIndex's FunctionCallingProgram (the base class); others
-    # get a JSON response format: ``json_schema`` first and, as ModelsLab documents only
-    # ``json_object``, ``json_object`` when the server refuses it (a 400).
+    # Models with tools go through LlamaIndex's programs (the base class); others get a JSON
+    # response format: ``json_schema`` first, then ``json_object`` (the one ModelsLab documents)
+    # when the server refuses it. No other error is asked again: a context-length error would
+    # only come back with a longer prompt.
 
     def _json_mode(self) -> bool:
         return (
@@ -497,6 +450,44 @@ class ModelsLabLLM(FunctionCallingLLM):
         instructions = PydanticOutputParser(output_cls).get_format_string(escape_json=False)
         return [ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip()), *messages]
 
+    def _json_call(
+        self,
+        send: Callable[..., R],
+        output_cls: type[BaseModel],
+        prompt: PromptTemplate,
+        prompt_args: dict[str, Any],
+        llm_kwargs: dict[str, Any] | None,
+    ) -> R:
+        """``send(messages, **llm_kwargs)`` with a JSON response format (see above)."""
+        messages = self._json_messages(output_cls, prompt, prompt_args)
+        fmt = conv.json_response_format(output_cls)
+        try:
+            return send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+        except BadRequestError as error:
+            if not names_response_format(error):
+                raise
+        fmt = conv.json_response_format(output_cls, schema=False)
+        return send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+
+    async def _ajson_call(
+        self,
+        send: Callable[..., Awaitable[R]],
+        output_cls: type[BaseModel],
+        prompt: PromptTemplate,
+        prompt_args: dict[str, Any],
+        llm_kwargs: dict[str, Any] | None,
+    ) -> R:
+        """Async twin of :meth:`_json_call`."""
+        messages = self._json_messages(output_cls, prompt, prompt_args)
+        fmt = conv.json_response_format(output_cls)
+        try:
+            return await send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+        except BadRequestError as error:
+            if not names_response_format(error):
+                raise
+        fmt = conv.json_response_format(output_cls, schema=False)
+        return await send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+
     def structured_predict(
         self,
         output_cls: type[M],
@@ -507,16 +498,8 @@ class ModelsLabLLM(FunctionCallingLLM):
         if not self._json_mode():
             result = super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
             return cast(M, result)
-        messages = self._json_messages(output_cls, prompt, prompt_args)
-        kwargs = dict(llm_kwargs or {})
-        fmt = conv.json_response_format(output_cls)
-        try:
-            response = self.chat(messages, **{**kwargs, "response_format": fmt})
-        except BadRequestError as error:
-            _raise_unless_format_refused(error)
-            fmt = conv.json_response_format(output_cls, schema=False)
-            response = self.chat(messages, **{**kwargs, "response_format": fmt})
-        return _parse(output_cls, response)
+        response = self._json_call(self.chat, output_cls, prompt, prompt_args, llm_kwargs)
+        return conv.parse_output(output_cls, response)
 
     async def astructured_predict(
         self,
@@ -530,16 +513,8 @@ class ModelsLabLLM(FunctionCallingLLM):
                 output_cls, prompt, llm_kwargs, **prompt_args
             )
             return cast(M, result)
-        messages = self._json_messages(output_cls, prompt, prompt_args)
-        kwargs = dict(llm_kwargs or {})
-        fmt = conv.json_response_format(output_cls)
-        try:
-            response = await self.achat(messages, **{**kwargs, "response_format": fmt})
-        except BadRequestError as error:
-            _raise_unless_format_refused(error)
-            fmt = conv.json_response_format(output_cls, schema=False)
-            response = await self.achat(messages, **{**kwargs, "response_format": fmt})
-        return _parse(output_cls, response)
+        response = await self._ajson_call(self.achat, output_cls, prompt, prompt_args, llm_kwargs)
+        return conv.parse_output(output_cls, response)
 
     def _structured_stream_call(
         self,
@@ -550,28 +525,19 @@ class ModelsLabLLM(FunctionCallingLLM):
     ) -> Generator[Any, None, None]:
         if not self._json_mode():
             return super()._structured_stream_call(output_cls, prompt, llm_kwargs, **prompt_args)
-        messages = self._json_messages(output_cls, prompt, prompt_args)
-        kwargs = dict(llm_kwargs or {})
+
+        def started(messages: list[ChatMessage], **kwargs: Any) -> Iterator[ChatResponse]:
+            responses = self.stream_chat(messages, **kwargs)
+            return chain(list(islice(responses, 1)), responses)  # a refusal raises here
 
         def gen() -> Generator[Any, None, None]:
-            fmt = conv.json_response_format(output_cls)
-            try:
-                responses = self.stream_chat(messages, **{**kwargs, "response_format": fmt})
-                first = next(responses, None)
-            except BadRequestError as error:
-                _raise_unless_format_refused(error)
-                fmt = conv.json_response_format(output_cls, schema=False)
-                responses = self.stream_chat(messages, **{**kwargs, "response_format": fmt})
-                first = next(responses, None)
-            current, last = None, first
-            if first is not None:
-                current = process_streaming_content_incremental(first, output_cls, current)
-                yield current
+            responses = self._json_call(started, output_cls, prompt, prompt_args, llm_kwargs)
+            current = last = None
             for last in responses:
                 current = process_streaming_content_incremental(last, output_cls, current)
                 yield current
             if last is not None and not isinstance(current, output_cls):
-                yield _parse(output_cls, last)  # the whole answer, e.g. JSON inside prose
+                yield conv.parse_output(output_cls, last)  # e.g. JSON inside prose
 
         return gen()
 
@@ -586,19 +552,17 @@ class ModelsLabLLM(FunctionCallingLLM):
             return await super()._structured_astream_call(
                 output_cls, prompt, llm_kwargs, **prompt_args
             )
-        messages = self._json_messages(output_cls, prompt, prompt_args)
-        kwargs = dict(llm_kwargs or {})
+
+        async def started(
+            messages: list[ChatMessage], **kwargs: Any
+        ) -> tuple[ChatResponse | None, ChatResponseAsyncGen]:
+            responses = await self.astream_chat(messages, **kwargs)
+            return await anext(responses, None), responses  # a refusal raises here
 
         async def gen() -> AsyncGenerator[Any, None]:
-            fmt = conv.json_response_format(output_cls)
-            try:
-                responses = await self.astream_chat(messages, **{**kwargs, "response_format": fmt})
-                first = await anext(responses, None)
-            except BadRequestError as error:
-                _raise_unless_format_refused(error)
-                fmt = conv.json_response_format(output_cls, schema=False)
-                responses = await self.astream_chat(messages, **{**kwargs, "response_format": fmt})
-                first = await anext(responses, None)
+            first, responses = await self._ajson_call(
+                started, output_cls, prompt, prompt_args, llm_kwargs
+            )
             current, last = None, first
             if first is not None:
                 current = process_streaming_content_incremental(first, output_cls, current)
@@ -607,24 +571,28 @@ class ModelsLabLLM(FunctionCallingLLM):
                 current = process_streaming_content_incremental(last, output_cls, current)
                 yield current
             if last is not None and not isinstance(current, output_cls):
-                yield _parse(output_cls, last)  # the whole answer, e.g. JSON inside prose
+                yield conv.parse_output(output_cls, last)
 
         return gen()
 
 
-def _raise_unless_format_refused(error: BadRequestError) -> None:
-    """Re-raise ``error`` unless it is the server refusing the ``json_schema`` response format,
-    the only error the JSON-mode fallback of structured output may answer: any other bad request
-    (a prompt longer than the context window) would only come back with a longer prompt."""
-    if not names_response_format(error):
-        raise error
+def _relay(
+    open_stream: Callable[[], Stream[W]], step: Callable[[R | None, W], R]
+) -> Generator[R, None, None]:
+    """Open the stream when first read; each chunk → ``step(previous response, chunk)``."""
+    response = None
+    with open_stream() as stream:
+        for chunk in stream:
+            response = step(response, chunk)
+            yield response
 
 
-# --- structured output ----------------------------------------------------------------------
-
-
-def _parse(output_cls: type[M], response: ChatResponse) -> M:
-    parsed = PydanticOutputParser(output_cls).parse(response.message.content or "")
-    if not isinstance(parsed, output_cls):
-        raise ValueError(f"Expected a {output_cls.__name__}, got {type(parsed).__name__}")
-    return parsed
+async def _arelay(
+    open_stream: Callable[[], Awaitable[AsyncStream[W]]], step: Callable[[R | None, W], R]
+) -> AsyncGenerator[R, None]:
+    """Async twin of :func:`_relay`."""
+    response = None
+    async with await open_stream() as stream:
+        async for chunk in stream:
+            response = step(response, chunk)
+            yield response

@@ -308,16 +308,17 @@ def test_text_completion_converters() -> None:
         {"choices": [{"text": "once"}], "usage": {"total_tokens": 4}}
     )
     assert conv.completion_to_response(completion).text == "once"
-    text, usage = "", None
+    response = None
     deltas = []
     for piece in ("on", "ce"):
         step = Completion.model_validate({"choices": [{"text": piece}]})
-        response, usage = conv.stream_completion_step(text, usage, step)
-        text = response.text
+        response = conv.stream_completion_step(response, step)
         deltas.append(response.delta)
-    final, usage = conv.stream_completion_step(text, usage, Completion(usage=Usage(total_tokens=4)))
-    assert (final.text, deltas, final.delta) == ("once", ["on", "ce"], "")
-    assert final.additional_kwargs["total_tokens"] == 4
+    usage = conv.stream_completion_step(response, Completion(usage=Usage(total_tokens=4)))
+    final = conv.stream_completion_step(usage, Completion.model_validate({"choices": []}))
+    assert (usage.text, deltas, usage.delta) == ("once", ["on", "ce"], "")
+    assert usage.additional_kwargs["total_tokens"] == 4
+    assert (final.text, final.additional_kwargs) == ("once", usage.additional_kwargs)
 
 
 def test_usage_kwargs() -> None:
