@@ -33,14 +33,7 @@ from .errors import (
     error_from_body,
     redact_error,
 )
-from .types import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChoiceDelta,
-    ChunkChoice,
-    FunctionCallDelta,
-    ToolCallDelta,
-)
+from .types import ChatCompletion, ChatCompletionChunk
 
 __all__ = [
     "AsyncStream",
@@ -273,42 +266,15 @@ def answer_as_chunk(answer: BaseModel) -> BaseModel:
     chunk it amounts to. Text completions and their chunks share a shape: returned as they are."""
     if not isinstance(answer, ChatCompletion):
         return answer
-    choices = [
-        ChunkChoice(
-            index=choice.index,
-            finish_reason=choice.finish_reason,
-            delta=ChoiceDelta(
-                role=choice.message.role,
-                content=choice.message.content
-                if isinstance(choice.message.content, str | None)
-                else "".join(
-                    str(p.get("text", "")) for p in choice.message.content if isinstance(p, dict)
-                ),
-                reasoning_content=choice.message.reasoning_content,
-                tool_calls=[
-                    ToolCallDelta(
-                        index=i,
-                        id=call.id,
-                        type=call.type,
-                        function=FunctionCallDelta(
-                            name=call.function.name, arguments=call.function.arguments
-                        ),
-                    )
-                    for i, call in enumerate(choice.message.tool_calls)
-                ]
-                if choice.message.tool_calls
-                else None,
-            ),
-        )
-        for choice in answer.choices
-    ]
-    return ChatCompletionChunk(
-        id=answer.id,
-        created=answer.created,
-        model=answer.model,
-        choices=choices,
-        usage=answer.usage,
-    )
+    data = answer.model_dump(exclude={"object"})
+    for choice in data["choices"]:
+        delta = choice["delta"] = choice.pop("message")
+        if isinstance(delta["content"], list):  # content parts: a chunk's content is text
+            parts = delta["content"]
+            delta["content"] = "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+        for index, call in enumerate(delta.get("tool_calls") or ()):
+            call["index"] = index
+    return ChatCompletionChunk.model_validate(data)
 
 
 #: Events read after ``[DONE]`` at most, to reach the end of the body (see ``Stream._drain``).

@@ -140,3 +140,59 @@ def test_accumulator_merges_tool_call_fragments_by_index() -> None:
     assert message.content is None
     assert done.choices[0].finish_reason == "tool_calls"
     assert done.usage is not None and done.usage.total_tokens == 7
+
+
+def test_a_whole_answer_to_a_stream_request_is_one_chunk_that_merges_back_to_it() -> None:
+    """A server that ignores ``stream`` answers with a whole completion: its one chunk carries
+    every choice's text (content parts joined), reasoning, tool calls in order, finish reason
+    and usage, so the streamed result equals the answer."""
+    from modelslab_core import ChatCompletion
+    from modelslab_core.streaming import answer_as_chunk
+
+    answer = ChatCompletion.model_validate(
+        {
+            "id": "gen-1",
+            "object": "chat.completion",
+            "created": 7,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "reasoning_content": "think",
+                        "tool_calls": [
+                            {"id": "a", "function": {"name": "f", "arguments": '{"x": 1}'}},
+                            {"id": "b", "function": {"name": "g", "arguments": "{}"}},
+                        ],
+                    },
+                    "finish_reason": "tool_calls",
+                },
+                {
+                    "index": 1,
+                    "message": {"content": [{"type": "text", "text": "he"}, {"text": "llo"}]},
+                    "finish_reason": "stop",
+                },
+            ],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+        }
+    )
+    chunk = answer_as_chunk(answer)
+    assert isinstance(chunk, ChatCompletionChunk)
+    assert chunk.object == "chat.completion.chunk"
+    assert [c.index for c in chunk.choices[0].delta.tool_calls or ()] == [0, 1]
+    merged = StreamAccumulator()
+    merged.add(chunk)
+    back = merged.completion()
+    first, second = back.choices
+    assert (back.id, back.model, back.created, back.usage) == ("gen-1", "m", 7, answer.usage)
+    assert first.message.reasoning_content == "think"
+    assert [
+        (c.id, c.function.name, c.function.arguments) for c in first.message.tool_calls or ()
+    ] == [
+        ("a", "f", '{"x": 1}'),
+        ("b", "g", "{}"),
+    ]
+    assert (first.finish_reason, second.finish_reason) == ("tool_calls", "stop")
+    assert second.message.content == "hello"
