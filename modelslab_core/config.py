@@ -148,7 +148,7 @@ MODEL_SETTINGS = (
 )
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True)
 class ClientConfig:
     """Everything a client needs, resolved and checked: the one settings object.
 
@@ -165,7 +165,8 @@ class ClientConfig:
     #: bounds a whole call.
     timeout: float = DEFAULT_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
-    default_headers: Mapping[str, str] = field(default_factory=dict)
+    #: Left out of the repr: a header may hold a credential of its own.
+    default_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     key_placement: KeyPlacement = "bearer"
     #: ``None``: the account gate learns the account's queue limit; ``N``: pinned to N.
     max_in_flight: int | None = None
@@ -246,13 +247,4 @@ class ClientConfig:
             default_base_url=default_base_url,
             base_url_env=base_url_env,
             **{name: getattr(model, name) for name in MODEL_SETTINGS},
-        )
-
-    def __repr__(self) -> str:
-        return (
-            f"ClientConfig(api_key=SecretStr('**********'), base_url={self.base_url!r}, "
-            f"timeout={self.timeout}, max_retries={self.max_retries}, "
-            f"key_placement={self.key_placement!r}, max_in_flight={self.max_in_flight}, "
-            f"flow_control={self.flow_control}, total_timeout={self.total_timeout}, "
-            f"rate_limit_budget={self.rate_limit_budget})"
         )

@@ -58,10 +58,12 @@ def test_completions_client_has_its_own_default(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_key_never_in_repr() -> None:
-    config = ClientConfig.build("sk-very-secret")
+    config = ClientConfig.build("sk-very-secret", default_headers={"X-Proxy-Token": "hdr-secret"})
     client = ModelsLabClient(api_key="sk-very-secret")
     for text in (repr(config), str(config), repr(client), str(client), repr(config.api_key)):
         assert "sk-very-secret" not in text
+        assert "hdr-secret" not in text
+    assert "base_url='https://modelslab.com/api/v7/llm'" in repr(config)
 
 
 @pytest.mark.parametrize(
