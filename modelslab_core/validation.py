@@ -5,7 +5,6 @@ pydantic would send ``True`` as ``1``, and NaN is not JSON."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,15 +46,13 @@ def _describe(low: float | None, high: float | None) -> str:
 def check_params(params: Mapping[str, Any]) -> None:
     """Check the sampling parameters in ``params`` (absent or None values are not checked):
     numbers, finite (NaN is not JSON), never a bool, within the documented ranges."""
-    check_numbers(params)
+    check_numbers(params)  # no bool, nothing infinite or NaN
     for name in NUMERIC_FIELDS:
         value = params.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not isinstance(value, int | float):
             raise ParameterError(f"{name} must be a number, got {value!r}", field=name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ParameterError(f"{name} must be a finite number, got {value!r}", field=name)
         # An int is whole already (float() of a huge one would overflow).
         if name in _INTEGERS and isinstance(value, float) and not value.is_integer():
             raise ParameterError(f"{name} must be a whole number, got {value!r}", field=name)
