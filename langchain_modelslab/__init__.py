@@ -20,29 +20,8 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
 
 from modelslab_core._version import __version__
 
-from ._errors import (
-    ModelsLabAuthenticationError,
-    ModelsLabBadRequestError,
-    ModelsLabConflictError,
-    ModelsLabConnectionError,
-    ModelsLabContextOverflowError,
-    ModelsLabIncompleteStreamError,
-    ModelsLabInsufficientCreditsError,
-    ModelsLabInvalidResponseError,
-    ModelsLabNotFoundError,
-    ModelsLabParameterError,
-    ModelsLabPermissionDeniedError,
-    ModelsLabProcessingResponseError,
-    ModelsLabRateLimitError,
-    ModelsLabRequestTimeoutError,
-    ModelsLabResponseFormatError,
-    ModelsLabServerError,
-    ModelsLabStatusError,
-    ModelsLabStreamError,
-    ModelsLabTimeoutError,
-    ModelsLabUnprocessableEntityError,
-    translate_error,
-)
+from . import _errors
+from ._errors import *  # noqa: F403 - the error classes and translate_error
 from .chat_models import DEFAULT_MODEL, ChatModelsLab
 
 if TYPE_CHECKING:
@@ -63,27 +42,7 @@ __all__ = [
     "DEFAULT_COMPLETION_MODEL",
     "DEFAULT_MODEL",
     "ChatModelsLab",
-    "ModelsLabAuthenticationError",
-    "ModelsLabBadRequestError",
-    "ModelsLabConflictError",
-    "ModelsLabConnectionError",
-    "ModelsLabContextOverflowError",
-    "ModelsLabIncompleteStreamError",
-    "ModelsLabInsufficientCreditsError",
-    "ModelsLabInvalidResponseError",
     "ModelsLabLLM",
-    "ModelsLabNotFoundError",
-    "ModelsLabParameterError",
-    "ModelsLabPermissionDeniedError",
-    "ModelsLabProcessingResponseError",
-    "ModelsLabRateLimitError",
-    "ModelsLabRequestTimeoutError",
-    "ModelsLabResponseFormatError",
-    "ModelsLabServerError",
-    "ModelsLabStatusError",
-    "ModelsLabStreamError",
-    "ModelsLabTimeoutError",
-    "ModelsLabUnprocessableEntityError",
     "__version__",
-    "translate_error",
+    *_errors.__all__,
 ]

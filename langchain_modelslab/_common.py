@@ -1,10 +1,5 @@
-"""What ``ChatModelsLab`` and ``ModelsLabLLM`` share: their fields and checks
-(:class:`ModelsLabFields`) and their lazily built adapter clients.
-
-Clients are cheap (they share the adapter's connection pools), so each model builds its sync and
-async client on first use and rebuilds them when a connection setting changes. The cache is never
-pickled, copied or serialized: a copy starts empty and builds its own.
-"""
+"""What ``ChatModelsLab`` and ``ModelsLabLLM`` share: fields, checks, request bodies, lazily built
+adapter clients (never pickled or copied: a copy builds its own) and LangChain's bookkeeping."""
 
 from __future__ import annotations
 
@@ -23,6 +18,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import LangSmithParams
 from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
 from langchain_core.utils import secret_from_env
+from langchain_core.utils.utils import get_pydantic_field_names
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -54,6 +50,9 @@ __all__ = [
 ]
 
 
+# Call-time keyword arguments that are LangChain's business, never the API's.
+_LANGCHAIN_KWARGS = ("ls_structured_output_format", "stream")
+
 W = TypeVar("W")
 G = TypeVar("G", GenerationChunk, ChatGenerationChunk)
 
@@ -63,8 +62,7 @@ def relay(
     convert: Callable[[W], G | None],
     run_manager: CallbackManagerForLLMRun | None,
 ) -> Iterator[G]:
-    """Wire chunks → LangChain generation chunks (those that carry something), each reported to
-    the run manager as a new token: the loop both models' ``_stream`` share."""
+    """Wire chunks → the generation chunks that carry something, each reported as a new token."""
     for chunk in chunks:
         generation = convert(chunk)
         if generation is None:
@@ -96,14 +94,9 @@ def approximate_tokens(text: str) -> int:
 
 def _field_names(cls: type[Any]) -> set[str]:
     """Every name a constructor argument may use for a field: its name, alias and alias choices."""
-    known = set()
-    for name, info in cls.model_fields.items():
-        known.add(name)
-        if info.alias:
-            known.add(info.alias)
-        if isinstance(info.validation_alias, str):
-            known.add(info.validation_alias)
-        elif isinstance(info.validation_alias, AliasChoices):
+    known = get_pydantic_field_names(cls)
+    for info in cls.model_fields.values():
+        if isinstance(info.validation_alias, AliasChoices):
             known.update(c for c in info.validation_alias.choices if isinstance(c, str))
     return known
 
@@ -146,15 +139,11 @@ def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict
 
 
 class ModelsLabFields(BaseModel):
-    """What ``ChatModelsLab`` and ``ModelsLabLLM`` share: the connection settings, the sampling
-    parameters, their checks, the lazily built adapter clients and LangChain's bookkeeping.
-
-    A subclass names its model default, its base URL (default and environment variable), its
-    adapter client classes and the sampling fields it sends (``_sampling``).
+    """The shared fields. A subclass names its model default, its base URL (default and
+    environment variable), its adapter clients and the sampling fields it sends (``_sampling``).
     """
 
-    # defer_build: the validators are built when the first model is made, not at import
-    # (import time is measured against langchain-core's own chat model module).
+    # defer_build: validators are built with the first model, not at import (import time counts).
     model_config = ConfigDict(
         populate_by_name=True,
         arbitrary_types_allowed=True,
@@ -298,6 +287,20 @@ class ModelsLabFields(BaseModel):
         if self.stop:
             params["stop"] = self.stop
         return {"model": self.model, **params, **self.model_kwargs, **(self.extra_body or {})}
+
+    def _body(self, stop: list[str] | None, stream: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """A request body: the model's fields, then the call's arguments (LangChain's own left out);
+        ``stop`` from the call wins."""
+        kwargs = {k: v for k, v in kwargs.items() if k not in _LANGCHAIN_KWARGS}
+        stream_usage = kwargs.pop("stream_usage", self.stream_usage)
+        body = {**self._default_params, **kwargs}
+        if stop is not None:
+            body["stop"] = stop
+        if not body.get("stop"):
+            body.pop("stop", None)
+        if stream and stream_usage:
+            body.setdefault("stream_options", {"include_usage": True})
+        return body
 
     @property
     def _identifying_params(self) -> dict[str, Any]:

@@ -52,7 +52,6 @@ __all__ = [
     "ModelsLabTimeoutError",
     "ModelsLabUnprocessableEntityError",
     "translate_error",
-    "translated_errors",
 ]
 
 
@@ -155,26 +154,15 @@ class ModelsLabParameterError(core.ParameterError, ModelInvalidRequestError):
     """A parameter out of the documented range (raised before any request)."""
 
 
-# Most specific first: the first class in an error's MRO found here wins.
-_CLASSES: dict[type[core.ModelsLabError], type[core.ModelsLabError]] = {
-    core.PermissionDeniedError: ModelsLabPermissionDeniedError,
-    core.AuthenticationError: ModelsLabAuthenticationError,
-    core.InsufficientCreditsError: ModelsLabInsufficientCreditsError,
-    core.UnprocessableEntityError: ModelsLabUnprocessableEntityError,
-    core.BadRequestError: ModelsLabBadRequestError,
-    core.NotFoundError: ModelsLabNotFoundError,
-    core.RateLimitError: ModelsLabRateLimitError,
-    core.ServerError: ModelsLabServerError,
-    core.ConflictError: ModelsLabConflictError,
-    core.RequestTimeoutError: ModelsLabRequestTimeoutError,
-    core.APIStatusError: ModelsLabStatusError,
-    core.APITimeoutError: ModelsLabTimeoutError,
-    core.APIConnectionError: ModelsLabConnectionError,
-    core.ProcessingResponseError: ModelsLabProcessingResponseError,
-    core.InvalidResponseError: ModelsLabInvalidResponseError,
-    core.IncompleteStreamError: ModelsLabIncompleteStreamError,
-    core.StreamError: ModelsLabStreamError,
-    core.ParameterError: ModelsLabParameterError,
+#: The adapter's class → the class here that stands for it (its first base); the first class in
+#: an error's MRO found here wins. A context overflow and a refused response format are told
+#: apart by the message (:func:`_target_class`).
+_CLASSES: dict[type, type[core.ModelsLabError]] = {
+    cls.__bases__[0]: cls
+    for cls in map(globals().get, __all__)
+    if isinstance(cls, type)
+    and not issubclass(cls.__bases__[0], ModelError)  # an adapter class, not one of ours
+    and cls is not ModelsLabContextOverflowError
 }
 
 _OVERFLOW_HINTS = (

@@ -58,14 +58,7 @@ __all__ = ["DEFAULT_MODEL", "ChatModelsLab"]
 
 DEFAULT_MODEL = "meta-llama-3-8B-instruct"
 
-# Call-time keyword arguments that are LangChain's business, never the API's.
-_LANGCHAIN_KWARGS = ("ls_structured_output_format", "stream")
-
 StructuredMethod = Literal["function_calling", "json_schema", "json_mode"]
-
-
-def _is_pydantic_class(obj: Any) -> bool:
-    return isinstance(obj, type) and is_basemodel_subclass(obj)
 
 
 class ChatModelsLab(ModelsLabFields, BaseChatModel):
@@ -155,22 +148,10 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         stream: bool,
         **kwargs: Any,
     ) -> ChatRequest:
-        """The wire request for ``messages``: the model's fields, then the call's arguments."""
-        for name in _LANGCHAIN_KWARGS:
-            kwargs.pop(name, None)
-        stream_usage = kwargs.pop("stream_usage", self.stream_usage)
-        body = {**self._default_params, **kwargs}
-        if stop is not None:
-            body["stop"] = stop
-        if not body.get("stop"):
-            body.pop("stop", None)
-        if stream:
-            if (body.get("n") or 1) > 1:
-                raise modelslab_core.ParameterError("n must be 1 when streaming", field="n")
-            if stream_usage and "stream_options" not in body:
-                body["stream_options"] = {"include_usage": True}
-        body["messages"] = messages_to_wire(messages)
-        return ChatRequest.model_validate(body)
+        body = self._body(stop, stream, kwargs)
+        if stream and (body.get("n") or 1) > 1:
+            raise modelslab_core.ParameterError("n must be 1 when streaming", field="n")
+        return ChatRequest.model_validate({**body, "messages": messages_to_wire(messages)})
 
     def _generate(
         self,
@@ -263,56 +244,41 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         (an OpenAI ``json_schema`` response format) or ``json_mode`` (``json_object``; describe
         the schema in the prompt). ``include_raw`` gives ``{"raw", "parsed", "parsing_error"}``.
         """
-        is_pydantic = _is_pydantic_class(schema)
-        trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
         if method != "json_mode" and schema is None:
             raise ValueError(f"schema is required with method={method!r}")
+        if method not in ("function_calling", "json_schema", "json_mode"):
+            raise ValueError(
+                f"method must be 'function_calling', 'json_schema' or 'json_mode', got {method!r}"
+            )
+        trace = {"kwargs": {"method": method, "strict": strict}, "schema": schema}
+        kwargs["ls_structured_output_format"] = trace
+        is_pydantic = isinstance(schema, type) and is_basemodel_subclass(schema)
+        llm: Runnable[LanguageModelInput, Any]
         parser: Runnable[Any, Any]
         if method == "function_calling":
             assert schema is not None
             tool_name = convert_to_openai_tool(schema)["function"]["name"]
-            llm = self.bind_tools(
-                [schema],
-                tool_choice=tool_name,
-                strict=strict,
-                ls_structured_output_format=trace,
-                **kwargs,
-            )
+            llm = self.bind_tools([schema], tool_choice=tool_name, strict=strict, **kwargs)
             parser = (
                 PydanticToolsParser(tools=[schema], first_tool_only=True)
                 if is_pydantic
                 else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
             )
-        elif method == "json_mode":
-            llm = self.bind(
-                response_format=JSON_OBJECT, ls_structured_output_format=trace, **kwargs
-            )
+        else:
+            llm = self.bind(response_format=JSON_OBJECT, **kwargs)
             parser = (
                 PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
             )
-        elif method == "json_schema":
+        if method == "json_schema":
             assert schema is not None
             response_format = _json_schema_format(schema, strict)
-            # ModelsLab documents only json_object: a server that refuses json_schema is asked
-            # again in JSON mode, with the schema in a system message. Only a refusal that names
-            # the response format (ModelsLabResponseFormatError) does so: a context-length error
-            # would only come back with an even longer prompt.
-            fallback = RunnableLambda(
-                partial(
-                    _with_schema_instruction,
-                    self,
-                    json.dumps(response_format["json_schema"]["schema"]),
-                )
-            ) | self.bind(response_format=JSON_OBJECT, ls_structured_output_format=trace, **kwargs)
-            llm = self.bind(
-                response_format=response_format, ls_structured_output_format=trace, **kwargs
-            ).with_fallbacks([fallback], exceptions_to_handle=(ModelsLabResponseFormatError,))
-            parser = (
-                PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
-            )
-        else:
-            raise ValueError(
-                f"method must be 'function_calling', 'json_schema' or 'json_mode', got {method!r}"
+            # ModelsLab documents only json_object: a server that refuses json_schema (and only
+            # such a refusal: a context-length error would come back with a longer prompt) is
+            # asked again in JSON mode (``llm`` so far), with the schema in a system message.
+            schema_json = json.dumps(response_format["json_schema"]["schema"])
+            fallback = RunnableLambda(partial(_with_schema_instruction, self, schema_json)) | llm
+            llm = self.bind(response_format=response_format, **kwargs).with_fallbacks(
+                [fallback], exceptions_to_handle=(ModelsLabResponseFormatError,)
             )
         if not include_raw:
             return llm | parser

@@ -89,15 +89,7 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
     def _request(
         self, prompt: str, stop: list[str] | None, *, stream: bool, **kwargs: Any
     ) -> CompletionRequest:
-        stream_usage = kwargs.pop("stream_usage", self.stream_usage)
-        kwargs.pop("stream", None)
-        body = {**self._default_params, **kwargs, "prompt": prompt}
-        if stop is not None:
-            body["stop"] = stop
-        if not body.get("stop"):
-            body.pop("stop", None)
-        if stream and stream_usage and "stream_options" not in body:
-            body["stream_options"] = {"include_usage": True}
+        body = {**self._body(stop, stream, kwargs), "prompt": prompt}
         return CompletionRequest.model_validate(body)
 
     # --- the four paths -----------------------------------------------------------------------
