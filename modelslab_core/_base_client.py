@@ -29,7 +29,8 @@ from .errors import (
     error_from_response,
     redact_error,
 )
-from .retry import RetryPolicy, parse_retry_after
+from .flow import FlowGate, account_of, gate_for
+from .retry import CallPlan, RetryPolicy, parse_retry_after
 from .types import ModelList
 
 __all__ = ["BaseClient", "next_hop", "user_agent"]
@@ -308,6 +309,7 @@ class BaseClient(Generic[H]):
             self._bodyless_headers = httpx.Headers({**self._headers, "x-api-key": self._secret})
         self._urls: dict[str, httpx.URL] = {}
         self._timeout = httpx.Timeout(self.config.timeout)
+        self._account: tuple[str, str] | None = None
 
     @property
     def base_url(self) -> str:
@@ -315,6 +317,31 @@ class BaseClient(Generic[H]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
+
+    @property
+    def flow_gate(self) -> FlowGate | None:
+        """The gate of this client's account (None with ``flow_control=False``), shared by every
+        client of the process: its ``stats()`` give the limit, the requests in flight, the
+        waiters and the 429s seen. A client's ``max_in_flight`` pins the account's limit when
+        the client first uses the gate (the latest one wins)."""
+        config = self.config
+        if not config.flow_control:
+            return None
+        if self._account is None:
+            self._account = account_of(self._secret, config.base_url)
+            if config.max_in_flight is not None:
+                gate_for(self._account).pin(config.max_in_flight)
+        return gate_for(self._account, pin=config.max_in_flight)
+
+    def _plan(self, gated: bool) -> CallPlan:
+        """A new call's retry plan; ``gated`` unless it is no queued request (the model list)."""
+        config = self.config
+        return CallPlan(
+            self.retry_policy,
+            gated=gated and config.flow_control,
+            rate_limit_budget=config.rate_limit_budget,
+            total_timeout=config.total_timeout,
+        )
 
     def _build_headers(self) -> httpx.Headers:
         # Built once: an httpx.Headers is copied per request, not re-normalised.

@@ -1,5 +1,5 @@
-"""One call's plumbing around the clients' I/O, shared by both twins: the account gate and the
-call's plan (:mod:`modelslab_core.flow`), the whole-call deadline over a body's bytes, and the
+"""One call's plumbing around the clients' I/O, shared by both twins: a place at the account gate
+given back with what the answer taught, the whole-call deadline over a body's bytes, and the
 safety net that gives a dropped stream's place (and, async, its connection) back."""
 
 from __future__ import annotations
@@ -13,42 +13,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from ._base_client import BaseClient
 from .errors import RateLimitError
-from .flow import NO_PERMIT, FlowGate, Permit, account_of, gate_for, parse_queue_limit
+from .flow import NO_PERMIT, Permit, parse_queue_limit
 from .retry import CallPlan
 
 R = TypeVar("R")
-
-
-def flow_gate_of(client: BaseClient[Any]) -> FlowGate | None:
-    """The gate of the client's account (API key and host), shared by every client of the
-    process; None with ``flow_control=False``. A client's ``max_in_flight`` pins the account's
-    limit when the client first uses the gate (the latest one wins)."""
-    config = client.config
-    if not config.flow_control:
-        return None
-    account: tuple[str, str] | None = client.__dict__.get("_flow_account")
-    if account is None:
-        account = account_of(client._secret, config.base_url)
-        client.__dict__["_flow_account"] = account
-        if config.max_in_flight is not None:
-            gate_for(account).pin(config.max_in_flight)
-    return gate_for(account, pin=config.max_in_flight)
-
-
-FLOW_GATE_DOC = """The gate of this client's account (None with ``flow_control=False``): its
-``stats()`` give the limit, the requests in flight, the waiters and the 429s seen."""
-
-
-def plan_for(client: BaseClient[Any], gated: bool) -> CallPlan:
-    config = client.config
-    return CallPlan(
-        client.retry_policy,
-        gated=gated and config.flow_control,
-        rate_limit_budget=config.rate_limit_budget,
-        total_timeout=config.total_timeout,
-    )
 
 
 def finish(permit: Permit, error: BaseException | None) -> None:

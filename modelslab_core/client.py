@@ -35,13 +35,10 @@ from ._base_client import (
     translate_transport_error,
 )
 from ._call import (
-    FLOW_GATE_DOC,
     abytes_until,
     bytes_until,
     finish,
-    flow_gate_of,
     guard_stream,
-    plan_for,
     timed,
     within_deadline,
 )
@@ -99,8 +96,6 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
     ``httpx.Client`` of yours (proxies, certificates, event hooks, a mock transport); without it
     the process-wide pool is shared by every client."""
 
-    flow_gate = property(flow_gate_of, doc=FLOW_GATE_DOC)
-
     def _http(self) -> httpx.Client:
         return self._http_client if self._http_client is not None else _pools.sync_pool()
 
@@ -150,7 +145,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
     # --- the I/O loop -------------------------------------------------------------------------
 
     def _retrying(self, attempt: Callable[[Permit, CallPlan], R], *, gated: bool = True) -> R:
-        plan = plan_for(self, gated)
+        plan = self._plan(gated)
         gate = self.flow_gate if plan.gated else None
         while True:
             permit = self._admit(gate, plan)
@@ -312,8 +307,6 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
 
     _transport_name = "aiohttp"
 
-    flow_gate = property(flow_gate_of, doc=FLOW_GATE_DOC)
-
     async def _http(self) -> httpx.AsyncClient:
         own = self._http_client
         return own if own is not None else await _pools.async_pool()
@@ -367,7 +360,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
     async def _retrying(
         self, attempt: Callable[[Permit, CallPlan], Awaitable[R]], *, gated: bool = True
     ) -> R:
-        plan = plan_for(self, gated)
+        plan = self._plan(gated)
         gate = self.flow_gate if plan.gated else None
         while True:
             permit = await self._admit(gate, plan)
