@@ -138,28 +138,6 @@ class APIError(ModelsLabError):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status_code={self.status_code!r})"
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only constructors do not pickle by default; errors cross process pools.
-        return (
-            _rebuild,
-            (
-                type(self),
-                self.message,
-                {
-                    "status_code": self.status_code,
-                    "request_id": self.request_id,
-                    "body": self.body,
-                    "code": self.code,
-                    "error_type": self.error_type,
-                    "retry_after": self.retry_after,
-                },
-            ),
-        )
-
-
-def _rebuild(cls: type[APIError], message: str, kwargs: dict[str, Any]) -> APIError:
-    return cls(message, **kwargs)
-
 
 class APIStatusError(APIError):
     """The server answered with an error (an HTTP error status, or an HTTP-200 error envelope)."""
