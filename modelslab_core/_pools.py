@@ -1,25 +1,13 @@
-"""Shared httpx clients: one per process for sync calls, one per event loop for async ones,
+"""Shared httpx clients: one per process for sync calls (httpx's own transport), one per event
+loop for async ones (the ``httpx-aiohttp`` transport, chosen by measurement: docs/benchmarks.md),
 used by every ModelsLab client that was not handed its own ``http_client``.
 
-Every byte goes through an ``httpx.Client`` / ``httpx.AsyncClient``, so TLS trust
-(``SSL_CERT_FILE``, ``SSL_CERT_DIR``), proxies (``HTTP(S)_PROXY``, ``NO_PROXY``), compression,
-keep-alive expiry, event hooks and httpx's own request log work as users expect.
-
-- Sync: httpx's own transport.
-- Async: the maintained ``httpx-aiohttp`` transport (aiohttp's connection pool under
-  ``httpx.AsyncClient``). Measured in ``docs/benchmarks.md``: httpx's own async pool falls to a
-  tenth of aiohttp's calls per second at 16 and 64 requests in flight, while both are alike with
-  one request at a time.
-- No cap on connections (``max_connections=None``): many concurrent streams each hold one, and a
-  cap only makes the last ones wait. Idle connections expire after ``KEEPALIVE_EXPIRY`` seconds,
-  before a NAT or a load balancer silently forgets them.
-- An async pool never crosses event loops (its connections belong to the loop that opened them).
-  Each one closes when its loop shuts down (an async generator registered with the loop, closed
-  by ``loop.shutdown_asyncgens()``, which ``asyncio.run`` and ``asyncio.Runner`` call) and then
-  lets go of the loop; pools of loops closed without that are dropped on the next lookup.
-- A forked child (``os.fork``, ``multiprocessing`` with fork) drops every inherited pool and lock
-  without touching them: their sockets and TLS sessions belong to the parent, and a lock held by
-  a parent thread at the fork would never be released in the child.
+Every byte goes through httpx, so TLS trust (``SSL_CERT_FILE``, ``SSL_CERT_DIR``), proxies,
+compression, event hooks and httpx's request log work as users expect. No cap on connections
+(concurrent streams each hold one); idle ones expire after :data:`KEEPALIVE_EXPIRY` seconds,
+before a NAT forgets them. An async pool closes when its loop shuts down
+(``loop.shutdown_asyncgens()``, which ``asyncio.run`` calls) and lets go of the loop. A forked
+child drops every inherited pool and lock untouched: they belong to the parent.
 """
 
 from __future__ import annotations

@@ -1,15 +1,11 @@
 """One error hierarchy for everything the ModelsLab API (or the way to it) can do wrong.
 
-``ModelsLabError`` is the root. ``APIStatusError`` subclasses carry the server's own message, the
-HTTP status and the request id where the server gave one. :func:`error_from_response` is the one
-place that turns a status and a body into the right class; every error shape ModelsLab's API
-documentation shows (https://docs.modelslab.com: HTTP-200 ``{"status": "error"}`` envelopes,
-``messege``, 429 with ``retry_after``) and OpenAI-style bodies pass through it.
-
-No error ever holds the API key: messages and bodies are scrubbed by the client before they get here
-(:func:`redact`), and ``repr`` shows only the class, status and message. Server text is always
-masked before it is cut (:func:`excerpt`): cutting first can leave the head of a key, which no
-longer matches the mask.
+``ModelsLabError`` is the root; ``APIStatusError`` subclasses carry the server's message, the HTTP
+status and the request id. :func:`error_from_body` and :func:`error_from_response` are the one
+place a status and a body become an error: every shape ModelsLab's documentation shows
+(https://docs.modelslab.com: HTTP-200 ``{"status": "error"}`` envelopes, ``messege``, 429 with
+``retry_after``) and OpenAI-style bodies. No error holds the API key: :func:`redact_error` masks
+it, always before server text is cut (a cut key would no longer match the mask).
 """
 
 from __future__ import annotations
@@ -210,15 +206,11 @@ class ProcessingResponseError(InvalidResponseError):
 
 
 class StreamError(APIError):
-    """A stream failed after it started: an error event inside the stream that names no known
-    cause (a rate limit, a bad key or no credits in an event come as their own classes).
+    """A stream failed after it started: an error event that names no known cause (a rate
+    limit, a bad key or no credits in an event come as their own classes).
 
-    ``retryable`` (the adapter retrying on its own) is False for both stream errors, while the
-    LangChain layer's ``is_retryable`` is True for them, on purpose: they answer two questions.
-    The adapter never restarts a stream by itself, since the caller may have read its first chunks
-    and an error event names no cause it could judge. LangChain's flag says whether calling the
-    model again from scratch may succeed (``with_retry``, a retry middleware), which it may after a
-    dropped connection or an upstream failure reported mid-stream.
+    Not retried by the adapter (the caller may have read the first chunks), but retryable for
+    LangChain's ``is_retryable``: calling the model again from scratch may succeed.
     """
 
 
@@ -423,14 +415,9 @@ _RESPONSE_FORMAT_HINTS = ("response_format", "response format", "json_schema", "
 
 
 def names_response_format(error: BaseException) -> bool:
-    """True when ``error`` is the server refusing the request's response format: a
-    :class:`BadRequestError` (400, 422, or an HTTP-200 error envelope) whose message, code, type or
-    ``param`` names it.
-
-    Structured output asks with a ``json_schema`` response format and, as ModelsLab's docs show
-    only ``{"type": "json_object"}``, asks again in JSON mode when the server refuses it. Only such
-    a refusal may trigger that fallback: any other bad request (a prompt longer than the context
-    window, a wrong model) is raised as it is, not sent again with a longer prompt.
+    """True when ``error`` is the server refusing the request's ``json_schema`` response format
+    (a :class:`BadRequestError` whose message, code, type or ``param`` names it): the one error
+    on which structured output asks again in JSON mode. Any other bad request is raised as it is.
     """
     if not isinstance(error, BadRequestError):
         return False
