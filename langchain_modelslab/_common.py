@@ -158,8 +158,7 @@ class ModelsLabFields(BaseModel):
     timeout: float | None = Field(
         default=None, validation_alias=AliasChoices("timeout", "request_timeout")
     )
-    """Seconds to wait for an answer (the adapter's default when None; alias
-    ``request_timeout``, as ``ChatOpenAI`` names it)."""
+    """Seconds per network step (alias ``request_timeout``); None: the adapter's default."""
     max_retries: int | None = None
     """Retries after rate limits, server errors and dropped connections."""
     temperature: float | None = None
@@ -182,23 +181,17 @@ class ModelsLabFields(BaseModel):
     key_in_body: bool = False
     """Send the key as a ``key`` field in the JSON body (legacy ModelsLab style)."""
     max_in_flight: int | None = None
-    """Requests open at once for this account (API key and host), shared by every model and
-    client in the process; a stream holds its place until it ends. ``None``: learned from the
-    account's 429 answers (ModelsLab queues 5, 10 or 15 per account, by plan)."""
+    """Requests open at once per account, shared process-wide (None: learned from its 429s)."""
     flow_control: bool = True
     """False turns the account gate off: every call goes out at once."""
     total_timeout: float | None = None
-    """Seconds a whole call may take, retries, waits and the whole stream included. ``timeout``
-    bounds each network step only: a server trickling bytes never trips it."""
+    """Seconds a whole call may take, retries, waits and stream included."""
     rate_limit_budget: float | None = None
-    """Seconds a call may spend waiting out rate limits (HTTP 429) before it raises (the
-    adapter's default, 300, when None)."""
+    """Seconds a call may wait out rate limits (HTTP 429) before it raises (None: 300)."""
     http_client: httpx.Client | None = Field(default=None, exclude=True)
-    """An ``httpx.Client`` of yours for the sync paths (proxies, certificates, event hooks,
-    a mock transport); default: the adapter's shared pool."""
+    """Your ``httpx.Client`` for the sync paths (proxies, certificates, a mock transport)."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
-    """An ``httpx.AsyncClient`` of yours for the async paths; default: a shared pool per event
-    loop."""
+    """Your ``httpx.AsyncClient`` for the async paths."""
 
     _clients: ClientCache = PrivateAttr(default_factory=ClientCache)
 
@@ -282,8 +275,7 @@ class ModelsLabFields(BaseModel):
 
     @property
     def _default_params(self) -> dict[str, Any]:
-        params = {name: getattr(self, name) for name in self._sampling}
-        params = {k: v for k, v in params.items() if v is not None}
+        params = {k: v for k in self._sampling if (v := getattr(self, k)) is not None}
         if self.stop:
             params["stop"] = self.stop
         return {"model": self.model, **params, **self.model_kwargs, **(self.extra_body or {})}

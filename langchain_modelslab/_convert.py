@@ -125,10 +125,8 @@ def content_to_wire(
     if isinstance(content, str):
         return content
     parts = [p for p in (_part_to_wire(block) for block in content) if p is not None]
-    if flatten and all(p["type"] == "text" for p in parts):
+    if all(p["type"] == "text" for p in parts) and (flatten or len(parts) == 1):
         return "".join(p["text"] for p in parts)
-    if all(p["type"] == "text" for p in parts) and len(parts) == 1:
-        return str(parts[0]["text"])
     return parts
 
 
@@ -274,21 +272,20 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
 
 def tool_call_from_wire(call: wire.ToolCall) -> ToolCall | InvalidToolCall:
     """A returned tool call; an ``InvalidToolCall`` when its arguments are not a JSON object."""
-    raw = call.function.arguments
+    name, raw, call_id = call.function.name, call.function.arguments, call.id or None
     try:
         args = json.loads(raw) if raw.strip() else {}
     except json.JSONDecodeError as exc:
-        return invalid_tool_call(
-            name=call.function.name, args=raw, id=call.id or None, error=f"invalid JSON: {exc}"
-        )
+        return invalid_tool_call(name=name, args=raw, id=call_id, error=f"invalid JSON: {exc}")
     if not isinstance(args, dict):
-        return invalid_tool_call(
-            name=call.function.name,
-            args=raw,
-            id=call.id or None,
-            error=f"arguments are not a JSON object: {raw[:200]}",
-        )
-    return tool_call(name=call.function.name, args=args, id=call.id or None)
+        error = f"arguments are not a JSON object: {raw[:200]}"
+        return invalid_tool_call(name=name, args=raw, id=call_id, error=error)
+    return tool_call(name=name, args=args, id=call_id)
+
+
+def _reasoning(text: str | None) -> dict[str, Any]:
+    """``additional_kwargs`` holding the reasoning, when there is some."""
+    return {"reasoning_content": text} if text else {}
 
 
 def _answer_metadata(*, model: str, finish_reason: str | None, response_id: str) -> dict[str, Any]:
@@ -311,12 +308,9 @@ def completion_to_result(completion: wire.ChatCompletion, *, model: str = "") ->
     for choice in completion.choices:
         message = choice.message
         calls = [tool_call_from_wire(c) for c in message.tool_calls or ()]
-        additional: dict[str, Any] = {}
-        if message.reasoning_content:
-            additional["reasoning_content"] = message.reasoning_content
         ai = AIMessage(
             content=_text(message.content),
-            additional_kwargs=additional,
+            additional_kwargs=_reasoning(message.reasoning_content),
             tool_calls=[c for c in calls if c.get("type") == "tool_call"],
             invalid_tool_calls=[c for c in calls if c.get("type") == "invalid_tool_call"],
             usage_metadata=usage,
@@ -347,21 +341,9 @@ def chunk_to_generation(
     chunk that carries it (the last one, with ``stream_options.include_usage``).
     """
     usage = usage_to_metadata(chunk.usage) if chunk.usage is not None else None
-    if not chunk.choices:
-        if usage is None:
-            return None
-        message = AIMessageChunk(
-            content="",
-            usage_metadata=usage,
-            response_metadata={"model_provider": PROVIDER},
-            id=chunk.id or None,
-        )
-        return ChatGenerationChunk(message=message)
-    choice = chunk.choices[0]
-    delta = choice.delta
-    additional: dict[str, Any] = {}
-    if delta.reasoning_content:
-        additional["reasoning_content"] = delta.reasoning_content
+    if not chunk.choices and usage is None:
+        return None
+    choice = chunk.choices[0] if chunk.choices else wire.ChunkChoice()
     fragments = [
         tool_call_chunk(
             name=(d.function.name if d.function else None) or None,
@@ -369,7 +351,7 @@ def chunk_to_generation(
             id=d.id or None,
             index=d.index,
         )
-        for d in delta.tool_calls or ()
+        for d in choice.delta.tool_calls or ()
     ]
     info: dict[str, Any] | None = None
     metadata: dict[str, Any] = {"model_provider": PROVIDER}
@@ -379,8 +361,8 @@ def chunk_to_generation(
         )
         info = {"finish_reason": choice.finish_reason}
     message = AIMessageChunk(
-        content=delta.content or "",
-        additional_kwargs=additional,
+        content=choice.delta.content or "",
+        additional_kwargs=_reasoning(choice.delta.reasoning_content),
         tool_call_chunks=fragments,
         usage_metadata=usage,
         response_metadata=metadata,

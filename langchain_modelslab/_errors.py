@@ -1,13 +1,9 @@
 """Adapter errors that are also langchain-core's exceptions.
 
-Every class here inherits from the ``modelslab_core`` error it stands for *and* from the matching
-``langchain_core.exceptions.Model*Error``, so both ``except modelslab_core.RateLimitError`` and
-``except ModelRateLimitError`` (LangChain's retry and fallback logic) catch it. The server's
-message, status, request id and body are kept as they were.
-
-:func:`translate_error` is the one place an adapter error becomes one of these; the chat model and
-the LLM apply it (through :func:`translated_errors`) around each of their request paths, streams
-included.
+Each class inherits from the ``modelslab_core`` error it stands for *and* the matching
+``langchain_core.exceptions.Model*Error``, so ``except modelslab_core.RateLimitError`` and
+LangChain's retry and fallback logic (``ModelRateLimitError``) both catch it. Both models wrap
+every request path, streams included, in :func:`translated_errors`.
 """
 
 from __future__ import annotations
@@ -183,23 +179,14 @@ def _target_class(error: core.ModelsLabError) -> type[core.ModelsLabError] | Non
         return ModelsLabContextOverflowError
     if core.names_response_format(error):  # a 400, 422 or envelope that names the format
         return ModelsLabResponseFormatError
-    for cls in type(error).__mro__:
-        target = _CLASSES.get(cls)
-        if target is not None:
-            return target
-    return None
+    return next((_CLASSES[cls] for cls in type(error).__mro__ if cls in _CLASSES), None)
 
 
 def translate_error(error: core.ModelsLabError) -> Exception:
-    """``error`` as the class that is also langchain-core's exception for it.
-
-    The new error carries the same message, status, request id, body and retry hint. Errors that
-    are already translated, and configuration errors (raised at construction), come back as they
-    are.
-    """
-    if isinstance(error, ModelError):
-        return error
-    target = _target_class(error)
+    """``error`` as the class that is also langchain-core's exception for it, with the same
+    message, status, request id, body and retry hint. Errors already translated, and configuration
+    errors, come back as they are."""
+    target = None if isinstance(error, ModelError) else _target_class(error)
     if target is None:
         return error
     translated = target.__new__(target)

@@ -1,8 +1,7 @@
 """``ChatModelsLab``: ModelsLab's chat completions API as a LangChain chat model.
 
-The model builds :class:`modelslab_core.ChatRequest` objects from its fields and the call's
-arguments, sends them with the adapter's clients, and turns the answers into LangChain messages
-with the pure converters in :mod:`langchain_modelslab._convert`. It holds no HTTP of its own.
+It builds :class:`modelslab_core.ChatRequest` objects, sends them with the adapter's clients and
+turns the answers into messages with the pure converters in :mod:`._convert`; no HTTP here.
 """
 
 from __future__ import annotations
@@ -122,9 +121,8 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
             tool_calling=profile.tool_calling,
             tool_choice=profile.tool_calling,
             tool_call_streaming=profile.tool_calling,
-            # Native structured output (a ``json_schema`` response format the API honours), from
-            # the shared model table: ``with_structured_output`` works through tool calling either
-            # way. LangChain's ``create_agent`` reads it to choose its structured-output strategy.
+            # A json_schema response format the API honours (create_agent reads it);
+            # with_structured_output works through tool calling either way.
             structured_output=profile.structured_output,
         )
 
@@ -133,10 +131,6 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     @property
     def _llm_type(self) -> str:
         return "modelslab-chat"
-
-    @classmethod
-    def get_lc_namespace(cls) -> list[str]:
-        return ["langchain_modelslab", "chat_models"]
 
     # --- requests -------------------------------------------------------------------------
 

@@ -7,8 +7,9 @@ it builds :class:`modelslab_core.CompletionRequest` objects and calls the adapte
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from functools import partial
+import operator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from functools import partial, reduce
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -75,10 +76,6 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
     def _llm_type(self) -> str:
         return "modelslab-completions"
 
-    @classmethod
-    def get_lc_namespace(cls) -> list[str]:
-        return ["langchain_modelslab", "llms"]
-
     def get_num_tokens(self, text: str) -> int:
         """An offline estimate of the tokens in ``text``: about four characters a token (ModelsLab
         publishes no tokenizer; nothing is downloaded). ``custom_get_token_ids`` overrides it."""
@@ -123,7 +120,7 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
         for prompt in prompts:
             if self.streaming:
                 chunks = [c async for c in self._astream(prompt, stop, run_manager, **kwargs)]
-                generations.append([_merge(iter(chunks))])
+                generations.append([_merge(chunks)])
                 continue
             with translated_errors():
                 request = self._request(prompt, stop, stream=False, **kwargs)
@@ -159,10 +156,6 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
                     yield generation
 
 
-def _merge(chunks: Iterator[GenerationChunk]) -> Generation:
-    merged: GenerationChunk | None = None
-    for chunk in chunks:
-        merged = chunk if merged is None else merged + chunk
-    if merged is None:
-        return Generation(text="")
+def _merge(chunks: Iterable[GenerationChunk]) -> Generation:
+    merged = reduce(operator.add, chunks, GenerationChunk(text=""))
     return Generation(text=merged.text, generation_info=merged.generation_info)
