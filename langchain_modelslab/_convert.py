@@ -1,10 +1,7 @@
-"""Pure converters between LangChain's messages and ModelsLab's wire models.
+"""Pure converters between LangChain's messages and ModelsLab's wire models (no I/O).
 
-Module-level functions only, no I/O: messages → :class:`modelslab_core.ChatMessage`, a
-:class:`~modelslab_core.ChatCompletion` → :class:`ChatResult`, a chunk →
-:class:`ChatGenerationChunk`, usage → :class:`UsageMetadata`, tools and tool choice → the OpenAI
-shapes the API takes. Streaming and non-streaming answers go through the same helpers, so a merged
-stream gives the same message as ``invoke``.
+Streamed and non-streamed answers go through the same helpers, so a merged stream gives the same
+message as ``invoke``.
 """
 
 from __future__ import annotations
@@ -75,44 +72,35 @@ _DROPPED_BLOCKS = frozenset(
 # --- LangChain → wire --------------------------------------------------------------------------
 
 
-def _image_part(block: Mapping[str, Any]) -> dict[str, Any] | None:
-    """An OpenAI ``image_url`` part from any image block LangChain users write, else None."""
-    kind = block.get("type")
+def _part_to_wire(block: str | Mapping[str, Any]) -> dict[str, Any] | None:
+    """One content block (any image shape LangChain users write) as an OpenAI content part; None
+    when it is not sent."""
+    if isinstance(block, str):
+        return {"type": "text", "text": block}
+    kind, source = block.get("type"), block.get("source")
+    if kind == "text":
+        return {"type": "text", "text": str(block.get("text", ""))}
+    if kind in _DROPPED_BLOCKS:
+        return None
     if kind == "image_url":
         image = block.get("image_url")
         return {
             "type": "image_url",
             "image_url": {"url": image} if isinstance(image, str) else image,
         }
-    source = block.get("source")
-    if kind == "image" and isinstance(source, Mapping):  # Anthropic's shape
-        if source.get("type") == "base64":
+    if kind == "image" and isinstance(source, Mapping) and source.get("type") in ("base64", "url"):
+        # Anthropic's shape
+        url = source.get("url")
+        if source["type"] == "base64":
             url = f"data:{source.get('media_type')};base64,{source.get('data')}"
-            return {"type": "image_url", "image_url": {"url": url}}
-        if source.get("type") == "url":
-            return {"type": "image_url", "image_url": {"url": source.get("url")}}
-    if kind == "image" and is_data_content_block(dict(block)):  # standard v0 and v1 blocks
-        return convert_to_openai_data_block(dict(block))
-    return None
-
-
-def _part_to_wire(block: str | Mapping[str, Any]) -> dict[str, Any] | None:
-    """One content block as an OpenAI content part; None when it is not sent."""
-    if isinstance(block, str):
-        return {"type": "text", "text": block}
-    kind = block.get("type")
-    if kind == "text":
-        return {"type": "text", "text": str(block.get("text", ""))}
-    if kind in _DROPPED_BLOCKS:
-        return None
-    image = _image_part(block)
-    if image is not None:
-        return image
-    if is_data_content_block(dict(block)):
+        return {"type": "image_url", "image_url": {"url": url}}
+    if not is_data_content_block(dict(block)):
+        raise ValueError(f"Unsupported content block for ModelsLab: {kind!r}")
+    if kind != "image":
         raise ValueError(
             f"ModelsLab's chat API takes text and images only, not {kind!r} content blocks"
         )
-    raise ValueError(f"Unsupported content block for ModelsLab: {kind!r}")
+    return convert_to_openai_data_block(dict(block))  # standard v0 and v1 image blocks
 
 
 def content_to_wire(
@@ -180,12 +168,9 @@ ToolLike = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
 
 
 def tools_to_wire(tools: Sequence[ToolLike], *, strict: bool | None = None) -> list[dict[str, Any]]:
-    """Any BaseTool, function, pydantic class, TypedDict or dict as OpenAI function tools.
-
-    A tool that has no name, or that LangChain cannot convert, raises
-    :class:`ModelsLabParameterError` naming its position (``tools[1]``), before any request: the
-    model calls tools by name, and langchain-core alone gives a bare ``KeyError: 'name'``.
-    """
+    """Any BaseTool, function, pydantic class, TypedDict or dict as OpenAI function tools. A tool
+    with no name, or one LangChain cannot convert, raises :class:`ModelsLabParameterError` naming
+    its position (``tools[1]``)."""
     formatted = []
     for index, tool in enumerate(tools):
         try:
@@ -200,8 +185,7 @@ def tools_to_wire(tools: Sequence[ToolLike], *, strict: bool | None = None) -> l
             raise ModelsLabParameterError(
                 f"tools[{index}] is not a tool LangChain can convert: {exc}", field="tools"
             ) from exc
-        function = spec.get("function")
-        name = function.get("name") if isinstance(function, Mapping) else None
+        name = spec.get("function", {}).get("name")
         if not isinstance(name, str) or not name.strip():
             raise ModelsLabParameterError(
                 f"tools[{index}] has no name: every tool needs a function name", field="tools"

@@ -60,8 +60,7 @@ class ModelsLabPermissionDeniedError(core.PermissionDeniedError, ModelPermission
 
 
 class ModelsLabInsufficientCreditsError(core.InsufficientCreditsError, ModelPermissionDeniedError):
-    """402: no credits left. The account may not run the request until it is topped up, so it is
-    a permission error to LangChain (never retried; a fallback model may take over)."""
+    """402: no credits left; a permission error to LangChain (never retried, a fallback may run)."""
 
 
 class ModelsLabBadRequestError(core.BadRequestError, ModelInvalidRequestError):
@@ -77,10 +76,8 @@ class ModelsLabContextOverflowError(core.BadRequestError, ContextOverflowError):
 
 
 class ModelsLabResponseFormatError(ModelsLabBadRequestError):
-    """A bad request whose message names the response format: the server refuses the
-    ``json_schema`` response format structured output asks with (ModelsLab's docs show only
-    ``json_object``). ``with_structured_output(method="json_schema")`` asks again in JSON mode on
-    this error only (:func:`modelslab_core.errors.names_response_format`)."""
+    """A bad request that names the response format (``json_schema`` refused): structured output
+    asks again in JSON mode on this error only."""
 
 
 class ModelsLabStatusError(core.APIStatusError, ModelInvalidRequestError):
@@ -128,22 +125,14 @@ class ModelsLabProcessingResponseError(core.ProcessingResponseError, ModelAPIErr
 
 
 class ModelsLabStreamError(core.StreamError, ModelAPIError):
-    """An error event inside a stream.
-
-    ``is_retryable`` is True (a ``ModelAPIError``) while the adapter's ``retryable`` is False, on
-    purpose: the adapter never restarts a stream by itself (the caller may have read its first
-    chunks), whereas LangChain's flag says whether calling the model again from scratch may
-    succeed, which it may after an upstream failure reported mid-stream.
-    """
+    """An error event inside a stream. ``is_retryable`` (a new call from scratch may succeed) is
+    True while the adapter's ``retryable`` is False on purpose: it never restarts a stream the
+    caller may have read from."""
 
 
 class ModelsLabIncompleteStreamError(core.IncompleteStreamError, ModelConnectionError):
-    """The stream was cut off before ``[DONE]``.
-
-    ``is_retryable`` is True (a ``ModelConnectionError``) while the adapter's ``retryable`` is
-    False, on purpose (see :class:`ModelsLabStreamError`): a new call from scratch suits a dropped
-    connection; a silent restart of a stream already read does not.
-    """
+    """The stream was cut off before ``[DONE]``. ``is_retryable`` True, ``retryable`` False, on
+    purpose (see :class:`ModelsLabStreamError`)."""
 
 
 class ModelsLabParameterError(core.ParameterError, ModelInvalidRequestError):

@@ -291,13 +291,9 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         messages: list[BaseMessage],
         tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool] | None = None,
     ) -> int:
-        """An offline estimate of the prompt's tokens (langchain-core's approximate counter: about
-        four characters a token, plus each message's role and tool calls).
-
-        ModelsLab serves many model families and publishes no tokenizer, so nothing is downloaded:
-        ``trim_messages(..., token_counter=llm)`` works offline. Pass ``custom_get_token_ids`` to
-        count with a tokenizer of your own.
-        """
+        """An offline estimate of the prompt's tokens (langchain-core's approximate counter), so
+        ``trim_messages(..., token_counter=llm)`` downloads nothing: ModelsLab publishes no
+        tokenizer. ``custom_get_token_ids`` counts with a tokenizer of your own."""
         if self.custom_get_token_ids is not None:
             return super().get_num_tokens_from_messages(messages, tools)
         schemas: list[BaseTool | dict[str, Any]] | None = None

@@ -1,9 +1,5 @@
-"""``ModelsLabLLM``: ModelsLab's text completions API as a LangChain LLM.
-
-Default base ``https://modelslab.com/api/v6`` (``MODELSLAB_COMPLETIONS_BASE_URL`` overrides it);
-``base_url="uncensored"`` selects the uncensored endpoint. Like the chat model it holds no HTTP:
-it builds :class:`modelslab_core.CompletionRequest` objects and calls the adapter's clients.
-"""
+"""``ModelsLabLLM``: ModelsLab's text completions API as a LangChain LLM (no HTTP here: it builds
+:class:`modelslab_core.CompletionRequest` objects and calls the adapter's clients)."""
 
 from __future__ import annotations
 

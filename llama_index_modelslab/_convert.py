@@ -91,21 +91,9 @@ def _image_part(block: ImageBlock) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image_url}
 
 
-def _legacy_tool_calls(raw: Any) -> list[ToolCall]:
-    """Tool calls kept in ``additional_kwargs["tool_calls"]`` (OpenAI objects or dicts)."""
-    calls: list[ToolCall] = []
-    for item in raw or ():
-        data = item.model_dump() if hasattr(item, "model_dump") else dict(item)
-        calls.append(ToolCall.model_validate(data))
-    return calls
-
-
 def message_to_wire(message: ChatMessage) -> WireMessage:
-    """One LlamaIndex message as the API's message.
-
-    Text blocks join into a string; with an image the content becomes a list of parts. Thinking
-    blocks are not sent back (reasoning APIs reject them); tool-call blocks become ``tool_calls``.
-    """
+    """One LlamaIndex message as the API's: text blocks join into a string (a list of parts with
+    an image), tool-call blocks become ``tool_calls``, thinking is not sent back."""
     role = _ROLES.get(message.role.value, message.role.value)
     parts: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
@@ -131,8 +119,9 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
                 f"ModelsLab's chat API does not accept {type(block).__name__} content; "
                 "send text or images."
             )
-    if not calls:
-        calls = _legacy_tool_calls(message.additional_kwargs.get("tool_calls"))
+    if not calls:  # kept in additional_kwargs (OpenAI objects or dicts)
+        legacy = message.additional_kwargs.get("tool_calls") or ()
+        calls = [ToolCall.model_validate(c, from_attributes=True) for c in legacy]
     content: str | list[dict[str, Any]] | None
     if has_image:
         content = parts
