@@ -43,13 +43,6 @@ from modelslab_core.validation import check_numbers
 from ._convert import PROVIDER
 from ._errors import translated_errors
 
-__all__ = [
-    "ModelsLabFields",
-    "approximate_tokens",
-    "move_unknown_to_model_kwargs",
-]
-
-
 # Call-time keyword arguments that are LangChain's business, never the API's.
 _LANGCHAIN_KWARGS = ("ls_structured_output_format", "stream")
 

@@ -44,23 +44,6 @@ import modelslab_core as wire
 
 from ._errors import ModelsLabParameterError
 
-__all__ = [
-    "PROVIDER",
-    "chunk_to_generation",
-    "completion_chunk_to_generation",
-    "completion_to_generations",
-    "completion_to_result",
-    "content_to_wire",
-    "llm_output",
-    "message_to_wire",
-    "messages_to_wire",
-    "tool_call_from_wire",
-    "tool_call_to_wire",
-    "tool_choice_to_wire",
-    "tools_to_wire",
-    "usage_to_metadata",
-]
-
 #: ``response_metadata["model_provider"]``, as langchain-core 1.x expects of every integration.
 PROVIDER = "modelslab"
 
@@ -158,10 +141,6 @@ def message_to_wire(message: BaseMessage) -> wire.ChatMessage:
     else:
         raise TypeError(f"ModelsLab cannot send a message of type {type(message).__name__}")
     return wire.ChatMessage(role=role, content=content_to_wire(message.content), name=name)
-
-
-def messages_to_wire(messages: Sequence[BaseMessage]) -> list[wire.ChatMessage]:
-    return [message_to_wire(m) for m in messages]
 
 
 ToolLike = Mapping[str, Any] | type | Callable[..., Any] | BaseTool

@@ -47,7 +47,7 @@ from ._common import ModelsLabFields, approximate_tokens, arelay, relay
 from ._convert import (
     chunk_to_generation,
     completion_to_result,
-    messages_to_wire,
+    message_to_wire,
     tool_choice_to_wire,
     tools_to_wire,
 )
@@ -56,8 +56,6 @@ from ._errors import ModelsLabResponseFormatError, translated_errors
 __all__ = ["DEFAULT_MODEL", "ChatModelsLab"]
 
 DEFAULT_MODEL = "meta-llama-3-8B-instruct"
-
-StructuredMethod = Literal["function_calling", "json_schema", "json_mode"]
 
 
 class ChatModelsLab(ModelsLabFields, BaseChatModel):
@@ -145,7 +143,8 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         body = self._body(stop, stream, kwargs)
         if stream and (body.get("n") or 1) > 1:
             raise modelslab_core.ParameterError("n must be 1 when streaming", field="n")
-        return ChatRequest.model_validate({**body, "messages": messages_to_wire(messages)})
+        body["messages"] = [message_to_wire(m) for m in messages]
+        return ChatRequest.model_validate(body)
 
     def _generate(
         self,
@@ -227,7 +226,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         self,
         schema: Mapping[str, Any] | type | None = None,
         *,
-        method: StructuredMethod = "function_calling",
+        method: Literal["function_calling", "json_schema", "json_mode"] = "function_calling",
         include_raw: bool = False,
         strict: bool | None = None,
         **kwargs: Any,

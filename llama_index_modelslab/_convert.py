@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from modelslab_core import (
     ChatCompletion,
     ChatCompletionChunk,
+    ChoiceDelta,
     Completion,
     FunctionCall,
     ParameterError,
@@ -50,21 +51,6 @@ if TYPE_CHECKING:
 
 M = TypeVar("M", bound=BaseModel)
 
-__all__ = [
-    "completion_to_response",
-    "json_response_format",
-    "message_to_wire",
-    "messages_to_wire",
-    "parse_output",
-    "resolve_tool_choice",
-    "response_to_chat",
-    "stream_completion_step",
-    "stream_step",
-    "tool_calls_to_selections",
-    "tool_specs",
-    "usage_kwargs",
-    "wire_to_message",
-]
 
 # LlamaIndex roles the API does not know, mapped to the ones it does.
 _ROLES: Mapping[str, str] = {
@@ -83,14 +69,6 @@ _TOOL_CHOICES = frozenset({"auto", "none", "required"})
 # --- LlamaIndex -> wire ------------------------------------------------------------------------
 
 
-def _image_part(block: ImageBlock) -> dict[str, Any]:
-    url = str(block.url) if block.url is not None else block.inline_url()
-    image_url: dict[str, Any] = {"url": url}
-    if block.detail:
-        image_url["detail"] = block.detail
-    return {"type": "image_url", "image_url": image_url}
-
-
 def message_to_wire(message: ChatMessage) -> WireMessage:
     """One LlamaIndex message as the API's: text blocks join into a string (a list of parts with
     an image), tool-call blocks become ``tool_calls``, thinking is not sent back."""
@@ -102,7 +80,9 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
         if isinstance(block, TextBlock):
             parts.append({"type": "text", "text": block.text})
         elif isinstance(block, ImageBlock):
-            parts.append(_image_part(block))
+            url = str(block.url) if block.url is not None else block.inline_url()
+            detail = {"detail": block.detail} if block.detail else {}
+            parts.append({"type": "image_url", "image_url": {"url": url, **detail}})
             has_image = True
         elif isinstance(block, ToolCallBlock):
             args = block.tool_kwargs
@@ -138,10 +118,6 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
         tool_calls=calls or None,
         tool_call_id=str(tool_call_id) if role == "tool" and tool_call_id else None,
     )
-
-
-def messages_to_wire(messages: Sequence[ChatMessage]) -> list[WireMessage]:
-    return [message_to_wire(message) for message in messages]
 
 
 def tool_specs(tools: Sequence[BaseTool], *, strict: bool = False) -> list[dict[str, Any]]:
@@ -250,22 +226,18 @@ def response_to_chat(completion: ChatCompletion) -> ChatResponse:
 
 
 def stream_step(acc: StreamAccumulator, chunk: ChatCompletionChunk) -> ChatResponse:
-    """Add ``chunk`` to ``acc``; the response with the cumulative message and this delta.
-
-    ``additional_kwargs`` holds the usage once the server sent it, and ``thinking_delta`` when
-    the chunk carried reasoning (as LlamaIndex's agents read it).
-    """
+    """Add ``chunk`` to ``acc``: the response with the cumulative message, this delta, the usage
+    once sent and the chunk's reasoning as ``thinking_delta`` (as LlamaIndex's agents read it)."""
     acc.add(chunk)
     choice = acc.choices.get(0)
     message = choice.message() if choice is not None else WireMessage(content="")
-    first = next((c for c in chunk.choices if c.index == 0), None)
-    delta = first.delta if first is not None else None
+    delta = next((c.delta for c in chunk.choices if c.index == 0), ChoiceDelta())
     extra = usage_kwargs(acc.usage)
-    if delta is not None and delta.reasoning_content:
+    if delta.reasoning_content:
         extra["thinking_delta"] = delta.reasoning_content
     return ChatResponse(
         message=wire_to_message(message),
-        delta=(delta.content or "") if delta is not None else "",
+        delta=delta.content or "",
         raw=chunk,
         additional_kwargs=extra,
     )

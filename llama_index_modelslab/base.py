@@ -254,8 +254,10 @@ class ModelsLabLLM(FunctionCallingLLM):
     def _chat_request(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], *, stream: bool = False
     ) -> ChatRequest:
-        body = {**self._body(kwargs, stream), "messages": conv.messages_to_wire(messages)}
-        request = ChatRequest.model_validate(body)
+        wire_messages = [conv.message_to_wire(m) for m in messages]
+        request = ChatRequest.model_validate(
+            {**self._body(kwargs, stream), "messages": wire_messages}
+        )
         check_chat_request(request)
         return request
 
