@@ -205,8 +205,7 @@ class ModelsLabFields(BaseModel):
         try:
             super().__init__(*args, **kwargs)
         except ValidationError as exc:
-            # A missing key is raised as the documented MissingAPIKeyError (pydantic would wrap
-            # it, as a ValueError, in a ValidationError that nobody is told to catch).
+            # A missing key is the documented MissingAPIKeyError, not wrapped in a ValidationError.
             for error in exc.errors():
                 cause = (error.get("ctx") or {}).get("error")
                 if isinstance(cause, MissingAPIKeyError):

@@ -89,10 +89,8 @@ def _part_to_wire(block: str | Mapping[str, Any]) -> dict[str, Any] | None:
 def content_to_wire(
     content: str | list[str | dict[str, Any]], *, flatten: bool = False
 ) -> str | list[dict[str, Any]]:
-    """Message content as the API takes it: a string, or a list of ``text``/``image_url`` parts.
-
-    With ``flatten`` (assistant and tool messages), text-only content becomes one string.
-    """
+    """Message content as the API takes it: a string, or a list of ``text``/``image_url`` parts
+    (text-only content as one string with ``flatten``, for assistant and tool messages)."""
     if isinstance(content, str):
         return content
     parts = [p for p in (_part_to_wire(block) for block in content) if p is not None]
@@ -199,12 +197,10 @@ def tool_choice_to_wire(
 
 def usage_to_metadata(usage: wire.Usage) -> UsageMetadata:
     """Token counts as LangChain's ``UsageMetadata`` (cached and reasoning tokens when given)."""
-    input_tokens = usage.prompt_tokens
-    output_tokens = usage.completion_tokens
     metadata = UsageMetadata(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        total_tokens=usage.total_tokens or input_tokens + output_tokens,
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens or usage.prompt_tokens + usage.completion_tokens,
     )
     extra = usage.model_extra or {}
     cached = _detail_count(extra.get("prompt_tokens_details"), "cached_tokens")
@@ -261,10 +257,8 @@ def _answer_metadata(*, model: str, finish_reason: str | None, response_id: str)
 
 
 def completion_to_result(completion: wire.ChatCompletion, *, model: str = "") -> ChatResult:
-    """A chat completion as a ``ChatResult``: one generation per choice.
-
-    ``model`` (the requested id) names the model when the answer does not.
-    """
+    """A chat completion as a ``ChatResult``, a generation per choice; ``model`` (the requested
+    id) names the model when the answer does not."""
     model_name = completion.model or model
     usage = usage_to_metadata(completion.usage) if completion.usage is not None else None
     generations = []
@@ -297,12 +291,9 @@ def completion_to_result(completion: wire.ChatCompletion, *, model: str = "") ->
 def chunk_to_generation(
     chunk: wire.ChatCompletionChunk, *, model: str = ""
 ) -> ChatGenerationChunk | None:
-    """One streamed chunk as a ``ChatGenerationChunk``; None when it carries nothing.
-
-    Tool-call fragments keep their ``index`` so LangChain merges them as the accumulator does;
-    the model name and finish reason ride on the chunk that finishes the choice, and usage on the
-    chunk that carries it (the last one, with ``stream_options.include_usage``).
-    """
+    """One streamed chunk as a ``ChatGenerationChunk`` (None when it carries nothing). Tool-call
+    fragments keep their ``index`` so LangChain merges them as the accumulator does; model name and
+    finish reason ride on the chunk that finishes the choice, usage on the one that carries it."""
     usage = usage_to_metadata(chunk.usage) if chunk.usage is not None else None
     if not chunk.choices and usage is None:
         return None

@@ -295,10 +295,8 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         tokenizer. ``custom_get_token_ids`` counts with a tokenizer of your own."""
         if self.custom_get_token_ids is not None:
             return super().get_num_tokens_from_messages(messages, tools)
-        schemas: list[BaseTool | dict[str, Any]] | None = None
-        if tools:
-            schemas = [convert_to_openai_tool(t) for t in tools]
-        return count_tokens_approximately(messages, tools=schemas)
+        schemas: list[BaseTool | dict[str, Any]] = [convert_to_openai_tool(t) for t in tools or ()]
+        return count_tokens_approximately(messages, tools=schemas or None)
 
     def get_num_tokens(self, text: str) -> int:
         """An offline estimate of the tokens in ``text`` (four characters a token)."""

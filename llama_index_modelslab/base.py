@@ -222,8 +222,7 @@ class ModelsLabLLM(FunctionCallingLLM):
     # --- clients and requests ------------------------------------------------------------------
 
     def _config(self) -> ClientConfig:
-        """The model's one settings object, built from its current fields: a field changed after
-        the first call takes effect at the next one (the clients are cached by it)."""
+        """The settings from the current fields (a changed field takes effect at the next call)."""
         return ClientConfig.of_model(self, self._api_key, self.base_url)
 
     def _client(self) -> ModelsLabClient:
