@@ -268,10 +268,12 @@ def test_connection_refused_is_retried_until_the_server_is_up(
     started: list[LocalModelsLab] = []
     recording = RetryPolicy.delay  # the conftest's recorder
 
-    def come_up_then_wait(self: RetryPolicy, error: BaseException, attempt: int) -> float:
+    def come_up_then_wait(
+        self: RetryPolicy, error: BaseException, attempt: int, **kwargs: Any
+    ) -> float:
         if not started:  # the server comes up during the first wait
             started.append(LocalModelsLab(api_key=KEY, port=refused_port).start())
-        return recording(self, error, attempt)
+        return recording(self, error, attempt, **kwargs)
 
     monkeypatch.setattr(RetryPolicy, "delay", come_up_then_wait)
     model = build(path, f"http://127.0.0.1:{refused_port}/api/v7/llm", max_retries=2)
