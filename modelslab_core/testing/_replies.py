@@ -1,9 +1,9 @@
-"""Scripted replies and faults for the local server (immutable data, no I/O).
+"""Scripted replies and faults for the local server (immutable values, no I/O).
 
 A :class:`Reply` is queued with :meth:`LocalModelsLab.enqueue` (or drawn at random with
 :meth:`LocalModelsLab.set_fault_rate`) and answers the next chat or completion request in
-place of the default behaviour. Normal answers (:meth:`Reply.text`, :meth:`Reply.tool_call`)
-are streamed as SSE chunks when the request streams; errors and raw bodies are sent as-is.
+place of the demo model. Answers (:meth:`Reply.text`, :meth:`Reply.tool_call`) are streamed
+when the request streams; errors and raw bodies are sent as they are.
 """
 
 from __future__ import annotations
@@ -11,76 +11,57 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
-__all__ = [
-    "AnswerReply",
-    "CutStreamReply",
-    "KeepAliveReply",
-    "Reply",
-    "ReplyKind",
-    "ResetReply",
-    "ResponseReply",
-    "SlowReply",
-    "StreamErrorReply",
-]
+__all__ = ["INVALID_KEY_BODY", "Reply", "ReplyKind"]
 
 ReplyKind = Literal[
     "answer", "response", "cut_stream", "stream_error", "reset", "slow", "keep_alive"
 ]
 
-RATE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum 5 queued requests allowed."
-INVALID_KEY_MESSAGE = "Invalid Api Key"
-INVALID_KEY_TIP = (
-    "Pass your API key as 'Authorization: Bearer <key>'. "
-    "Get one at https://modelslab.com/dashboard/api-keys"
-)
-INSUFFICIENT_CREDITS_MESSAGE = (
-    "Insufficient credits. Please recharge your wallet or upgrade your plan to continue."
-)
-_HTML_PAGES = {
+#: The body ModelsLab sends (with HTTP 200) for a missing or wrong key.
+INVALID_KEY_BODY = {
+    "status": "error",
+    "message": "Invalid Api Key",
+    "tip": "Pass your API key as 'Authorization: Bearer <key>'. "
+    "Get one at https://modelslab.com/dashboard/api-keys",
+}
+_HTML_TITLES = {
     502: "502 Bad Gateway",
     503: "503 Service Temporarily Unavailable",
     504: "504 Gateway Time-out",
 }
 
 
-def _json_bytes(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False).encode("utf-8")
-
-
-def _header_items(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    if not headers:
-        return ()
-    return tuple((str(name), str(value)) for name, value in headers.items())
-
-
-def _check_status(status: int) -> int:
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        raise ValueError(f"HTTP status must be an integer from 100 to 599, got {status!r}")
-    return status
-
-
-def invalid_key_body() -> dict[str, str]:
-    """The body ModelsLab documents for a missing or wrong key (sent with HTTP 200)."""
-    return {"status": "error", "message": INVALID_KEY_MESSAGE, "tip": INVALID_KEY_TIP}
-
-
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One scripted answer or fault. Build it with the class methods, which return one of the
-    kinds below (a tagged union: ``kind`` names it, the server matches on the class).
+    """One scripted answer or fault; build it with the class methods. ``kind`` says which:
 
-    :class:`AnswerReply` (a completion, streamed when the request streams),
-    :class:`ResponseReply` (a fixed status, headers and body), :class:`CutStreamReply`,
-    :class:`StreamErrorReply`, :class:`ResetReply` (abort the connection), :class:`SlowReply`
-    (wait, then ``then``) or :class:`KeepAliveReply` (keep-alive bytes every ``interval`` for
-    ``seconds``, then ``then``).
+    - ``"answer"``: ``content``, ``reasoning``, ``finish_reason``, ``usage`` and ``calls``
+      (``(name, arguments JSON, id or None)``), streamed when the request streams;
+    - ``"response"``: ``status``, ``body``, ``content_type`` and ``headers``, sent as they are;
+    - ``"cut_stream"`` and ``"stream_error"`` (after ``after`` chunks of the default answer;
+      the error event is ``body``), ``"reset"`` (after ``after`` bytes);
+    - ``"slow"`` (wait ``seconds``, then ``then``) and ``"keep_alive"`` (keep-alive bytes every
+      ``interval`` for ``seconds``, then ``then``).
     """
 
-    kind: ClassVar[ReplyKind]
+    kind: ReplyKind
+    content: str | None = None
+    reasoning: str | None = None
+    finish_reason: str = "stop"
+    usage: tuple[tuple[str, int], ...] | None = None
+    calls: tuple[tuple[str, str, str | None], ...] = ()
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    after: int = 0
+    seconds: float = 0.0
+    interval: float = 0.5
+    then: Reply | None = None
 
-    # ------------------------------------------------------------------ normal answers
+    # ------------------------------------------------------------------ answers
 
     @classmethod
     def text(
@@ -90,22 +71,15 @@ class Reply:
         reasoning: str | None = None,
         finish_reason: str = "stop",
         usage: Mapping[str, int] | None = None,
-    ) -> AnswerReply:
-        """Answer with ``content`` (and optional ``reasoning_content``, finish reason, usage).
-
-        On a completions route the content becomes ``choices[].text``.
-        """
-        return AnswerReply(
-            content=content,
-            reasoning=reasoning,
-            finish_reason=finish_reason,
-            usage=tuple((str(k), int(v)) for k, v in usage.items()) if usage else None,
-        )
+    ) -> Reply:
+        """Answer with ``content`` (``choices[].text`` on a completions route)."""
+        counts = tuple((str(k), int(v)) for k, v in usage.items()) if usage else None
+        return cls("answer", content, reasoning, finish_reason, counts)
 
     @classmethod
     def tool_call(
         cls, name: str, arguments: Mapping[str, Any] | str, *, id: str | None = None
-    ) -> AnswerReply:
+    ) -> Reply:
         """Answer with one call of tool ``name`` (arguments as a dict or a JSON string)."""
         return cls.tool_calls([(name, arguments)], ids=[id])
 
@@ -116,35 +90,18 @@ class Reply:
         content: str | None = None,
         *,
         ids: Sequence[str | None] | None = None,
-    ) -> AnswerReply:
+    ) -> Reply:
         """Answer with several tool calls ``[(name, arguments), ...]`` and optional content."""
         call_ids = list(ids) if ids is not None else [None] * len(calls)
         if len(call_ids) != len(calls):
             raise ValueError("ids must have one entry per call")
         scripted = tuple(
-            (
-                name,
-                arguments
-                if isinstance(arguments, str)
-                else json.dumps(dict(arguments), ensure_ascii=False),
-                call_id,
-            )
-            for (name, arguments), call_id in zip(calls, call_ids, strict=True)
+            (name, args if isinstance(args, str) else json.dumps(dict(args), ensure_ascii=False), i)
+            for (name, args), i in zip(calls, call_ids, strict=True)
         )
-        return AnswerReply(content=content, finish_reason="tool_calls", calls=scripted)
+        return cls("answer", content, finish_reason="tool_calls", calls=scripted)
 
     # ------------------------------------------------------------------ fixed responses
-
-    @classmethod
-    def error(
-        cls, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
-    ) -> ResponseReply:
-        """Send the JSON ``body`` with HTTP ``status`` (and extra ``headers``)."""
-        return ResponseReply(
-            status=_check_status(status),
-            body=_json_bytes(dict(body)),
-            headers=_header_items(headers),
-        )
 
     @classmethod
     def raw(
@@ -153,39 +110,46 @@ class Reply:
         body: bytes | str,
         content_type: str = "text/plain",
         headers: Mapping[str, str] | None = None,
-    ) -> ResponseReply:
+    ) -> Reply:
         """Send ``body`` verbatim with HTTP ``status`` and ``content_type``."""
+        if not isinstance(status, int) or not 100 <= status <= 599:
+            raise ValueError(f"HTTP status must be an integer from 100 to 599, got {status!r}")
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-        return ResponseReply(
-            status=_check_status(status),
-            body=data,
-            content_type=content_type,
-            headers=_header_items(headers),
-        )
+        pairs = tuple((str(k), str(v)) for k, v in (headers or {}).items())
+        return cls("response", status=status, body=data, content_type=content_type, headers=pairs)
+
+    @classmethod
+    def error(
+        cls, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        """Send the JSON ``body`` with HTTP ``status`` (and extra ``headers``)."""
+        data = json.dumps(dict(body), ensure_ascii=False)
+        return cls.raw(status, data, "application/json", headers)
 
     @classmethod
     def rate_limit(
         cls, retry_after: int = 1, header: bool = True, body_field: bool = True
-    ) -> ResponseReply:
+    ) -> Reply:
         """HTTP 429 with ModelsLab's message, a ``retry_after`` field and/or ``Retry-After``."""
-        body: dict[str, Any] = {"status": "error", "message": RATE_LIMIT_MESSAGE}
+        message = "Rate limit exceeded. Maximum 5 queued requests allowed."
+        body: dict[str, Any] = {"status": "error", "message": message}
         if body_field:
             body["retry_after"] = retry_after
-        headers = {"Retry-After": str(retry_after)} if header else None
-        return cls.error(429, body, headers)
+        return cls.error(429, body, {"Retry-After": str(retry_after)} if header else None)
 
     @classmethod
-    def insufficient_credits(cls) -> ResponseReply:
-        """HTTP 402 with a ModelsLab-style "insufficient credits" message (never retried)."""
-        return cls.error(402, {"status": "error", "message": INSUFFICIENT_CREDITS_MESSAGE})
+    def insufficient_credits(cls) -> Reply:
+        """HTTP 402 with ModelsLab's "insufficient credits" message (never retried)."""
+        message = "Insufficient credits. Please recharge your wallet or upgrade your plan to "
+        return cls.error(402, {"status": "error", "message": message + "continue."})
 
     @classmethod
-    def invalid_key_envelope(cls) -> ResponseReply:
+    def invalid_key_envelope(cls) -> Reply:
         """HTTP 200 with ``{"status": "error", "message": "Invalid Api Key", "tip": ...}``."""
-        return cls.error(200, invalid_key_body())
+        return cls.error(200, INVALID_KEY_BODY)
 
     @classmethod
-    def misspelled_error(cls, message: str = "Something went wrong") -> ResponseReply:
+    def misspelled_error(cls, message: str = "Something went wrong") -> Reply:
         """HTTP 200 with the legacy misspelled field: ``{"status": "error", "messege": ...}``."""
         return cls.error(200, {"status": "error", "messege": message})
 
@@ -196,21 +160,19 @@ class Reply:
         message: str,
         type: str = "invalid_request_error",
         code: str | int | None = None,
-    ) -> ResponseReply:
+    ) -> Reply:
         """An OpenAI-style error: ``{"error": {"message", "type", "code"}}``."""
         return cls.error(status, {"error": {"message": message, "type": type, "code": code}})
 
     @classmethod
-    def server_error(
-        cls, status: int = 500, message: str = "Internal Server Error"
-    ) -> ResponseReply:
+    def server_error(cls, status: int = 500, message: str = "Internal Server Error") -> Reply:
         """A 5xx JSON error ``{"status": "error", "message": ...}``."""
         return cls.error(status, {"status": "error", "message": message})
 
     @classmethod
-    def html_error(cls, status: int = 502) -> ResponseReply:
-        """A proxy's HTML error page (``text/html``) instead of JSON."""
-        title = _HTML_PAGES.get(status, f"{status} Error")
+    def html_error(cls, status: int = 502) -> Reply:
+        """A proxy's (nginx's) HTML error page instead of JSON."""
+        title = _HTML_TITLES.get(status, f"{status} Error")
         page = (
             f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
             f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -223,33 +185,30 @@ class Reply:
         cls,
         body: str = "<!DOCTYPE html><html><body>Service is warming up</body></html>",
         content_type: str = "text/html",
-    ) -> ResponseReply:
+    ) -> Reply:
         """HTTP 200 with a body that is not JSON."""
         return cls.raw(200, body, content_type=content_type)
 
     @classmethod
-    def processing(cls, id: int = 123, eta: int = 10) -> ResponseReply:
+    def processing(cls, id: int = 123, eta: int = 10) -> Reply:
         """HTTP 200 with ``{"status": "processing", "id", "eta", "fetch_result"}``."""
         fetch = f"https://modelslab.com/api/v6/llm/fetch/{id}"
-        body = {"status": "processing", "id": id, "eta": eta, "fetch_result": fetch}
-        return cls.error(200, body)
+        return cls.error(200, {"status": "processing", "id": id, "eta": eta, "fetch_result": fetch})
 
     @classmethod
     def validation_error(
         cls, message: str = "The messages field is required.", field: str = "messages"
-    ) -> ResponseReply:
+    ) -> Reply:
         """HTTP 422 Laravel-style: ``{"status": "error", "message", "errors": {field: [...]}}``."""
         return cls.error(422, {"status": "error", "message": message, "errors": {field: [message]}})
 
     # ------------------------------------------------------------------ connection faults
 
     @classmethod
-    def cut_stream(cls, after_chunks: int = 2) -> CutStreamReply:
-        """Send that many chunks of the default answer, then end cleanly without ``[DONE]``.
-
-        A non-streaming request gets a JSON body cut short (the connection then closes).
-        """
-        return CutStreamReply(max(int(after_chunks), 0))
+    def cut_stream(cls, after_chunks: int = 2) -> Reply:
+        """Send that many chunks of the default answer, then end cleanly without ``[DONE]``
+        (a non-streaming request gets half its JSON body, then the connection closes)."""
+        return cls("cut_stream", after=max(int(after_chunks), 0))
 
     @classmethod
     def stream_error_event(
@@ -258,112 +217,41 @@ class Reply:
         *,
         style: Literal["openai", "modelslab"] = "openai",
         after_chunks: int = 0,
-    ) -> StreamErrorReply:
-        """An SSE stream (even for a non-streaming request) carrying an error event.
-
-        The event is ``{"error": {"message": ...}}`` (``style="openai"``) or
-        ``{"status": "error", "message": ...}`` (``style="modelslab"``), sent after
-        ``after_chunks`` chunks of the default answer and followed by ``data: [DONE]``.
+    ) -> Reply:
+        """An SSE stream (even for a non-streaming request) with an error event after
+        ``after_chunks`` chunks of the default answer, then ``data: [DONE]``: the event is
+        ``{"error": {"message": ...}}`` or (``style="modelslab"``) ``{"status": "error", ...}``.
         """
-        event: dict[str, Any]
+        event: dict[str, Any] = {"status": "error", "message": message}
         if style == "openai":
             event = {"error": {"message": message, "type": "server_error", "code": 502}}
-        else:
-            event = {"status": "error", "message": message}
-        return StreamErrorReply(_json_bytes(event), max(int(after_chunks), 0))
+        data = json.dumps(event, ensure_ascii=False).encode("utf-8")
+        return cls("stream_error", body=data, after=max(int(after_chunks), 0))
 
     @classmethod
-    def reset_connection(cls, after_bytes: int = 0) -> ResetReply:
+    def reset_connection(cls, after_bytes: int = 0) -> Reply:
         """Abort the TCP connection (RST), after sending ``after_bytes`` of the response."""
-        return ResetReply(max(int(after_bytes), 0))
+        return cls("reset", after=max(int(after_bytes), 0))
 
     @classmethod
-    def slow(cls, seconds: float, then: Reply | None = None) -> SlowReply:
-        """Wait ``seconds``, then answer with ``then`` (or the default behaviour)."""
+    def slow(cls, seconds: float, then: Reply | None = None) -> Reply:
+        """Wait ``seconds``, then answer with ``then`` (or the demo model)."""
         if seconds < 0:
             raise ValueError("seconds must not be negative")
-        return SlowReply(float(seconds), then)
+        return cls("slow", seconds=float(seconds), then=then)
 
     @classmethod
     def keep_alive(
         cls, seconds: float = float("inf"), interval: float = 0.5, then: Reply | None = None
-    ) -> KeepAliveReply:
-        """Answer HTTP 200 at once, then send only keep-alive bytes every ``interval`` seconds
-        for ``seconds`` (forever by default), then the answer ``then`` (or the default one).
+    ) -> Reply:
+        """Answer HTTP 200 at once, then only keep-alive bytes every ``interval`` seconds for
+        ``seconds`` (forever by default), then the answer ``then`` (or the demo model's).
 
         A stream gets ``: keep-alive`` comments; a non-streaming request gets spaces before its
         JSON body (as OpenRouter-style proxies do): bytes keep arriving, no answer does.
         """
         if seconds < 0 or interval <= 0:
             raise ValueError("seconds must not be negative and interval must be positive")
-        if then is not None and not isinstance(then, AnswerReply):
+        if then is not None and then.kind != "answer":
             raise ValueError("then must be an answer (Reply.text, Reply.tool_call, ...)")
-        return KeepAliveReply(float(seconds), float(interval), then)
-
-
-@dataclass(frozen=True, slots=True)
-class AnswerReply(Reply):
-    """A completion (``Reply.text``, ``Reply.tool_call(s)``), streamed when the request
-    streams; ``calls`` holds ``(name, arguments JSON, id or None)``."""
-
-    kind: ClassVar[ReplyKind] = "answer"
-    content: str | None = None
-    reasoning: str | None = None
-    finish_reason: str = "stop"
-    usage: tuple[tuple[str, int], ...] | None = None
-    calls: tuple[tuple[str, str, str | None], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseReply(Reply):
-    """A fixed response: ``status``, ``body`` and ``headers``, sent as they are."""
-
-    kind: ClassVar[ReplyKind] = "response"
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class CutStreamReply(Reply):
-    """The default answer's first ``after_chunks`` chunks, then a clean end (no ``[DONE]``)."""
-
-    kind: ClassVar[ReplyKind] = "cut_stream"
-    after_chunks: int
-
-
-@dataclass(frozen=True, slots=True)
-class StreamErrorReply(Reply):
-    """An SSE stream with the error ``event`` (JSON bytes) after ``after_chunks`` chunks."""
-
-    kind: ClassVar[ReplyKind] = "stream_error"
-    event: bytes
-    after_chunks: int
-
-
-@dataclass(frozen=True, slots=True)
-class ResetReply(Reply):
-    """The first ``after_bytes`` of the response, then a TCP reset."""
-
-    kind: ClassVar[ReplyKind] = "reset"
-    after_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class SlowReply(Reply):
-    """Wait ``seconds``, then play ``then`` (or the default answer)."""
-
-    kind: ClassVar[ReplyKind] = "slow"
-    seconds: float
-    then: Reply | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class KeepAliveReply(Reply):
-    """Keep-alive bytes every ``interval`` for ``seconds``, then ``then`` (or the default)."""
-
-    kind: ClassVar[ReplyKind] = "keep_alive"
-    seconds: float
-    interval: float
-    then: AnswerReply | None = None
+        return cls("keep_alive", seconds=float(seconds), interval=float(interval), then=then)

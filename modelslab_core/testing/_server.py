@@ -1,9 +1,9 @@
 """The local ModelsLab-compatible server: aiohttp's web server on a daemon thread.
 
-One event loop in a background thread serves every connection (keep-alive, many requests
-in flight at once). Requests are routed, their key is checked, they are logged with keys
-hidden, and they are answered by a scripted :class:`Reply`, a random fault, or the default
-deterministic demo model of :mod:`._demo_model`. Connection faults take over the transport.
+One event loop in a background thread serves every connection (keep-alive, many requests in
+flight at once). Requests are routed, their key is checked, they are logged with keys hidden,
+and they are answered by a scripted :class:`Reply`, a random fault, or the demo model of
+:mod:`._demo_model`. Connection faults take over the transport.
 """
 
 from __future__ import annotations
@@ -30,42 +30,18 @@ from typing import Any, Self
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from ._demo_model import (
-    DEFAULT_CHAT_MODEL,
-    DEFAULT_COMPLETION_MODEL,
+from ._demo_model import Choice, chat_choice, completion_choices, prompts
+from ._replies import INVALID_KEY_BODY, Reply
+from ._routing import ROUTES, RecordedRequest, find_key, redacted
+from ._wire import (
+    DONE_EVENT,
     POPULAR_MODELS,
-    Answer,
-    chat_answer,
-    chat_completion_body,
-    chat_request_error,
-    completion_answer,
-    completion_request_error,
-    models_body,
-    requested_model,
-    scripted_answer,
-    text_completion_body,
+    answer_body,
+    first_chunks,
+    request_error,
+    stream_events,
     wants_stream,
     wants_usage,
-)
-from ._replies import (
-    AnswerReply,
-    CutStreamReply,
-    KeepAliveReply,
-    Reply,
-    ResetReply,
-    ResponseReply,
-    SlowReply,
-    StreamErrorReply,
-    invalid_key_body,
-)
-from ._routing import ROUTES, RecordedRequest, find_key, redacted
-from ._sse import (
-    DONE_EVENT,
-    LAST_CHUNK,
-    chat_stream_events,
-    chunked_frame,
-    first_chunks,
-    text_stream_events,
 )
 
 __all__ = ["QUEUE_LIMIT_MESSAGE", "LocalModelsLab"]
@@ -84,8 +60,8 @@ _EVENT_STREAM = "text/event-stream"
 _SERVER = "modelslab-local"
 _READ_LIMIT = 1024 * 1024
 _MAX_BODY = 64 * 1024 * 1024
-#: SSE events are written in batches of about this size (fewer writes, same bytes).
-_BATCH_BYTES = 32 * 1024
+#: SSE events are written in batches of about this many characters (fewer writes, same bytes).
+_BATCH = 32 * 1024
 _KNOWN_STATUSES = frozenset(HTTPStatus)
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
@@ -100,28 +76,15 @@ class _Call:
     uncensored: bool
     stream: bool
 
-    @property
-    def model(self) -> str:
-        """The requested model id, or the route's default."""
-        default = DEFAULT_CHAT_MODEL if self.chat else DEFAULT_COMPLETION_MODEL
-        return requested_model(self.body, default)
-
-
-def _error_body(message: str) -> bytes:
-    return _dumps({"status": "error", "message": message}).encode("utf-8")
-
 
 def _response(
-    status: int,
-    body: bytes,
-    content_type: str = _JSON,
-    headers: Sequence[tuple[str, str]] = (),
+    status: int, body: Any, content_type: str = _JSON, headers: Sequence[tuple[str, str]] = ()
 ) -> web.Response:
-    """A whole response with a ``Content-Length``."""
+    """A whole response with a ``Content-Length``; ``body`` is bytes or a JSON value."""
     response = web.Response(
         status=status,
         reason=None if status in _KNOWN_STATUSES else "Unknown",
-        body=body,
+        body=body if isinstance(body, bytes) else _dumps(body).encode("utf-8"),
         headers={"Content-Type": content_type, "Server": _SERVER},
     )
     for name, value in headers:
@@ -129,24 +92,8 @@ def _response(
     return response
 
 
-def _stream(content_type: str = _EVENT_STREAM) -> web.StreamResponse:
-    """A chunked response (an SSE stream, or a JSON body after keep-alive bytes)."""
-    headers = {"Content-Type": content_type, "Cache-Control": "no-cache", "Server": _SERVER}
-    return web.StreamResponse(status=200, headers=headers)
-
-
-def _raw_head(content_type: str, length: int | None, keep_alive: bool) -> bytes:
-    """The head :meth:`LocalModelsLab._reset` writes itself (``length=None``: chunked), byte
-    for byte what the server sends, so ``after_bytes`` cuts at a known place."""
-    framing = "Transfer-Encoding: chunked\r\nCache-Control: no-cache" if length is None else ""
-    lines = [
-        "HTTP/1.1 200 OK",
-        f"Content-Type: {content_type}",
-        framing or f"Content-Length: {length}",
-        f"Connection: {'keep-alive' if keep_alive else 'close'}",
-        f"Server: {_SERVER}",
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+def _error(status: int, message: str) -> web.Response:
+    return _response(status, {"status": "error", "message": message})
 
 
 class _WebServer(web.Server):
@@ -165,30 +112,23 @@ class _WebServer(web.Server):
         self._owner = owner
 
     def _request(
-        self,
-        message: Any,
-        payload: Any,
-        protocol: web.RequestHandler,
-        writer: Any,
-        task: asyncio.Task[None],
+        self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any
     ) -> web.BaseRequest:
         # Every answer is HTTP/1.1 (an HTTP/1.0 request's connection still closes after it).
+        message = message._replace(version=HttpVersion11)
+        loop = asyncio.get_running_loop()
         return web.BaseRequest(
-            message._replace(version=HttpVersion11),
-            payload,
-            protocol,
-            writer,
-            task,
-            asyncio.get_running_loop(),
-            client_max_size=_MAX_BODY,
+            message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY
         )
 
     def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
         owner = self._owner
         owner._transports[handler] = transport
-        owner._connections_opened += 1
-        owner._max_open_connections = max(owner._max_open_connections, len(owner._transports))
+        owner.connections_opened += 1
+        owner.max_open_connections_seen = max(
+            owner.max_open_connections_seen, len(owner._transports)
+        )
 
     def connection_lost(
         self, handler: web.RequestHandler, exc: BaseException | None = None
@@ -209,14 +149,18 @@ class LocalModelsLab:
     ``api_key=None`` accepts any non-empty key. ``stream_delay`` (seconds) paces SSE events
     one by one instead of batching them. The request log keeps the last
     ``max_recorded_requests`` requests. ``ssl_context`` (a server-side ``ssl.SSLContext``)
-    serves HTTPS instead of plain HTTP.
+    serves HTTPS.
 
     ``queue_limit=N`` plays ModelsLab's account queue: a key may have at most N chat or
-    completion requests being answered at once; the next one gets HTTP 429 with
-    ``{"status": "error", "message": rate_limit_message, "retry_after": ...}`` and a
-    ``Retry-After`` header. ``latency`` (seconds) is how long each answer takes before its first
-    byte. ``retry_after`` is the hint sent with a 429; by default the time until the key's oldest
-    request is due (its ``latency`` is up). ``rate_limit_message`` may hold ``{limit}``.
+    completion requests being answered at once; the next gets HTTP 429 with
+    ``rate_limit_message`` (``{limit}`` becomes N), a ``retry_after`` field and a ``Retry-After``
+    header. ``latency`` is how long each answer takes before its first byte; ``retry_after``
+    fixes the hint (by default: when the key's oldest request is due).
+
+    The counters (since the start or :meth:`reset_stats`) are attributes: ``request_count``,
+    ``connections_opened``, ``in_flight`` and ``max_in_flight_seen``, ``queued`` and
+    ``max_queued_seen`` (requests the queue accepted), ``rate_limited_count`` (its 429s),
+    ``max_open_connections_seen`` and ``faults_injected`` (see :meth:`set_fault_rate`).
     """
 
     def __init__(
@@ -235,57 +179,37 @@ class LocalModelsLab:
         rate_limit_message: str = QUEUE_LIMIT_MESSAGE,
     ) -> None:
         """Configure the server; nothing listens until :meth:`start`."""
-        self.api_key = api_key
-        self.stream_delay = float(stream_delay)
         if queue_limit is not None and queue_limit < 1:
             raise ValueError(f"queue_limit must be >= 1 or None, got {queue_limit}")
         if latency < 0 or (retry_after is not None and retry_after < 0):
             raise ValueError("latency and retry_after must be >= 0")
-        #: At most this many chat/completion requests per key at once (None: no limit).
+        self.api_key = api_key
+        self.host = host
+        self.stream_delay = float(stream_delay)
         self.queue_limit = queue_limit
-        #: Seconds each chat/completion answer takes before its first byte.
         self.latency = float(latency)
-        #: The hint sent with a 429 of the queue limit (None: when the oldest request is due).
         self.retry_after = retry_after
-        #: The message of that 429; ``{limit}`` becomes the queue limit.
         self.rate_limit_message = rate_limit_message
         self._queue_settings = (queue_limit, self.latency, retry_after, rate_limit_message)
-        self._queues: dict[str, list[float]] = {}
-        self._queued = 0
-        self._max_queued = 0
-        self._queue_rejections = 0
-        self._host = host
         self._ssl = ssl_context
         self._requested_port = port
         self._port = 0
         self._models = tuple(models) if models is not None else POPULAR_MODELS
         self._created = int(time.time())
         self._lock = threading.Lock()
-        self._queue: deque[Reply] = deque()
-        self._fault_rate = 0.0
-        self._fault_replies: tuple[Reply, ...] = ()
-        self._fault_once = False
-        self._faulted: set[bytes] = set()
-        self._faults_injected = 0
-        self._rng = random.Random()
+        self._replies: deque[Reply] = deque()
         self._log: deque[RecordedRequest] = deque(maxlen=max(int(max_recorded_requests), 0))
-        self._in_flight = 0
-        self._max_in_flight = 0
-        self._request_count = 0
-        self._connections_opened = 0
-        self._max_open_connections = 0
+        self._queues: dict[str, list[float]] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.ServerRunner | None = None
         self._transports: dict[web.RequestHandler, asyncio.Transport] = {}
+        self.in_flight = self.queued = 0
+        self.set_fault_rate(0.0)
+        self.reset_stats()
 
     # ------------------------------------------------------------------ URLs
-
-    @property
-    def host(self) -> str:
-        """The interface the server listens on."""
-        return self._host
 
     @property
     def port(self) -> int:
@@ -297,9 +221,8 @@ class LocalModelsLab:
     @property
     def url(self) -> str:
         """The root URL, e.g. ``http://127.0.0.1:PORT``."""
-        host = f"[{self._host}]" if ":" in self._host else self._host
-        scheme = "https" if self._ssl is not None else "http"
-        return f"{scheme}://{host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self._ssl is not None else 'http'}://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -316,7 +239,7 @@ class LocalModelsLab:
         """The uncensored-chat base URL (``/chat/completions`` and ``/completions``)."""
         return f"{self.url}/api/uncensored-chat/v1"
 
-    # ------------------------------------------------------------------ script and log
+    # ------------------------------------------------------------------ script, log, stats
 
     def enqueue(self, *replies: Reply) -> None:
         """Queue replies (FIFO) for the next chat and completion requests."""
@@ -324,13 +247,12 @@ class LocalModelsLab:
             if not isinstance(reply, Reply):
                 raise TypeError(f"expected a Reply, got {type(reply).__name__}")
         with self._lock:
-            self._queue.extend(replies)
+            self._replies.extend(replies)
 
     @property
     def pending_replies(self) -> int:
         """How many queued replies are still waiting for a request."""
-        with self._lock:
-            return len(self._queue)
+        return len(self._replies)
 
     def set_fault_rate(
         self,
@@ -343,25 +265,21 @@ class LocalModelsLab:
         """Answer a random fraction ``rate`` of chat/completion requests with one of ``replies``.
 
         ``replies`` defaults to a 429 (``retry_after=0``) and a 500; ``rate=0`` turns it off.
-        Queued replies go first. With ``once_per_request=True`` a request meets at most one
-        fault: a request whose path and body were already answered with a fault (a client's
-        retry) is answered normally, so "a fraction ``rate`` of the calls meet a fault first".
-        :attr:`faults_injected` counts the faults played.
+        Queued replies go first. With ``once_per_request=True`` a request whose path and body
+        already met a fault (a client's retry) is answered normally. ``faults_injected`` counts
+        the faults played.
         """
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be between 0 and 1")
-        chosen = (
-            tuple(replies)
-            if replies is not None
-            else (Reply.rate_limit(retry_after=0), Reply.server_error(500))
-        )
-        if rate > 0 and not chosen:
+        if replies is None:
+            replies = (Reply.rate_limit(retry_after=0), Reply.server_error(500))
+        if rate > 0 and not replies:
             raise ValueError("a fault rate needs at least one reply")
         with self._lock:
             self._fault_rate = float(rate)
-            self._fault_replies = chosen
+            self._fault_replies = tuple(replies)
             self._fault_once = bool(once_per_request)
-            self._faulted.clear()
+            self._faulted: set[bytes] = set()
             self._rng = random.Random(seed)
 
     @property
@@ -377,88 +295,29 @@ class LocalModelsLab:
             return self._log[-1] if self._log else None
 
     @property
-    def in_flight(self) -> int:
-        """How many requests are being handled right now."""
-        return self._in_flight
-
-    @property
-    def max_in_flight_seen(self) -> int:
-        """The most requests handled at once since the start or :meth:`reset_stats`."""
-        return self._max_in_flight
-
-    @property
-    def request_count(self) -> int:
-        """How many requests arrived since the start or :meth:`reset_stats`."""
-        return self._request_count
-
-    @property
-    def connections_opened(self) -> int:
-        """How many TCP connections were accepted since the start or :meth:`reset_stats`."""
-        return self._connections_opened
-
-    @property
     def open_connections(self) -> int:
-        """How many client connections are open right now (idle keep-alive ones included).
-
-        The server notices a connection closed by its client when it reads the end of it, a
-        moment after the client closed it.
-        """
+        """How many client connections are open now (idle keep-alive ones included; one its
+        client closed counts until the server reads its end)."""
         return len(self._transports)
 
-    @property
-    def max_open_connections_seen(self) -> int:
-        """The most connections open at once since the start or :meth:`reset_stats`."""
-        return self._max_open_connections
-
-    @property
-    def queued(self) -> int:
-        """How many chat/completion requests are being answered now (under ``queue_limit``,
-        the requests the server accepted; the ones it turned away with a 429 are not counted)."""
-        return self._queued
-
-    @property
-    def max_queued_seen(self) -> int:
-        """The most accepted chat/completion requests at once since the start or
-        :meth:`reset_stats` (what ``queue_limit`` bounds, per key)."""
-        return self._max_queued
-
-    @property
-    def rate_limited_count(self) -> int:
-        """How many requests ``queue_limit`` turned away with a 429 since the start or
-        :meth:`reset_stats`."""
-        return self._queue_rejections
-
-    @property
-    def faults_injected(self) -> int:
-        """How many requests :meth:`set_fault_rate` answered with a fault since the start or
-        :meth:`reset_stats`."""
-        return self._faults_injected
-
     def reset_stats(self) -> None:
-        """Reset ``max_in_flight_seen`` and ``max_open_connections_seen`` (to the current
-        values) and the counters."""
+        """Zero the counters; the ``max_*_seen`` ones start again from the current values."""
         with self._lock:
-            self._max_in_flight = self._in_flight
-            self._max_queued = self._queued
-            self._queue_rejections = 0
-            self._max_open_connections = len(self._transports)
-            self._request_count = 0
-            self._connections_opened = 0
-            self._faults_injected = 0
+            self.max_in_flight_seen = self.in_flight
+            self.max_queued_seen = self.queued
+            self.max_open_connections_seen = len(self._transports)
+            self.request_count = self.connections_opened = 0
+            self.rate_limited_count = self.faults_injected = 0
 
     def reset(self) -> None:
         """Clear the reply queue, the fault rate, the request log and the stats; restore the
-        queue settings (``queue_limit``, ``latency``, ``retry_after``, ``rate_limit_message``)
-        given to the constructor."""
-        (self.queue_limit, self.latency, self.retry_after, self.rate_limit_message) = (
+        constructor's ``queue_limit``, ``latency``, ``retry_after`` and ``rate_limit_message``."""
+        self.queue_limit, self.latency, self.retry_after, self.rate_limit_message = (
             self._queue_settings
         )
+        self.set_fault_rate(0.0)
         with self._lock:
-            self._queue.clear()
-            self._fault_rate = 0.0
-            self._fault_replies = ()
-            self._fault_once = False
-            self._faulted.clear()
+            self._replies.clear()
             self._log.clear()
         self.reset_stats()
 
@@ -488,15 +347,13 @@ class LocalModelsLab:
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 
-        thread = threading.Thread(target=run, name="modelslab-local-server", daemon=True)
         self._loop = loop
-        self._thread = thread
-        thread.start()
+        self._thread = threading.Thread(target=run, name="modelslab-local-server", daemon=True)
+        self._thread.start()
         ready.wait()
         if failure:
-            thread.join()
-            self._loop = None
-            self._thread = None
+            self._thread.join()
+            self._loop = self._thread = None
             raise failure[0]
         return self
 
@@ -506,13 +363,11 @@ class LocalModelsLab:
         if loop is None or thread is None:
             return
         try:
-            future = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
-            future.result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(timeout=10)
         finally:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
-            self._loop = None
-            self._thread = None
+            self._loop = self._thread = None
             self._port = 0
 
     def __enter__(self) -> Self:
@@ -530,14 +385,13 @@ class LocalModelsLab:
 
     def __repr__(self) -> str:
         """Show where the server listens."""
-        where = self.url if self._port else "not started"
-        return f"LocalModelsLab({where})"
+        return f"LocalModelsLab({self.url if self._port else 'not started'})"
 
     async def _open(self) -> None:
         runner = web.ServerRunner(_WebServer(self), shutdown_timeout=0.1)
         await runner.setup()
         site = web.TCPSite(
-            runner, self._host, self._requested_port, ssl_context=self._ssl, backlog=2048
+            runner, self.host, self._requested_port, ssl_context=self._ssl, backlog=2048
         )
         try:
             await site.start()
@@ -561,9 +415,9 @@ class LocalModelsLab:
     # ------------------------------------------------------------------ requests
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        self._in_flight += 1
-        self._request_count += 1
-        self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        self.in_flight += 1
+        self.request_count += 1
+        self.max_in_flight_seen = max(self.max_in_flight_seen, self.in_flight)
         try:
             return await self._dispatch(request)
         except web.HTTPException:  # aiohttp's own answer: 413 for a body over 64 MiB
@@ -572,20 +426,17 @@ class LocalModelsLab:
             return web.Response()
         except Exception as exc:
             logger.exception("local ModelsLab server failed on %s %s", request.method, request.path)
-            response = _response(500, _error_body(f"Local server error: {exc!r}"))
+            response = _error(500, f"Local server error: {exc!r}")
             response.force_close()
             return response
         finally:
-            self._in_flight -= 1
+            self.in_flight -= 1
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         raw = await request.read()
         body: Any = None
-        if raw:
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                body = None
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            body = json.loads(raw) if raw else None
         headers: dict[str, str] = {}
         for name, value in request.headers.items():
             name = name.lower()
@@ -596,26 +447,32 @@ class LocalModelsLab:
             self._log.append(redacted(request.method, target, headers, body, placement, query))
         route = ROUTES.get(target.rstrip("/") or "/")
         if route is None:
-            return _response(404, _error_body("Route not found"))
+            return _error(404, "Route not found")
         if request.method != route.method:
             message = f"The {request.method} method is not supported for this route."
-            return _response(405, _error_body(message), headers=(("Allow", route.method),))
+            return _response(
+                405, {"status": "error", "message": message}, headers=[("Allow", route.method)]
+            )
         if key is None or (self.api_key is not None and key != self.api_key):
-            return _response(200, _dumps(invalid_key_body()).encode("utf-8"))
+            return _response(200, INVALID_KEY_BODY)
         if route.kind == "models":
-            return _response(200, _dumps(models_body(self._models, self._created)).encode())
+            listed = [
+                {"id": m, "object": "model", "created": self._created, "owned_by": "modelslab"}
+                for m in self._models
+            ]
+            return _response(200, {"object": "list", "data": listed})
         if not isinstance(body, dict):
-            return _response(400, _error_body("The request body must be a JSON object."))
+            return _error(400, "The request body must be a JSON object.")
         chat = route.kind == "chat"
-        problem = chat_request_error(body) if chat else completion_request_error(body)
+        problem = request_error(body, chat)
         if problem is not None:
-            field = "messages" if chat else "prompt"
-            payload = {"status": "error", "message": problem, "errors": {field: [problem]}}
-            return _response(422, _dumps(payload).encode("utf-8"))
+            errors = {"messages" if chat else "prompt": [problem]}
+            return _response(422, {"status": "error", "message": problem, "errors": errors})
         call = _Call(request, body, chat, route.uncensored, wants_stream(body))
-        if self.queue_limit is not None or self.latency > 0:
-            return await self._under_queue_limit(key, call, target.encode() + b"\n" + raw)
-        return await self._play(self._next_reply(target.encode() + b"\n" + raw), call)
+        identity = target.encode() + b"\n" + raw
+        if self.queue_limit is None and self.latency <= 0:
+            return await self._play(self._next_reply(identity), call)
+        return await self._under_queue_limit(key, call, identity)
 
     async def _under_queue_limit(
         self, key: str, call: _Call, identity: bytes
@@ -626,30 +483,30 @@ class LocalModelsLab:
         started = self._queues.setdefault(key, [])
         now = time.monotonic()
         if limit is not None and len(started) >= limit:
-            self._queue_rejections += 1
+            self.rate_limited_count += 1
             hint = self.retry_after
             if hint is None:
                 hint = math.ceil(max(min(started) + self.latency - now, 0.0) * 100) / 100
             message = self.rate_limit_message.replace("{limit}", str(limit))
-            body = _dumps({"status": "error", "message": message, "retry_after": hint})
-            return _response(429, body.encode("utf-8"), headers=(("Retry-After", f"{hint:g}"),))
+            body = {"status": "error", "message": message, "retry_after": hint}
+            return _response(429, body, headers=[("Retry-After", f"{hint:g}")])
         started.append(now)
-        self._queued += 1
-        self._max_queued = max(self._max_queued, self._queued)
+        self.queued += 1
+        self.max_queued_seen = max(self.max_queued_seen, self.queued)
         try:
             if self.latency > 0:
                 await asyncio.sleep(self.latency)
             return await self._play(self._next_reply(identity), call)
         finally:
             started.remove(now)
-            self._queued -= 1
+            self.queued -= 1
 
     def _next_reply(self, identity: bytes) -> Reply | None:
         """The queued reply, a random fault, or ``None``; ``identity`` is the request's path
         and body (a retry repeats them byte for byte)."""
         with self._lock:
-            if self._queue:
-                return self._queue.popleft()
+            if self._replies:
+                return self._replies.popleft()
             if self._fault_rate <= 0:
                 return None
             identity = identity if self._fault_once else b""
@@ -657,104 +514,91 @@ class LocalModelsLab:
                 return None
             if self._fault_once:
                 self._faulted.add(identity)
-            self._faults_injected += 1
+            self.faults_injected += 1
             return self._rng.choice(self._fault_replies)
 
     # ------------------------------------------------------------------ playing replies
 
     async def _play(self, reply: Reply | None, call: _Call) -> web.StreamResponse:
-        match reply:
-            case None | AnswerReply():
-                answer = self._answer(reply, call)
-                if call.stream:
-                    return await self._send_events(call, self._events(answer, call))
-                return _response(200, self._json_answer(answer, call))
-            case ResponseReply(status, body, content_type, headers):
-                return _response(status, body, content_type, headers)
-            case SlowReply(seconds, then):
-                await asyncio.sleep(seconds)
-                return await self._play(then, call)
-            case CutStreamReply(after_chunks):
-                return await self._cut(after_chunks, call)
-            case KeepAliveReply():
-                return await self._keep_alive(reply, call)
-            case StreamErrorReply(event, after_chunks):
-                events = first_chunks(self._events(self._answer(None, call), call), after_chunks)
-                events += [f"data: {event.decode('utf-8')}\n\n", DONE_EVENT]
-                return await self._send_events(call, events)
-            case ResetReply(after_bytes):
-                return await self._reset(after_bytes, call)
-        raise TypeError(f"not a playable Reply: {reply!r}")
+        kind, after = ("answer", 0) if reply is None else (reply.kind, reply.after)
+        if reply is not None and kind == "response":
+            return _response(reply.status, reply.body, reply.content_type, reply.headers)
+        if reply is not None and kind == "slow":
+            await asyncio.sleep(reply.seconds)
+            return await self._play(reply.then, call)
+        if reply is not None and kind == "keep_alive":
+            return await self._keep_alive(reply, call)
+        answer = self._answer(reply if kind == "answer" else None, call)
+        if kind == "reset":
+            return await self._reset(after, call, answer)
+        if kind == "cut_stream" and not call.stream:
+            return await self._cut(call, answer)
+        if kind == "answer" and not call.stream:
+            return _response(200, answer)
+        events = self._events(answer, call)
+        if kind == "cut_stream":
+            events = first_chunks(events, after)
+        elif reply is not None and kind == "stream_error":
+            tail = [f"data: {reply.body.decode('utf-8')}\n\n", DONE_EVENT]
+            events = first_chunks(events, after) + tail
+        return await self._send_events(call, events)
 
-    def _answer(self, reply: AnswerReply | None, call: _Call) -> Answer:
+    def _answer(self, reply: Reply | None, call: _Call) -> dict[str, Any]:
+        """The JSON body of the demo model's answer, or of a scripted ``answer`` reply."""
+        choices: list[Choice]
         if reply is None:
-            return chat_answer(call.body) if call.chat else completion_answer(call.body)
-        return scripted_answer(
-            call.body,
-            chat=call.chat,
-            content=reply.content,
-            reasoning=reply.reasoning,
-            finish_reason=reply.finish_reason,
-            tool_calls=reply.calls,
-            usage=dict(reply.usage) if reply.usage is not None else None,
-        )
-
-    def _next_id(self, call: _Call) -> str:
-        return f"{'gen' if call.chat else 'cmpl'}-{next(self._ids)}"
-
-    def _json_answer(self, answer: Answer, call: _Call) -> bytes:
-        completion_id, created = self._next_id(call), int(time.time())
-        if call.chat:
-            body = chat_completion_body(
-                answer,
-                completion_id=completion_id,
-                created=created,
-                model=call.model,
-                uncensored=call.uncensored,
-            )
+            choices = [chat_choice(call.body)] if call.chat else completion_choices(call.body)
+        elif call.chat:
+            message: dict[str, Any] = {"content": reply.content}
+            if reply.reasoning is not None:
+                message["reasoning_content"] = reply.reasoning
+            if reply.calls:
+                message["tool_calls"] = [
+                    {"id": id, "type": "function", "function": {"name": name, "arguments": args}}
+                    for name, args, id in reply.calls
+                ]
+            stop = reply.calls and reply.finish_reason == "stop"
+            choices = [(message, "tool_calls" if stop else reply.finish_reason)]
         else:
-            body = text_completion_body(
-                answer, completion_id=completion_id, created=created, model=call.model
-            )
-        return _dumps(body).encode("utf-8")
-
-    def _events(self, answer: Answer, call: _Call) -> list[str]:
-        render = chat_stream_events if call.chat else text_stream_events
-        return render(
-            answer,
-            completion_id=self._next_id(call),
+            count = max(len(prompts(call.body.get("prompt"))), 1)
+            choices = [({"content": reply.content or ""}, reply.finish_reason)] * count
+        prefix = "gen" if call.chat else "cmpl"
+        return answer_body(
+            call.body,
+            choices,
+            chat=call.chat,
+            completion_id=f"{prefix}-{next(self._ids)}",
             created=int(time.time()),
-            model=call.model,
-            include_usage=wants_usage(call.body),
+            uncensored=call.uncensored,
+            usage=dict(reply.usage) if reply is not None and reply.usage is not None else None,
         )
+
+    def _events(self, answer: dict[str, Any], call: _Call) -> list[str]:
+        return stream_events(answer, wants_usage(call.body))
+
+    async def _prepare(self, call: _Call, content_type: str = _EVENT_STREAM) -> web.StreamResponse:
+        """Send the head of a chunked response (an SSE stream, or keep-alive bytes and JSON)."""
+        headers = {"Content-Type": content_type, "Cache-Control": "no-cache", "Server": _SERVER}
+        response = web.StreamResponse(status=200, headers=headers)
+        await response.prepare(call.request)
+        return response
 
     async def _send_events(self, call: _Call, events: list[str]) -> web.StreamResponse:
         """Stream SSE events in batches, or one every ``stream_delay`` seconds."""
-        response = _stream()
-        await response.prepare(call.request)
-        if self.stream_delay > 0:
-            for index, event in enumerate(events):
-                if index:  # paced between events: the body ends with the last one
-                    await asyncio.sleep(self.stream_delay)
-                if index < len(events) - 1:
-                    await response.write(event.encode("utf-8"))
-            await response.write_eof(events[-1].encode("utf-8") if events else b"")
-            return response
-        batch: list[str] = []
-        size = 0
-        for event in events:
-            batch.append(event)
-            size += len(event)
-            if size >= _BATCH_BYTES:
-                await response.write("".join(batch).encode("utf-8"))
-                batch.clear()
-                size = 0
-        await response.write_eof("".join(batch).encode("utf-8"))
+        response = await self._prepare(call)
+        pending = ""
+        for index, event in enumerate(events):
+            if index and self.stream_delay > 0:  # paced between events
+                await asyncio.sleep(self.stream_delay)
+            pending += event
+            if index < len(events) - 1 and (self.stream_delay > 0 or len(pending) >= _BATCH):
+                await response.write(pending.encode("utf-8"))
+                pending = ""
+        await response.write_eof(pending.encode("utf-8"))
         return response
 
-    async def _keep_alive(self, reply: KeepAliveReply, call: _Call) -> web.StreamResponse:
-        response = _stream(_EVENT_STREAM if call.stream else _JSON)
-        await response.prepare(call.request)
+    async def _keep_alive(self, reply: Reply, call: _Call) -> web.StreamResponse:
+        response = await self._prepare(call, _EVENT_STREAM if call.stream else _JSON)
         beat = b": keep-alive\n\n" if call.stream else b" "
         loop = asyncio.get_running_loop()
         end = loop.time() + reply.seconds
@@ -762,39 +606,37 @@ class LocalModelsLab:
             await response.write(beat)
             await asyncio.sleep(min(reply.interval, max(end - loop.time(), 0.0)))
         answer = self._answer(reply.then, call)
-        if call.stream:
-            payload = "".join(self._events(answer, call)).encode("utf-8")
-        else:
-            payload = self._json_answer(answer, call)
-        await response.write_eof(payload)
+        payload = "".join(self._events(answer, call)) if call.stream else _dumps(answer)
+        await response.write_eof(payload.encode("utf-8"))
         return response
 
-    async def _cut(self, chunks: int, call: _Call) -> web.StreamResponse:
-        answer = self._answer(None, call)
-        if call.stream:
-            return await self._send_events(call, first_chunks(self._events(answer, call), chunks))
-        payload = self._json_answer(answer, call)
+    async def _cut(self, call: _Call, answer: dict[str, Any]) -> web.StreamResponse:
+        """Half of a JSON body with a ``Content-Length`` for all of it, then close."""
+        payload = _dumps(answer).encode("utf-8")
         response = web.StreamResponse(headers={"Content-Type": _JSON, "Server": _SERVER})
         response.content_length = len(payload)
         response.force_close()
         await response.prepare(call.request)
         await response.write(payload[: len(payload) // 2])
-        transport = call.request.transport
-        if transport is not None:
-            transport.close()
+        if call.request.transport is not None:
+            call.request.transport.close()
         return response
 
-    async def _reset(self, after_bytes: int, call: _Call) -> web.StreamResponse:
-        """Take over the transport: write the first ``after_bytes`` of the answer, then abort
-        the connection with an RST."""
-        answer = self._answer(None, call)
-        keep_alive = call.request.keep_alive
+    async def _reset(
+        self, after_bytes: int, call: _Call, answer: dict[str, Any]
+    ) -> web.StreamResponse:
+        """Take over the transport: write the first ``after_bytes`` of the response (its head
+        written here, byte for byte as the server would), then abort with an RST."""
+        connection = "keep-alive" if call.request.keep_alive else "close"
         if call.stream:
-            events = "".join(self._events(answer, call)).encode("utf-8")
-            data = _raw_head(_EVENT_STREAM, None, keep_alive) + chunked_frame(events) + LAST_CHUNK
+            payload = "".join(self._events(answer, call)).encode("utf-8")
+            payload = b"%x\r\n%b\r\n0\r\n\r\n" % (len(payload), payload)
+            head = f"{_EVENT_STREAM}\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache"
         else:
-            payload = self._json_answer(answer, call)
-            data = _raw_head(_JSON, len(payload), keep_alive) + payload
+            payload = _dumps(answer).encode("utf-8")
+            head = f"{_JSON}\r\nContent-Length: {len(payload)}"
+        head = f"HTTP/1.1 200 OK\r\nContent-Type: {head}\r\nConnection: {connection}\r\n"
+        data = f"{head}Server: {_SERVER}\r\n\r\n".encode("latin-1") + payload
         transport = call.request.transport
         if transport is None:
             return web.Response()

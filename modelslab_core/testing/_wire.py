@@ -1,0 +1,218 @@
+"""ModelsLab's wire shapes (pure, no I/O): request fields, answer bodies and their SSE streams.
+
+An answer is its JSON body (``chat.completion`` or vLLM's ``text_completion``). Its stream opens
+with a ``: keep-alive`` comment, sends a role chunk, reasoning and content pieces (word-sized:
+they join to exactly the body's text) or tool-call fragments keyed by ``index``, a
+``: OPENROUTER PROCESSING`` comment now and then, a finish chunk per choice, a usage chunk when
+asked, and ``data: [DONE]``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ._demo_model import Choice, count_words, message_text, prompts, truthy, whole_number
+
+DEFAULT_CHAT_MODEL = "meta-llama-3-8B-instruct"
+DEFAULT_COMPLETION_MODEL = "ModelsLab/Llama-3.1-8b-Uncensored-Dare"
+POPULAR_MODELS: tuple[str, ...] = (
+    "meta-llama-3-8B-instruct",
+    "meta-llama-Llama-3.3-70B-Instruct-Turbo",
+    "meta-llama-Meta-Llama-3.1-405B-Instruct-Turbo",
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-70B",
+    "deepseek-ai-DeepSeek-V3",
+    "gemini-2.0-flash-001",
+    "gemini-2.5-pro",
+    "Qwen-Qwen2.5-72B-Instruct-Turbo",
+    "Qwen-Qwen2.5-Coder-32B-Instruct",
+    "mistralai-Mixtral-8x7B-Instruct-v0.1",
+    "mistralai-Mistral-Small-24B-Instruct-2501",
+    "Qwen/Qwen2.5-VL-72B-Instruct-together",
+    "ModelsLab/Llama-3.1-8b-Uncensored-Dare",
+)
+KEEP_ALIVE = ": keep-alive\n\n"
+PROCESSING = ": OPENROUTER PROCESSING\n\n"
+DONE_EVENT = "data: [DONE]\n\n"
+_PROCESSING_EVERY = 64
+_NOT_DONE = {"finish_reason": None, "stop_reason": None}
+_PIECE_RE = re.compile(r"\s*\S+")
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def requested_model(body: Mapping[str, Any], chat: bool) -> str:
+    """The requested model id (``model`` or its alias ``model_id``), or the route's default."""
+    found = [body.get(key) for key in ("model", "model_id")]
+    default = DEFAULT_CHAT_MODEL if chat else DEFAULT_COMPLETION_MODEL
+    return next((value for value in found if isinstance(value, str) and value), default)
+
+
+def wants_stream(body: Mapping[str, Any]) -> bool:
+    """Say whether the request asks for a stream (``stream`` or its alias ``streaming``)."""
+    return truthy(body.get("stream")) or truthy(body.get("streaming"))
+
+
+def wants_usage(body: Mapping[str, Any]) -> bool:
+    """Say whether a stream must end with a usage chunk (``stream_options.include_usage``)."""
+    options = body.get("stream_options")
+    return isinstance(options, Mapping) and truthy(options.get("include_usage"))
+
+
+def request_error(body: Mapping[str, Any], chat: bool) -> str | None:
+    """The 422 message for a chat body without messages (or a completion without a prompt)."""
+    if not chat:
+        prompt = body.get("prompt")
+        return (
+            None if isinstance(prompt, str | list) and prompt else "The prompt field is required."
+        )
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "The messages field is required."
+    if not all(isinstance(message, Mapping) for message in messages):
+        return "The messages must be objects with a role and a content."
+    return None
+
+
+def answer_body(
+    request: Mapping[str, Any],
+    choices: Sequence[Choice],
+    *,
+    chat: bool,
+    completion_id: str,
+    created: int,
+    uncensored: bool = False,
+    usage: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """The JSON body answering ``request`` with ``choices``, each repeated ``n`` times.
+
+    Tool calls without an id get ``call_<n>``, numbered after the conversation's; usage is
+    counted in words unless given. The uncensored routes send ``"tool_calls": []``.
+    """
+    messages = request.get("messages") if chat else None
+    earlier = [m.get("tool_calls") for m in messages or () if m.get("role") == "assistant"]
+    number = sum(len(calls) for calls in earlier if isinstance(calls, list))
+    count = min(whole_number(request.get("n")) or 1, 128)
+    rendered: list[dict[str, Any]] = []
+    for message, finish in choices:
+        message = {"role": "assistant", **message}
+        if message.get("tool_calls"):
+            message["tool_calls"] = [
+                {**call, "id": call["id"] or f"call_{number + i}"}
+                for i, call in enumerate(message["tool_calls"], start=1)
+            ]
+        elif uncensored:
+            message["tool_calls"] = []
+        for _ in range(count):
+            index = len(rendered)
+            if chat:
+                rendered.append({"index": index, "message": message, "finish_reason": finish})
+            else:
+                text = message.get("content") or ""
+                rendered.append(
+                    {"text": text, "index": index, "logprobs": None, "finish_reason": finish}
+                    | {"stop_reason": None, "prompt_logprobs": None}
+                )
+    if usage is None:
+        asked = sum(count_words(message_text(m.get("content"))) for m in messages or ())
+        asked = max(asked + sum(count_words(p) for p in prompts(request.get("prompt"))), 1)
+        said = sum(_tokens(m["message"] if chat else {"content": m["text"]}) for m in rendered)
+        usage = {"prompt_tokens": asked, "completion_tokens": said, "total_tokens": asked + said}
+    return {
+        "id": completion_id,
+        "object": "chat.completion" if chat else "text_completion",
+        "created": created,
+        "model": requested_model(request, chat),
+        "choices": rendered,
+        "usage": dict(usage),
+    }
+
+
+def _tokens(message: Mapping[str, Any]) -> int:
+    calls = message.get("tool_calls") or []
+    said = count_words(message.get("content")) + count_words(message.get("reasoning_content"))
+    return said + sum(max(count_words(call["function"]["arguments"]), 1) for call in calls)
+
+
+def split_pieces(text: str) -> list[str]:
+    """Split ``text`` into word-sized pieces whose concatenation is exactly ``text``."""
+    pieces = _PIECE_RE.findall(text)
+    rest = text[sum(len(piece) for piece in pieces) :]
+    if rest:
+        pieces[-1:] = [(pieces[-1] if pieces else "") + rest]
+    return pieces
+
+
+def _thirds(arguments: str) -> list[str]:
+    """Split tool-call arguments into up to 3 pieces (at least one character each)."""
+    size = len(arguments)
+    if size < 6:
+        return [arguments[: size // 2], arguments[size // 2 :]] if size >= 2 else [arguments]
+    third = size // 3
+    return [arguments[:third], arguments[third : 2 * third], arguments[2 * third :]]
+
+
+def stream_events(body: Mapping[str, Any], include_usage: bool) -> list[str]:
+    """The SSE events (strings ending in a blank line) streaming the answer ``body``."""
+    chat = body["object"] == "chat.completion"
+    head = {"id": body["id"], "object": "chat.completion.chunk" if chat else "text_completion"}
+    head |= {"created": body["created"], "model": body["model"]}
+    prefix = "data: " + _dumps(head)[:-1] + ',"choices":['
+    events = [KEEP_ALIVE]
+    sent = 0
+
+    def add(choice: dict[str, Any]) -> None:
+        nonlocal sent
+        events.append(f"{prefix}{_dumps(choice)}]}}\n\n")
+        sent += 1
+        if sent % _PROCESSING_EVERY == 1:
+            events.append(PROCESSING)
+
+    for choice in body["choices"]:
+        index, message = choice["index"], choice.get("message", {})
+        if not chat:
+            for piece in split_pieces(choice["text"]):
+                add({"index": index, "text": piece, "logprobs": None, **_NOT_DONE})
+            continue
+        content, reasoning = message["content"], message.get("reasoning_content")
+        deltas: list[dict[str, Any]] = [
+            {"role": "assistant", "content": None if content is None else ""},
+            *({"reasoning_content": piece} for piece in split_pieces(reasoning or "")),
+            *({"content": piece} for piece in split_pieces(content or "")),
+        ]
+        for position, call in enumerate(message.get("tool_calls") or []):
+            name, arguments = call["function"]["name"], call["function"]["arguments"]
+            opening = {"index": position, "id": call["id"], "type": "function"}
+            deltas.append(
+                {"tool_calls": [{**opening, "function": {"name": name, "arguments": ""}}]}
+            )
+            deltas += [
+                {"tool_calls": [{"index": position, "function": {"arguments": piece}}]}
+                for piece in _thirds(arguments)
+            ]
+        for delta in deltas:
+            add({"index": index, "delta": delta, "finish_reason": None})
+    for choice in body["choices"]:
+        finish = choice["finish_reason"]
+        if chat:
+            add({"index": choice["index"], "delta": {}, "finish_reason": finish})
+        else:
+            text = {"text": "", "logprobs": None, "finish_reason": finish, "stop_reason": None}
+            add({"index": choice["index"], **text})
+    if include_usage:
+        events.append(f"data: {_dumps({**head, 'choices': [], 'usage': body['usage']})}\n\n")
+    events.append(DONE_EVENT)
+    return events
+
+
+def first_chunks(events: list[str], chunks: int) -> list[str]:
+    """The events up to and including the ``chunks``-th data chunk (comments kept)."""
+    kept: list[str] = []
+    for event in events:
+        if event.startswith("data: ") and (chunks <= 0 or event == DONE_EVENT):
+            break
+        if event.startswith("data: "):
+            chunks -= 1
+        kept.append(event)
+    return kept
