@@ -12,7 +12,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from ._server import QUEUE_LIMIT_MESSAGE, LocalModelsLab
 
@@ -24,42 +23,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m modelslab_core.testing",
         description="Serve an offline, ModelsLab-compatible LLM API on this machine.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=0, help="TCP port (default: a free one)")
-    parser.add_argument(
-        "--api-key", default=None, help="the only key accepted (default: any non-empty key)"
-    )
-    parser.add_argument(
-        "--stream-delay",
-        type=float,
-        default=0.0,
-        help="seconds between streamed events (default 0: send them in batches)",
-    )
-    parser.add_argument(
-        "--queue-limit",
-        type=int,
-        default=None,
-        help="at most this many requests per key answered at once; more get HTTP 429 "
-        "(default: no limit)",
-    )
-    parser.add_argument(
-        "--latency",
-        type=float,
-        default=0.0,
-        help="seconds each answer takes before its first byte (default 0)",
-    )
-    parser.add_argument(
-        "--retry-after",
-        type=float,
-        default=None,
-        help="the retry_after of a queue-limit 429 (default: when the oldest request is due)",
-    )
-    parser.add_argument(
-        "--rate-limit-message",
-        default=None,
-        help="the message of a queue-limit 429; {limit} becomes the limit "
-        "(default: 'Rate limit exceeded. Maximum {limit} queued requests allowed.')",
-    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    add("--port", type=int, default=0, help="TCP port (default: a free one)")
+    add("--api-key", help="the only key accepted (default: any non-empty key)")
+    add("--stream-delay", type=float, default=0.0, help="seconds between streamed events")
+    add("--queue-limit", type=int, help="requests answered at once per key; more get HTTP 429")
+    add("--latency", type=float, default=0.0, help="seconds before each answer's first byte")
+    add("--retry-after", type=float, help="a queue-limit 429's retry_after (default: when due)")
+    add("--rate-limit-message", default=QUEUE_LIMIT_MESSAGE, help="a queue-limit 429's message")
     return parser
 
 
@@ -70,14 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.queue_limit is not None and args.queue_limit < 1:
         parser.error("--queue-limit must be >= 1")
     stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = {
-        signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)
-    }
-    server = LocalModelsLab(
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda signum, frame: stopping.set())
+    with LocalModelsLab(
         api_key=args.api_key,
         host=args.host,
         port=args.port,
@@ -85,24 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         queue_limit=args.queue_limit,
         latency=args.latency,
         retry_after=args.retry_after,
-        rate_limit_message=args.rate_limit_message or QUEUE_LIMIT_MESSAGE,
-    )
-    try:
-        server.start()
-        try:
-            print(f"url: {server.url}")
-            print(f"chat: {server.base_url}")
-            print(f"completions: {server.completions_base_url}")
-            print(f"uncensored: {server.uncensored_base_url}")
-            print(f"models: {server.base_url}/v1/models")
-            print("READY", flush=True)
-            while not stopping.wait(0.5):
-                pass
-        finally:
-            server.stop()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        rate_limit_message=args.rate_limit_message,
+    ) as server:
+        print(f"url: {server.url}")
+        print(f"chat: {server.base_url}")
+        print(f"completions: {server.completions_base_url}")
+        print(f"uncensored: {server.uncensored_base_url}")
+        print(f"models: {server.base_url}/v1/models")
+        print("READY", flush=True)
+        while not stopping.wait(0.5):
+            pass
     return 0
 
 

@@ -90,9 +90,8 @@ def _limit(text: str, body: Mapping[str, Any], max_words: int | None) -> Choice:
     text = text[: min(cuts)] if cuts else text
     words = list(_WORD_RE.finditer(text))
     if max_words is None or len(words) <= max_words:
-        return {"role": "assistant", "content": text}, "stop"
-    end = words[max_words - 1].end() if max_words > 0 else 0
-    return {"role": "assistant", "content": text[:end]}, "length"
+        return {"content": text}, "stop"
+    return {"content": text[: words[max_words - 1].end() if max_words > 0 else 0]}, "length"
 
 
 # ----------------------------------------------------------------------------- values
@@ -285,6 +284,7 @@ def chat_choice(body: Mapping[str, Any]) -> Choice:
     response_format = response_format if isinstance(response_format, Mapping) else {}
     spec = response_format.get("json_schema")
     schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    calls: list[tuple[str, str]] = []
     if "Thought:" in system and "Action Input:" in system and "Answer:" in system:
         text = _react_turn(messages, system, question)
     elif trailing:
@@ -292,36 +292,25 @@ def chat_choice(body: Mapping[str, Any]) -> Choice:
         text = text if text.strip() else "The tool returned no text."
     elif tools and tool_choice != "none" and messages[-1].get("role") == "user":
         calls = select_tool_calls(tools, tool_choice, question)
-        if body.get("parallel_tool_calls") is False:
-            calls = calls[:1]
-        message = {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {"id": None, "type": "function", "function": {"name": name, "arguments": arguments}}
-                for name, arguments in calls
-            ],
-        }
-        return _with_reasoning(message, body, question), "tool_calls"
+        calls = calls[:1] if body.get("parallel_tool_calls") is False else calls
     elif response_format.get("type") == "json_schema" and isinstance(schema, Mapping):
         text = json.dumps(fill_schema(schema, Values(question)), ensure_ascii=False)
     elif response_format.get("type") in ("json_schema", "json_object"):
         text = json.dumps(_json_object(question), ensure_ascii=False)
     else:
         text = question if question.strip() else EMPTY
-    message, finish = _limit(text, body, whole_number(body.get("max_tokens")))
-    return _with_reasoning(message, body, question), finish
-
-
-def _with_reasoning(
-    message: dict[str, Any], body: Mapping[str, Any], question: str
-) -> dict[str, Any]:
-    """Add a ``reasoning_content`` when the model id has ``r1``, ``reason`` or ``think``."""
+    message: dict[str, Any]
+    if calls:
+        functions = [{"name": name, "arguments": arguments} for name, arguments in calls]
+        tool_calls = [{"id": None, "type": "function", "function": f} for f in functions]
+        message, finish = {"content": None, "tool_calls": tool_calls}, "tool_calls"
+    else:
+        message, finish = _limit(text, body, whole_number(body.get("max_tokens")))
     model = str(body.get("model") or body.get("model_id") or "").lower()
-    if any(marker in model for marker in ("r1", "reason", "think")):
+    if any(marker in model for marker in ("r1", "reason", "think")):  # a reasoning model
         topic = " ".join(question.split()[:8]) or "the request"
         message["reasoning_content"] = "Let me think about: " + topic
-    return message
+    return message, finish
 
 
 def completion_choices(body: Mapping[str, Any]) -> list[Choice]:

@@ -5,28 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["REDACTED", "ROUTES", "KeyPlacement", "RecordedRequest", "Route", "find_key", "redacted"]
+__all__ = ["REDACTED", "ROUTES", "KeyPlacement", "RecordedRequest", "find_key", "redacted"]
 
 KeyPlacement = Literal["bearer", "body", "x-api-key"]
 REDACTED = "***"
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A known endpoint: its method, its kind, and whether it is the uncensored one."""
-
-    method: str
-    kind: Literal["chat", "completion", "models"]
-    uncensored: bool = False
-
-
-ROUTES: dict[str, Route] = {
-    "/api/v7/llm/chat/completions": Route("POST", "chat"),
-    "/api/uncensored-chat/v1/chat/completions": Route("POST", "chat", uncensored=True),
-    "/api/v6/completions": Route("POST", "completion"),
-    "/api/uncensored-chat/v1/completions": Route("POST", "completion", uncensored=True),
-    "/api/v7/llm/v1/models": Route("GET", "models"),
-    "/api/v7/llm/models": Route("GET", "models"),
+#: The known endpoints: each one's method, its kind, and whether it is an uncensored one.
+ROUTES: dict[str, tuple[str, Literal["chat", "completion", "models"], bool]] = {
+    "/api/v7/llm/chat/completions": ("POST", "chat", False),
+    "/api/uncensored-chat/v1/chat/completions": ("POST", "chat", True),
+    "/api/v6/completions": ("POST", "completion", False),
+    "/api/uncensored-chat/v1/completions": ("POST", "completion", True),
+    "/api/v7/llm/v1/models": ("GET", "models", False),
+    "/api/v7/llm/models": ("GET", "models", False),
 }
 
 

@@ -328,33 +328,21 @@ class LocalModelsLab:
         if self._thread is not None:
             raise RuntimeError("the server is already started")
         loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
 
         def run() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._open())
-            except BaseException as exc:
-                failure.append(exc)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
-        self._loop = loop
-        self._thread = threading.Thread(target=run, name="modelslab-local-server", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._loop = self._thread = None
-            raise failure[0]
+        thread = threading.Thread(target=run, name="modelslab-local-server", daemon=True)
+        thread.start()
+        try:
+            asyncio.run_coroutine_threadsafe(self._open(), loop).result()
+        except BaseException:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            raise
+        self._loop, self._thread = loop, thread
         return self
 
     def stop(self) -> None:
@@ -437,10 +425,8 @@ class LocalModelsLab:
         body: Any = None
         with contextlib.suppress(ValueError, UnicodeDecodeError):
             body = json.loads(raw) if raw else None
-        headers: dict[str, str] = {}
-        for name, value in request.headers.items():
-            name = name.lower()
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        names = dict.fromkeys(name.lower() for name in request.headers)
+        headers = {name: ", ".join(request.headers.getall(name)) for name in names}
         target, _, query = request.raw_path.partition("?")
         key, placement = find_key(headers, body)
         with self._lock:
@@ -448,14 +434,15 @@ class LocalModelsLab:
         route = ROUTES.get(target.rstrip("/") or "/")
         if route is None:
             return _error(404, "Route not found")
-        if request.method != route.method:
+        method, kind, uncensored = route
+        if request.method != method:
             message = f"The {request.method} method is not supported for this route."
             return _response(
-                405, {"status": "error", "message": message}, headers=[("Allow", route.method)]
+                405, {"status": "error", "message": message}, headers=[("Allow", method)]
             )
         if key is None or (self.api_key is not None and key != self.api_key):
             return _response(200, INVALID_KEY_BODY)
-        if route.kind == "models":
+        if kind == "models":
             listed = [
                 {"id": m, "object": "model", "created": self._created, "owned_by": "modelslab"}
                 for m in self._models
@@ -463,12 +450,12 @@ class LocalModelsLab:
             return _response(200, {"object": "list", "data": listed})
         if not isinstance(body, dict):
             return _error(400, "The request body must be a JSON object.")
-        chat = route.kind == "chat"
+        chat = kind == "chat"
         problem = request_error(body, chat)
         if problem is not None:
             errors = {"messages" if chat else "prompt": [problem]}
             return _response(422, {"status": "error", "message": problem, "errors": errors})
-        call = _Call(request, body, chat, route.uncensored, wants_stream(body))
+        call = _Call(request, body, chat, uncensored, wants_stream(body))
         identity = target.encode() + b"\n" + raw
         if self.queue_limit is None and self.latency <= 0:
             return await self._play(self._next_reply(identity), call)
