@@ -11,9 +11,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-__all__ = ["INVALID_KEY_BODY", "Reply", "ReplyKind"]
+__all__ = [
+    "INVALID_KEY_BODY",
+    "AnswerReply",
+    "CutStreamReply",
+    "KeepAliveReply",
+    "Reply",
+    "ReplyKind",
+    "ResetReply",
+    "ResponseReply",
+    "SlowReply",
+    "StreamErrorReply",
+]
 
 ReplyKind = Literal[
     "answer", "response", "cut_stream", "stream_error", "reset", "slow", "keep_alive"
@@ -35,31 +46,14 @@ _HTML_TITLES = {
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One scripted answer or fault; build it with the class methods. ``kind`` says which:
-
-    - ``"answer"``: ``content``, ``reasoning``, ``finish_reason``, ``usage`` and ``calls``
-      (``(name, arguments JSON, id or None)``), streamed when the request streams;
-    - ``"response"``: ``status``, ``body``, ``content_type`` and ``headers``, sent as they are;
-    - ``"cut_stream"`` and ``"stream_error"`` (after ``after`` chunks of the default answer;
-      the error event is ``body``), ``"reset"`` (after ``after`` bytes);
-    - ``"slow"`` (wait ``seconds``, then ``then``) and ``"keep_alive"`` (keep-alive bytes every
-      ``interval`` for ``seconds``, then ``then``).
+    """One scripted answer or fault. Build it with the class methods, which return one of the
+    kinds below (a tagged union: ``kind`` names it, the server matches on the class):
+    :class:`AnswerReply`, :class:`ResponseReply`, :class:`CutStreamReply`,
+    :class:`StreamErrorReply`, :class:`ResetReply`, :class:`SlowReply` and
+    :class:`KeepAliveReply`.
     """
 
-    kind: ReplyKind
-    content: str | None = None
-    reasoning: str | None = None
-    finish_reason: str = "stop"
-    usage: tuple[tuple[str, int], ...] | None = None
-    calls: tuple[tuple[str, str, str | None], ...] = ()
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = ()
-    after: int = 0
-    seconds: float = 0.0
-    interval: float = 0.5
-    then: Reply | None = None
+    kind: ClassVar[ReplyKind]
 
     # ------------------------------------------------------------------ answers
 
@@ -71,15 +65,15 @@ class Reply:
         reasoning: str | None = None,
         finish_reason: str = "stop",
         usage: Mapping[str, int] | None = None,
-    ) -> Reply:
+    ) -> AnswerReply:
         """Answer with ``content`` (``choices[].text`` on a completions route)."""
         counts = tuple((str(k), int(v)) for k, v in usage.items()) if usage else None
-        return cls("answer", content, reasoning, finish_reason, counts)
+        return AnswerReply(content, reasoning, finish_reason, counts)
 
     @classmethod
     def tool_call(
         cls, name: str, arguments: Mapping[str, Any] | str, *, id: str | None = None
-    ) -> Reply:
+    ) -> AnswerReply:
         """Answer with one call of tool ``name`` (arguments as a dict or a JSON string)."""
         return cls.tool_calls([(name, arguments)], ids=[id])
 
@@ -90,7 +84,7 @@ class Reply:
         content: str | None = None,
         *,
         ids: Sequence[str | None] | None = None,
-    ) -> Reply:
+    ) -> AnswerReply:
         """Answer with several tool calls ``[(name, arguments), ...]`` and optional content."""
         call_ids = list(ids) if ids is not None else [None] * len(calls)
         if len(call_ids) != len(calls):
@@ -99,7 +93,7 @@ class Reply:
             (name, args if isinstance(args, str) else json.dumps(dict(args), ensure_ascii=False), i)
             for (name, args), i in zip(calls, call_ids, strict=True)
         )
-        return cls("answer", content, finish_reason="tool_calls", calls=scripted)
+        return AnswerReply(content, finish_reason="tool_calls", calls=scripted)
 
     # ------------------------------------------------------------------ fixed responses
 
@@ -110,18 +104,18 @@ class Reply:
         body: bytes | str,
         content_type: str = "text/plain",
         headers: Mapping[str, str] | None = None,
-    ) -> Reply:
+    ) -> ResponseReply:
         """Send ``body`` verbatim with HTTP ``status`` and ``content_type``."""
         if not isinstance(status, int) or not 100 <= status <= 599:
             raise ValueError(f"HTTP status must be an integer from 100 to 599, got {status!r}")
         data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
         pairs = tuple((str(k), str(v)) for k, v in (headers or {}).items())
-        return cls("response", status=status, body=data, content_type=content_type, headers=pairs)
+        return ResponseReply(status, data, content_type, pairs)
 
     @classmethod
     def error(
         cls, status: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
-    ) -> Reply:
+    ) -> ResponseReply:
         """Send the JSON ``body`` with HTTP ``status`` (and extra ``headers``)."""
         data = json.dumps(dict(body), ensure_ascii=False)
         return cls.raw(status, data, "application/json", headers)
@@ -129,7 +123,7 @@ class Reply:
     @classmethod
     def rate_limit(
         cls, retry_after: int = 1, header: bool = True, body_field: bool = True
-    ) -> Reply:
+    ) -> ResponseReply:
         """HTTP 429 with ModelsLab's message, a ``retry_after`` field and/or ``Retry-After``."""
         message = "Rate limit exceeded. Maximum 5 queued requests allowed."
         body: dict[str, Any] = {"status": "error", "message": message}
@@ -138,18 +132,18 @@ class Reply:
         return cls.error(429, body, {"Retry-After": str(retry_after)} if header else None)
 
     @classmethod
-    def insufficient_credits(cls) -> Reply:
+    def insufficient_credits(cls) -> ResponseReply:
         """HTTP 402 with ModelsLab's "insufficient credits" message (never retried)."""
         message = "Insufficient credits. Please recharge your wallet or upgrade your plan to "
         return cls.error(402, {"status": "error", "message": message + "continue."})
 
     @classmethod
-    def invalid_key_envelope(cls) -> Reply:
+    def invalid_key_envelope(cls) -> ResponseReply:
         """HTTP 200 with ``{"status": "error", "message": "Invalid Api Key", "tip": ...}``."""
         return cls.error(200, INVALID_KEY_BODY)
 
     @classmethod
-    def misspelled_error(cls, message: str = "Something went wrong") -> Reply:
+    def misspelled_error(cls, message: str = "Something went wrong") -> ResponseReply:
         """HTTP 200 with the legacy misspelled field: ``{"status": "error", "messege": ...}``."""
         return cls.error(200, {"status": "error", "messege": message})
 
@@ -160,17 +154,19 @@ class Reply:
         message: str,
         type: str = "invalid_request_error",
         code: str | int | None = None,
-    ) -> Reply:
+    ) -> ResponseReply:
         """An OpenAI-style error: ``{"error": {"message", "type", "code"}}``."""
         return cls.error(status, {"error": {"message": message, "type": type, "code": code}})
 
     @classmethod
-    def server_error(cls, status: int = 500, message: str = "Internal Server Error") -> Reply:
+    def server_error(
+        cls, status: int = 500, message: str = "Internal Server Error"
+    ) -> ResponseReply:
         """A 5xx JSON error ``{"status": "error", "message": ...}``."""
         return cls.error(status, {"status": "error", "message": message})
 
     @classmethod
-    def html_error(cls, status: int = 502) -> Reply:
+    def html_error(cls, status: int = 502) -> ResponseReply:
         """A proxy's (nginx's) HTML error page instead of JSON."""
         title = _HTML_TITLES.get(status, f"{status} Error")
         page = (
@@ -185,12 +181,12 @@ class Reply:
         cls,
         body: str = "<!DOCTYPE html><html><body>Service is warming up</body></html>",
         content_type: str = "text/html",
-    ) -> Reply:
+    ) -> ResponseReply:
         """HTTP 200 with a body that is not JSON."""
         return cls.raw(200, body, content_type=content_type)
 
     @classmethod
-    def processing(cls, id: int = 123, eta: int = 10) -> Reply:
+    def processing(cls, id: int = 123, eta: int = 10) -> ResponseReply:
         """HTTP 200 with ``{"status": "processing", "id", "eta", "fetch_result"}``."""
         fetch = f"https://modelslab.com/api/v6/llm/fetch/{id}"
         return cls.error(200, {"status": "processing", "id": id, "eta": eta, "fetch_result": fetch})
@@ -198,17 +194,17 @@ class Reply:
     @classmethod
     def validation_error(
         cls, message: str = "The messages field is required.", field: str = "messages"
-    ) -> Reply:
+    ) -> ResponseReply:
         """HTTP 422 Laravel-style: ``{"status": "error", "message", "errors": {field: [...]}}``."""
         return cls.error(422, {"status": "error", "message": message, "errors": {field: [message]}})
 
     # ------------------------------------------------------------------ connection faults
 
     @classmethod
-    def cut_stream(cls, after_chunks: int = 2) -> Reply:
+    def cut_stream(cls, after_chunks: int = 2) -> CutStreamReply:
         """Send that many chunks of the default answer, then end cleanly without ``[DONE]``
         (a non-streaming request gets half its JSON body, then the connection closes)."""
-        return cls("cut_stream", after=max(int(after_chunks), 0))
+        return CutStreamReply(max(int(after_chunks), 0))
 
     @classmethod
     def stream_error_event(
@@ -217,7 +213,7 @@ class Reply:
         *,
         style: Literal["openai", "modelslab"] = "openai",
         after_chunks: int = 0,
-    ) -> Reply:
+    ) -> StreamErrorReply:
         """An SSE stream (even for a non-streaming request) with an error event after
         ``after_chunks`` chunks of the default answer, then ``data: [DONE]``: the event is
         ``{"error": {"message": ...}}`` or (``style="modelslab"``) ``{"status": "error", ...}``.
@@ -226,24 +222,24 @@ class Reply:
         if style == "openai":
             event = {"error": {"message": message, "type": "server_error", "code": 502}}
         data = json.dumps(event, ensure_ascii=False).encode("utf-8")
-        return cls("stream_error", body=data, after=max(int(after_chunks), 0))
+        return StreamErrorReply(data, max(int(after_chunks), 0))
 
     @classmethod
-    def reset_connection(cls, after_bytes: int = 0) -> Reply:
+    def reset_connection(cls, after_bytes: int = 0) -> ResetReply:
         """Abort the TCP connection (RST), after sending ``after_bytes`` of the response."""
-        return cls("reset", after=max(int(after_bytes), 0))
+        return ResetReply(max(int(after_bytes), 0))
 
     @classmethod
-    def slow(cls, seconds: float, then: Reply | None = None) -> Reply:
+    def slow(cls, seconds: float, then: Reply | None = None) -> SlowReply:
         """Wait ``seconds``, then answer with ``then`` (or the demo model)."""
         if seconds < 0:
             raise ValueError("seconds must not be negative")
-        return cls("slow", seconds=float(seconds), then=then)
+        return SlowReply(float(seconds), then)
 
     @classmethod
     def keep_alive(
         cls, seconds: float = float("inf"), interval: float = 0.5, then: Reply | None = None
-    ) -> Reply:
+    ) -> KeepAliveReply:
         """Answer HTTP 200 at once, then only keep-alive bytes every ``interval`` seconds for
         ``seconds`` (forever by default), then the answer ``then`` (or the demo model's).
 
@@ -252,6 +248,75 @@ class Reply:
         """
         if seconds < 0 or interval <= 0:
             raise ValueError("seconds must not be negative and interval must be positive")
-        if then is not None and then.kind != "answer":
+        if then is not None and not isinstance(then, AnswerReply):
             raise ValueError("then must be an answer (Reply.text, Reply.tool_call, ...)")
-        return cls("keep_alive", seconds=float(seconds), interval=float(interval), then=then)
+        return KeepAliveReply(float(seconds), float(interval), then)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerReply(Reply):
+    """A completion, streamed when the request streams; ``calls`` holds ``(name, arguments
+    JSON, id or None)``."""
+
+    kind: ClassVar[ReplyKind] = "answer"
+    content: str | None = None
+    reasoning: str | None = None
+    finish_reason: str = "stop"
+    usage: tuple[tuple[str, int], ...] | None = None
+    calls: tuple[tuple[str, str, str | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReply(Reply):
+    """A fixed response (``status``, ``body``, ``content_type``, ``headers``), sent as it is."""
+
+    kind: ClassVar[ReplyKind] = "response"
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CutStreamReply(Reply):
+    """The default answer's first ``after_chunks`` chunks, then a clean end (no ``[DONE]``)."""
+
+    kind: ClassVar[ReplyKind] = "cut_stream"
+    after_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamErrorReply(Reply):
+    """An SSE stream with the error ``event`` (JSON bytes) after ``after_chunks`` chunks."""
+
+    kind: ClassVar[ReplyKind] = "stream_error"
+    event: bytes
+    after_chunks: int
+
+
+@dataclass(frozen=True, slots=True)
+class ResetReply(Reply):
+    """The first ``after_bytes`` of the response, then a TCP reset."""
+
+    kind: ClassVar[ReplyKind] = "reset"
+    after_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class SlowReply(Reply):
+    """Wait ``seconds``, then play ``then`` (or the demo model's answer)."""
+
+    kind: ClassVar[ReplyKind] = "slow"
+    seconds: float
+    then: Reply | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAliveReply(Reply):
+    """Keep-alive bytes every ``interval`` for ``seconds``, then ``then`` (or the demo model's
+    answer)."""
+
+    kind: ClassVar[ReplyKind] = "keep_alive"
+    seconds: float
+    interval: float
+    then: AnswerReply | None = None

@@ -31,7 +31,17 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from ._demo_model import Choice, chat_choice, completion_choices, prompts
-from ._replies import INVALID_KEY_BODY, Reply
+from ._replies import (
+    INVALID_KEY_BODY,
+    AnswerReply,
+    CutStreamReply,
+    KeepAliveReply,
+    Reply,
+    ResetReply,
+    ResponseReply,
+    SlowReply,
+    StreamErrorReply,
+)
 from ._routing import ROUTES, RecordedRequest, find_key, redacted
 from ._wire import (
     DONE_EVENT,
@@ -507,30 +517,34 @@ class LocalModelsLab:
     # ------------------------------------------------------------------ playing replies
 
     async def _play(self, reply: Reply | None, call: _Call) -> web.StreamResponse:
-        kind, after = ("answer", 0) if reply is None else (reply.kind, reply.after)
-        if reply is not None and kind == "response":
-            return _response(reply.status, reply.body, reply.content_type, reply.headers)
-        if reply is not None and kind == "slow":
-            await asyncio.sleep(reply.seconds)
-            return await self._play(reply.then, call)
-        if reply is not None and kind == "keep_alive":
-            return await self._keep_alive(reply, call)
-        answer = self._answer(reply if kind == "answer" else None, call)
-        if kind == "reset":
-            return await self._reset(after, call, answer)
-        if kind == "cut_stream" and not call.stream:
-            return await self._cut(call, answer)
-        if kind == "answer" and not call.stream:
-            return _response(200, answer)
-        events = self._events(answer, call)
-        if kind == "cut_stream":
-            events = first_chunks(events, after)
-        elif reply is not None and kind == "stream_error":
-            tail = [f"data: {reply.body.decode('utf-8')}\n\n", DONE_EVENT]
-            events = first_chunks(events, after) + tail
-        return await self._send_events(call, events)
+        match reply:
+            case ResponseReply(status, body, content_type, headers):
+                return _response(status, body, content_type, headers)
+            case SlowReply(seconds, then):
+                await asyncio.sleep(seconds)
+                return await self._play(then, call)
+            case KeepAliveReply():
+                return await self._keep_alive(reply, call)
+            case ResetReply(after_bytes):
+                return await self._reset(after_bytes, call, self._answer(None, call))
+            case CutStreamReply(after_chunks):
+                answer = self._answer(None, call)
+                if not call.stream:
+                    return await self._cut(call, answer)
+                events = first_chunks(self._events(answer, call), after_chunks)
+                return await self._send_events(call, events)
+            case StreamErrorReply(event, after_chunks):
+                events = first_chunks(self._events(self._answer(None, call), call), after_chunks)
+                tail = [f"data: {event.decode('utf-8')}\n\n", DONE_EVENT]
+                return await self._send_events(call, events + tail)
+            case AnswerReply() | None:
+                answer = self._answer(reply, call)
+                if not call.stream:
+                    return _response(200, answer)
+                return await self._send_events(call, self._events(answer, call))
+        raise TypeError(f"not a reply the server can play: {reply!r}")
 
-    def _answer(self, reply: Reply | None, call: _Call) -> dict[str, Any]:
+    def _answer(self, reply: AnswerReply | None, call: _Call) -> dict[str, Any]:
         """The JSON body of the demo model's answer, or of a scripted ``answer`` reply."""
         choices: list[Choice]
         if reply is None:
@@ -584,7 +598,7 @@ class LocalModelsLab:
         await response.write_eof(pending.encode("utf-8"))
         return response
 
-    async def _keep_alive(self, reply: Reply, call: _Call) -> web.StreamResponse:
+    async def _keep_alive(self, reply: KeepAliveReply, call: _Call) -> web.StreamResponse:
         response = await self._prepare(call, _EVENT_STREAM if call.stream else _JSON)
         beat = b": keep-alive\n\n" if call.stream else b" "
         loop = asyncio.get_running_loop()

@@ -358,5 +358,5 @@ def test_reply_constructors_are_immutable_values() -> None:
     assert Reply.rate_limit(header=False).headers == ()
     assert "retry_after" not in json.loads(Reply.rate_limit(body_field=False).body)
     assert Reply.html_error(502).content_type == "text/html"
-    assert Reply.cut_stream(3).after == 3
+    assert Reply.cut_stream(3).after_chunks == 3
     assert Reply.slow(0.5, Reply.text("x")).then == Reply.text("x")
