@@ -44,5 +44,5 @@ __all__ = [
     "ChatModelsLab",
     "ModelsLabLLM",
     "__version__",
-    *_errors.__all__,
 ]
+__all__ += _errors.__all__  # the error classes and translate_error
