@@ -8,7 +8,7 @@ import logging
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, TypeVar
 
@@ -232,27 +232,6 @@ def parse_body(
 def _context(text: str, exc: UnicodeEncodeError) -> str:
     around = text[max(exc.start - 24, 0) : exc.end + 24]
     return around.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-Q = TypeVar("Q", bound=BaseModel)
-
-
-def request_body(
-    request: Q | Mapping[str, Any],
-    model: type[Q],
-    check: Callable[[Q], None],
-    *,
-    stream: bool,
-) -> dict[str, Any]:
-    """A chat or completion request (a wire model or a mapping) → its JSON body, checked
-    before anything is sent; ``stream_options`` only go with a stream."""
-    req = request if isinstance(request, model) else model.model_validate(request)
-    check(req)
-    body: dict[str, Any] = req.to_body()  # type: ignore[attr-defined]
-    body["stream"] = stream
-    if not stream:
-        body.pop("stream_options", None)
-    return body
 
 
 class BaseClient(Generic[H]):

@@ -31,7 +31,6 @@ from ._base_client import (
     BaseClient,
     is_transport_error,
     next_hop,
-    request_body,
     translate_transport_error,
 )
 from ._call import (
@@ -59,7 +58,6 @@ from .types import (
     CompletionRequest,
     ModelList,
 )
-from .validation import check_chat_request, check_completion_request
 
 __all__ = [
     "AsyncModelsLabClient",
@@ -77,14 +75,6 @@ R = TypeVar("R")
 
 ChatInput = ChatRequest | Mapping[str, Any]
 CompletionInput = CompletionRequest | Mapping[str, Any]
-
-
-def _chat_body(request: ChatInput, *, stream: bool) -> dict[str, Any]:
-    return request_body(request, ChatRequest, check_chat_request, stream=stream)
-
-
-def _completion_body(request: CompletionInput, *, stream: bool) -> dict[str, Any]:
-    return request_body(request, CompletionRequest, check_completion_request, stream=stream)
 
 
 class ModelsLabClientBase(BaseClient[httpx.Client]):
@@ -274,11 +264,13 @@ class ModelsLabClient(ModelsLabClientBase):
 
     def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
-        return self._answer("chat/completions", _chat_body(request, stream=False), ChatCompletion)
+        return self._answer(
+            "chat/completions", ChatRequest.of(request).body(stream=False), ChatCompletion
+        )
 
     def chat_stream(self, request: ChatInput) -> Stream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an iterator of chunks."""
-        payload = _chat_body(request, stream=True)
+        payload = ChatRequest.of(request).body(stream=True)
         return self._stream("chat/completions", payload, ChatCompletion, ChatCompletionChunk)
 
 
@@ -292,11 +284,13 @@ class ModelsLabCompletionsClient(ModelsLabClientBase):
 
     def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
-        return self._answer("completions", _completion_body(request, stream=False), Completion)
+        return self._answer(
+            "completions", CompletionRequest.of(request).body(stream=False), Completion
+        )
 
     def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
         """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""
-        payload = _completion_body(request, stream=True)
+        payload = CompletionRequest.of(request).body(stream=True)
         return self._stream("completions", payload, Completion, Completion)
 
 
@@ -491,12 +485,12 @@ class AsyncModelsLabClient(AsyncModelsLabClientBase):
 
     async def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
-        payload = _chat_body(request, stream=False)
+        payload = ChatRequest.of(request).body(stream=False)
         return await self._answer("chat/completions", payload, ChatCompletion)
 
     async def chat_stream(self, request: ChatInput) -> AsyncStream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an async iterator of chunks."""
-        payload = _chat_body(request, stream=True)
+        payload = ChatRequest.of(request).body(stream=True)
         return await self._stream("chat/completions", payload, ChatCompletion, ChatCompletionChunk)
 
 
@@ -508,10 +502,10 @@ class AsyncModelsLabCompletionsClient(AsyncModelsLabClientBase):
 
     async def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
-        payload = _completion_body(request, stream=False)
+        payload = CompletionRequest.of(request).body(stream=False)
         return await self._answer("completions", payload, Completion)
 
     async def complete_stream(self, request: CompletionInput) -> AsyncStream[Completion]:
         """POST ``/completions`` with ``stream: true``; an async iterator of completion chunks."""
-        payload = _completion_body(request, stream=True)
+        payload = CompletionRequest.of(request).body(stream=True)
         return await self._stream("completions", payload, Completion, Completion)

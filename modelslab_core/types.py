@@ -8,13 +8,12 @@ for ``stream``, as ModelsLab's documentation spells them) and always send the ca
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Self, TypeVar
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
-from .errors import ParameterError
+from .validation import check_chat_request, check_completion_request, check_numbers, check_tools
 
 __all__ = [
     "ChatChoice",
@@ -34,55 +33,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
-    "check_numbers",
-    "check_tools",
 ]
-
-#: Request fields that take a number (ModelsLab's parameter tables, https://docs.modelslab.com).
-NUMERIC_FIELDS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "frequency_penalty",
-    "presence_penalty",
-    "repetition_penalty",
-    "n",
-    "max_tokens",
-    "seed",
-)
-
-
-def check_numbers(values: Mapping[str, Any]) -> None:
-    """Refuse a bool or a non-finite number (NaN, infinity) in a field that takes a number, with
-    a :class:`ParameterError` naming the field. Runs on the values as given, before pydantic would
-    turn ``True`` into ``1``; NaN would go out as a bare ``NaN`` token, which is not JSON."""
-    for name in NUMERIC_FIELDS:
-        value = values.get(name)
-        if isinstance(value, bool):
-            raise ParameterError(f"{name} must be a number, got {value!r}", field=name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ParameterError(f"{name} must be a finite number, got {value!r}", field=name)
-
-
-def check_tools(tools: Sequence[Any] | None) -> None:
-    """Every tool is an OpenAI function tool with a name (the model calls tools by name): else a
-    :class:`ParameterError` naming the tool's position, before any request."""
-    for index, tool in enumerate(tools or ()):
-        if not isinstance(tool, Mapping):
-            raise ParameterError(
-                f"tools[{index}] must be an object like "
-                '{"type": "function", "function": {"name": ...}}, '
-                f"got {type(tool).__name__}",
-                field="tools",
-            )
-        if tool.get("type", "function") != "function":
-            continue  # another kind of tool: the server decides
-        function = tool.get("function")
-        name = function.get("name") if isinstance(function, Mapping) else None
-        if not isinstance(name, str) or not name.strip():
-            raise ParameterError(
-                f"tools[{index}] has no function name: every tool needs one", field="tools"
-            )
 
 
 class WireModel(BaseModel):
@@ -176,9 +127,27 @@ class _SamplingFields(WireModel):
     def _check_raw(cls, values: Mapping[str, Any]) -> None:
         check_numbers(values)
 
+    @classmethod
+    def of(cls, request: Self | Mapping[str, Any]) -> Self:
+        """``request`` as this wire model (a mapping is validated, raw values checked first)."""
+        return request if isinstance(request, cls) else cls.model_validate(request)
+
     def to_body(self) -> dict[str, Any]:
         """The JSON body to send: canonical names, no unset fields, extra fields passed through."""
         return self.model_dump(exclude_none=True, by_alias=False)
+
+    def check(self) -> None:
+        """Check the whole request (the ranges ModelsLab documents) before it is sent."""
+        raise NotImplementedError
+
+    def body(self, *, stream: bool) -> dict[str, Any]:
+        """The checked JSON body to send; ``stream_options`` go only with a stream."""
+        self.check()
+        body = self.to_body()
+        body["stream"] = stream
+        if not stream:
+            body.pop("stream_options", None)
+        return body
 
 
 class ChatRequest(_SamplingFields):
@@ -197,6 +166,9 @@ class ChatRequest(_SamplingFields):
         if isinstance(tools, Sequence) and not isinstance(tools, str):
             check_tools(tools)
 
+    def check(self) -> None:
+        check_chat_request(self)
+
 
 class CompletionRequest(_SamplingFields):
     """A request to ``/completions`` (text completion)."""
@@ -206,6 +178,9 @@ class CompletionRequest(_SamplingFields):
         validation_alias=AliasChoices("model", "model_id"),
     )
     prompt: str | list[str] = ""
+
+    def check(self) -> None:
+        check_completion_request(self)
 
 
 # --- responses ---------------------------------------------------------------------------------

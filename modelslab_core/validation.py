@@ -5,11 +5,14 @@ pydantic would send ``True`` as ``1``, and NaN is not JSON."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import ParameterError
-from .types import NUMERIC_FIELDS, ChatRequest, CompletionRequest, check_numbers, check_tools
+
+if TYPE_CHECKING:
+    from .types import ChatRequest, CompletionRequest
 
 __all__ = [
     "MAX_STOP_SEQUENCES",
@@ -19,6 +22,53 @@ __all__ = [
     "check_params",
     "check_tools",
 ]
+
+#: Request fields that take a number (ModelsLab's parameter tables, https://docs.modelslab.com).
+NUMERIC_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "n",
+    "max_tokens",
+    "seed",
+)
+
+
+def check_numbers(values: Mapping[str, Any]) -> None:
+    """Refuse a bool or a non-finite number (NaN, infinity) in a field that takes a number, with
+    a :class:`ParameterError` naming the field. Runs on the values as given, before pydantic would
+    turn ``True`` into ``1``; NaN would go out as a bare ``NaN`` token, which is not JSON."""
+    for name in NUMERIC_FIELDS:
+        value = values.get(name)
+        if isinstance(value, bool):
+            raise ParameterError(f"{name} must be a number, got {value!r}", field=name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ParameterError(f"{name} must be a finite number, got {value!r}", field=name)
+
+
+def check_tools(tools: Sequence[Any] | None) -> None:
+    """Every tool is an OpenAI function tool with a name (the model calls tools by name): else a
+    :class:`ParameterError` naming the tool's position, before any request."""
+    for index, tool in enumerate(tools or ()):
+        if not isinstance(tool, Mapping):
+            raise ParameterError(
+                f"tools[{index}] must be an object like "
+                '{"type": "function", "function": {"name": ...}}, '
+                f"got {type(tool).__name__}",
+                field="tools",
+            )
+        if tool.get("type", "function") != "function":
+            continue  # another kind of tool: the server decides
+        function = tool.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not name.strip():
+            raise ParameterError(
+                f"tools[{index}] has no function name: every tool needs one", field="tools"
+            )
+
 
 MAX_STOP_SEQUENCES = 4
 #: Text completions take max_tokens up to 44,000 (ModelsLab's completions parameter table).
