@@ -15,9 +15,7 @@ import json
 import logging
 import math
 import random
-import socket
 import ssl
-import struct
 import threading
 import time
 from collections import deque
@@ -31,6 +29,7 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 
 from ._demo_model import Choice, chat_choice, completion_choices, prompts
+from ._faults import EVENT_STREAM, JSON, SERVER, reset_after, send_half
 from ._replies import (
     INVALID_KEY_BODY,
     AnswerReply,
@@ -65,9 +64,6 @@ _aiohttp_logger = logging.getLogger(f"{__name__}.aiohttp")
 _aiohttp_logger.addHandler(logging.NullHandler())
 _aiohttp_logger.propagate = False
 
-_JSON = "application/json"
-_EVENT_STREAM = "text/event-stream"
-_SERVER = "modelslab-local"
 _READ_LIMIT = 1024 * 1024
 _MAX_BODY = 64 * 1024 * 1024
 #: SSE events are written in batches of about this many characters (fewer writes, same bytes).
@@ -88,14 +84,14 @@ class _Call:
 
 
 def _response(
-    status: int, body: Any, content_type: str = _JSON, headers: Sequence[tuple[str, str]] = ()
+    status: int, body: Any, content_type: str = JSON, headers: Sequence[tuple[str, str]] = ()
 ) -> web.Response:
     """A whole response with a ``Content-Length``; ``body`` is bytes or a JSON value."""
     response = web.Response(
         status=status,
         reason=None if status in _KNOWN_STATUSES else "Unknown",
         body=body if isinstance(body, bytes) else _dumps(body).encode("utf-8"),
-        headers={"Content-Type": content_type, "Server": _SERVER},
+        headers={"Content-Type": content_type, "Server": SERVER},
     )
     for name, value in headers:
         response.headers.add(name, value)
@@ -526,11 +522,12 @@ class LocalModelsLab:
             case KeepAliveReply():
                 return await self._keep_alive(reply, call)
             case ResetReply(after_bytes):
-                return await self._reset(after_bytes, call, self._answer(None, call))
+                payload = self._payload(self._answer(None, call), call)
+                return await reset_after(call.request, payload, call.stream, after_bytes)
             case CutStreamReply(after_chunks):
                 answer = self._answer(None, call)
                 if not call.stream:
-                    return await self._cut(call, answer)
+                    return await send_half(call.request, self._payload(answer, call))
                 events = first_chunks(self._events(answer, call), after_chunks)
                 return await self._send_events(call, events)
             case StreamErrorReply(event, after_chunks):
@@ -577,9 +574,9 @@ class LocalModelsLab:
     def _events(self, answer: dict[str, Any], call: _Call) -> list[str]:
         return stream_events(answer, wants_usage(call.body))
 
-    async def _prepare(self, call: _Call, content_type: str = _EVENT_STREAM) -> web.StreamResponse:
+    async def _prepare(self, call: _Call, content_type: str = EVENT_STREAM) -> web.StreamResponse:
         """Send the head of a chunked response (an SSE stream, or keep-alive bytes and JSON)."""
-        headers = {"Content-Type": content_type, "Cache-Control": "no-cache", "Server": _SERVER}
+        headers = {"Content-Type": content_type, "Cache-Control": "no-cache", "Server": SERVER}
         response = web.StreamResponse(status=200, headers=headers)
         await response.prepare(call.request)
         return response
@@ -599,57 +596,17 @@ class LocalModelsLab:
         return response
 
     async def _keep_alive(self, reply: KeepAliveReply, call: _Call) -> web.StreamResponse:
-        response = await self._prepare(call, _EVENT_STREAM if call.stream else _JSON)
+        response = await self._prepare(call, EVENT_STREAM if call.stream else JSON)
         beat = b": keep-alive\n\n" if call.stream else b" "
         loop = asyncio.get_running_loop()
         end = loop.time() + reply.seconds
         while loop.time() < end:
             await response.write(beat)
             await asyncio.sleep(min(reply.interval, max(end - loop.time(), 0.0)))
-        answer = self._answer(reply.then, call)
-        payload = "".join(self._events(answer, call)) if call.stream else _dumps(answer)
-        await response.write_eof(payload.encode("utf-8"))
+        await response.write_eof(self._payload(self._answer(reply.then, call), call))
         return response
 
-    async def _cut(self, call: _Call, answer: dict[str, Any]) -> web.StreamResponse:
-        """Half of a JSON body with a ``Content-Length`` for all of it, then close."""
-        payload = _dumps(answer).encode("utf-8")
-        response = web.StreamResponse(headers={"Content-Type": _JSON, "Server": _SERVER})
-        response.content_length = len(payload)
-        response.force_close()
-        await response.prepare(call.request)
-        await response.write(payload[: len(payload) // 2])
-        if call.request.transport is not None:
-            call.request.transport.close()
-        return response
-
-    async def _reset(
-        self, after_bytes: int, call: _Call, answer: dict[str, Any]
-    ) -> web.StreamResponse:
-        """Take over the transport: write the first ``after_bytes`` of the response (its head
-        written here, byte for byte as the server would), then abort with an RST."""
-        connection = "keep-alive" if call.request.keep_alive else "close"
-        if call.stream:
-            payload = "".join(self._events(answer, call)).encode("utf-8")
-            payload = b"%x\r\n%b\r\n0\r\n\r\n" % (len(payload), payload)
-            head = f"{_EVENT_STREAM}\r\nTransfer-Encoding: chunked\r\nCache-Control: no-cache"
-        else:
-            payload = _dumps(answer).encode("utf-8")
-            head = f"{_JSON}\r\nContent-Length: {len(payload)}"
-        head = f"HTTP/1.1 200 OK\r\nContent-Type: {head}\r\nConnection: {connection}\r\n"
-        data = f"{head}Server: {_SERVER}\r\n\r\n".encode("latin-1") + payload
-        transport = call.request.transport
-        if transport is None:
-            return web.Response()
-        if after_bytes:
-            transport.write(data[:after_bytes])
-            for _ in range(1000):  # let the bytes leave before the RST discards them
-                if not transport.get_write_buffer_size():
-                    break
-                await asyncio.sleep(0.001)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        transport.abort()
-        return web.Response()
+    def _payload(self, answer: dict[str, Any], call: _Call) -> bytes:
+        """The answer as the request asked for it: its SSE events, or its JSON body."""
+        text = "".join(self._events(answer, call)) if call.stream else _dumps(answer)
+        return text.encode("utf-8")
