@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from llama_index.core import Document, Settings, VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
-from llama_index.core.llms import ChatMessage
+from llama_index.core.llms import ChatMessage, MessageRole
 from llama_index.core.memory import ChatMemoryBuffer
 
 from llama_index_modelslab import ModelsLabLLM
@@ -52,9 +52,13 @@ def prompt_text(server: LocalModelsLab) -> str:
     return "\n".join(str(m.get("content")) for m in body["messages"])
 
 
-def test_settings_llm_is_ours(as_settings: ModelsLabLLM) -> None:
+def test_settings_llm_is_ours(as_settings: ModelsLabLLM, server: LocalModelsLab) -> None:
+    server.enqueue(Reply.text("pong"))
     assert Settings.llm is as_settings
-    assert Settings.llm.complete("ping").text == "ping"
+    assert Settings.llm.complete("ping").text == "pong"
+    (request,) = server.requests
+    assert (request.body or {})["messages"] == [{"role": "user", "content": "ping"}]
+    assert server.pending_replies == 0
 
 
 def test_query_engine_sends_the_retrieved_text(
@@ -105,17 +109,42 @@ def test_chat_engine(
     first = engine.chat("When was the Zorblat bridge finished?")
     assert str(first) == "It was finished in 1887."
     assert FACTS[0] in prompt_text(server)
-    server.enqueue(Reply.text("Quenford."), Reply.text("Quenford."))
-    engine.chat("Which town is it in?")
+    assert len(server.requests) == 1
+    # The second turn: condense_plus_context first asks the model to condense the question.
+    condensing = chat_mode == "condense_plus_context"
+    if condensing:
+        server.enqueue(Reply.text("Which town is the Zorblat bridge in?"))
+    server.enqueue(Reply.text("Quenford."))
+    second = engine.chat("Which town is it in?")
+    assert str(second) == "Quenford."
+    assert len(server.requests) == (3 if condensing else 2)
+    if condensing:
+        condense_prompt = str((server.requests[1].body or {})["messages"])
+        assert "It was finished in 1887." in condense_prompt
+        assert "Which town is it in?" in condense_prompt
     history = (server.requests[-1].body or {})["messages"]
-    assert {"role": "assistant", "content": "It was finished in 1887."} in history
+    assert history[-3:] == [
+        {"role": "user", "content": "When was the Zorblat bridge finished?"},
+        {"role": "assistant", "content": "It was finished in 1887."},
+        {"role": "user", "content": "Which town is it in?"},
+    ]
+    last = engine.chat_history[-1]
+    assert (last.role, last.content) == (MessageRole.ASSISTANT, "Quenford.")
+    assert server.pending_replies == 0
 
 
 def test_default_chat_engine_answers(
     llm: ModelsLabLLM, index: VectorStoreIndex, server: LocalModelsLab
 ) -> None:
+    server.enqueue(Reply.text("It was finished in 1887 and is painted teal."))
     engine = index.as_chat_engine(llm=llm, similarity_top_k=3, memory=buffer_memory())
     response = engine.chat("Tell me about the Zorblat bridge")
-    assert str(response)
-    assert any(FACTS[0] in str(r.body) for r in server.requests)
-    assert isinstance(engine.chat_history[-1], ChatMessage)
+    assert str(response) == "It was finished in 1887 and is painted teal."
+    (request,) = server.requests
+    messages = (request.body or {})["messages"]
+    assert FACTS[0] in str(messages)
+    assert messages[-1] == {"role": "user", "content": "Tell me about the Zorblat bridge"}
+    last = engine.chat_history[-1]
+    assert isinstance(last, ChatMessage)
+    assert (last.role, last.content) == (MessageRole.ASSISTANT, str(response))
+    assert server.pending_replies == 0
