@@ -3,11 +3,15 @@
 Every test runs in the four modes. ``run_*`` return the list of responses a caller sees: one for
 sync/async, every streamed response for stream/astream (the last is the full answer). Async
 modes each run in a fresh event loop, so the suite also checks several loops in a row.
+
+The model's answers are scripted (``Reply``): the tests check the requests we send and the
+LlamaIndex objects we build from known answers, not what the demo model makes up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
@@ -146,12 +150,13 @@ def test_chat(llm: ModelsLabLLM, server: LocalModelsLab, mode: str) -> None:
         ChatMessage(role="system", content="Be brief."),
         ChatMessage(role="user", content="Tell me about otters please"),
     ]
+    server.enqueue(Reply.text("Otters are playful river mammals."))
     responses = run_chat(llm, mode, messages)
     check_stream_shape(mode, responses)
     final = responses[-1]
     assert isinstance(final, ChatResponse)
     assert final.message.role == "assistant"
-    assert final.message.content == "Tell me about otters please"
+    assert final.message.content == "Otters are playful river mammals."
     (request,) = server.requests
     assert request.body is not None
     assert request.body["messages"] == [
@@ -159,17 +164,24 @@ def test_chat(llm: ModelsLabLLM, server: LocalModelsLab, mode: str) -> None:
         {"role": "user", "content": "Tell me about otters please"},
     ]
     assert request.body["stream"] is (mode in STREAMING)
+    assert server.pending_replies == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_complete_is_derived_from_chat(
     llm: ModelsLabLLM, server: LocalModelsLab, mode: str
 ) -> None:
+    server.enqueue(Reply.text("Rivers run to the sea."))
     responses = run_complete(llm, mode, "Say something about rivers")
     check_stream_shape(mode, responses)
     assert isinstance(responses[-1], CompletionResponse)
-    assert responses[-1].text == "Say something about rivers"
-    assert server.requests[0].path.endswith("/api/v7/llm/chat/completions")
+    assert responses[-1].text == "Rivers run to the sea."
+    (request,) = server.requests
+    assert request.path.endswith("/api/v7/llm/chat/completions")
+    assert (request.body or {})["messages"] == [
+        {"role": "user", "content": "Say something about rivers"}
+    ]
+    assert server.pending_replies == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -179,12 +191,14 @@ def test_text_completion_model(server: LocalModelsLab, mode: str) -> None:
         api_key="test-key",
         base_url=server.completions_base_url,
     )
+    server.enqueue(Reply.text(" there lived an otter."))
     responses = run_complete(llm, mode, "Once upon a time")
     check_stream_shape(mode, responses)
-    assert "Once upon a time" in responses[-1].text
+    assert responses[-1].text == " there lived an otter."
     (request,) = server.requests
     assert request.path == "/api/v6/completions"
     assert request.body is not None and request.body["prompt"] == "Once upon a time"
+    assert server.pending_replies == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -278,14 +292,20 @@ def test_last_streamed_response_equals_the_non_streamed_one(
 @pytest.mark.parametrize("mode", MODES)
 def test_chat_with_tools(llm: ModelsLabLLM, server: LocalModelsLab, mode: str) -> None:
     tools = [FunctionTool.from_defaults(add), FunctionTool.from_defaults(multiply)]
+    server.enqueue(Reply.tool_call("multiply", {"a": 6, "b": 7}, id="call_6x7"))
     responses = run_tools(llm, mode, tools, "Please multiply 6 and 7", tool_required=True)
     (selection,) = llm.get_tool_calls_from_response(responses[-1])
     assert (selection.tool_name, selection.tool_kwargs) == ("multiply", {"a": 6, "b": 7})
-    assert selection.tool_id
-    body = server.requests[0].body or {}
+    assert selection.tool_id == "call_6x7"
+    (request,) = server.requests
+    body = request.body or {}
+    assert body["messages"] == [{"role": "user", "content": "Please multiply 6 and 7"}]
     assert [t["function"]["name"] for t in body["tools"]] == ["add", "multiply"]
+    assert body["tools"][1]["function"]["parameters"]["required"] == ["a", "b"]
     assert body["tool_choice"] == "required"
     assert body["parallel_tool_calls"] is False
+    assert body["stream"] is (mode in STREAMING)
+    assert server.pending_replies == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -293,7 +313,10 @@ def test_forced_tool_choice_and_parallel_calls(
     llm: ModelsLabLLM, server: LocalModelsLab, mode: str
 ) -> None:
     tools = [FunctionTool.from_defaults(add), FunctionTool.from_defaults(multiply)]
-    run_tools(llm, mode, tools, "numbers 2 and 5", tool_choice="add")
+    server.enqueue(Reply.tool_call("add", {"a": 2, "b": 5}))
+    forced = run_tools(llm, mode, tools, "numbers 2 and 5", tool_choice="add")
+    (selection,) = llm.get_tool_calls_from_response(forced[-1])
+    assert (selection.tool_name, selection.tool_kwargs) == ("add", {"a": 2, "b": 5})
     body = server.requests[0].body or {}
     assert body["tool_choice"] == {"type": "function", "function": {"name": "add"}}
     server.enqueue(Reply.tool_calls([("add", {"a": 1, "b": 2}), ("multiply", {"a": 3, "b": 4})]))
@@ -304,6 +327,7 @@ def test_forced_tool_choice_and_parallel_calls(
         ("multiply", {"a": 3, "b": 4}),
     ]
     assert (server.requests[1].body or {})["parallel_tool_calls"] is True
+    assert server.pending_replies == 0
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -317,20 +341,32 @@ def test_single_tool_call_kept_when_parallel_is_off(
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_predict_and_call(llm: ModelsLabLLM, mode: str) -> None:
+def test_predict_and_call(llm: ModelsLabLLM, server: LocalModelsLab, mode: str) -> None:
     tools = [FunctionTool.from_defaults(multiply)]
+    server.enqueue(Reply.tool_call("multiply", {"a": 12, "b": 3}))
     if mode == "sync":
         result = llm.predict_and_call(tools, "multiply 12 by 3")
     else:
         result = _run(llm.apredict_and_call(tools, "multiply 12 by 3"))
     assert result.response == "36"
     assert result.sources[0].raw_output == 36
+    assert result.sources[0].raw_input == {"args": (), "kwargs": {"a": 12, "b": 3}}
+    (request,) = server.requests  # the tool's output is the answer: no second request
+    body = request.body or {}
+    assert [t["function"]["name"] for t in body["tools"]] == ["multiply"]
+    assert body["messages"] == [{"role": "user", "content": "multiply 12 by 3"}]
+    assert server.pending_replies == 0
 
 
 def test_tool_results_go_back_with_their_call_id(llm: ModelsLabLLM, server: LocalModelsLab) -> None:
     tools = [FunctionTool.from_defaults(multiply)]
+    server.enqueue(
+        Reply.tool_call("multiply", {"a": 4, "b": 5}, id="call_4x5"),
+        Reply.text("4 times 5 is 20."),
+    )
     first = llm.chat_with_tools(tools, "multiply 4 and 5")
     (selection,) = llm.get_tool_calls_from_response(first)
+    assert (selection.tool_id, selection.tool_kwargs) == ("call_4x5", {"a": 4, "b": 5})
     history = [
         *user("multiply 4 and 5"),
         first.message,
@@ -339,10 +375,15 @@ def test_tool_results_go_back_with_their_call_id(llm: ModelsLabLLM, server: Loca
         ),
     ]
     final = llm.chat_with_tools(tools, chat_history=history)
-    assert final.message.content is not None and "20" in final.message.content
+    assert final.message.content == "4 times 5 is 20."
+    assert llm.get_tool_calls_from_response(final, error_on_no_tool_call=False) == []
     sent = (server.requests[1].body or {})["messages"]
-    assert sent[1]["tool_calls"][0]["id"] == selection.tool_id
-    assert sent[2] == {"role": "tool", "content": "20", "tool_call_id": selection.tool_id}
+    assert sent[0] == {"role": "user", "content": "multiply 4 and 5"}
+    (call,) = sent[1]["tool_calls"]
+    assert (call["id"], call["function"]["name"]) == ("call_4x5", "multiply")
+    assert json.loads(call["function"]["arguments"]) == {"a": 4, "b": 5}
+    assert sent[2] == {"role": "tool", "content": "20", "tool_call_id": "call_4x5"}
+    assert len(server.requests) == 2 and server.pending_replies == 0
 
 
 # --- structured output -------------------------------------------------------------------------
@@ -354,20 +395,35 @@ def test_structured_output(server: LocalModelsLab, mode: str, function_calling: 
     llm = ModelsLabLLM(
         api_key="test-key", base_url=server.base_url, is_function_calling_model=function_calling
     )
-    results = run_structured(llm, mode, 'The new hire is "Alice Smith", 31 years old.')
+    alice = {"name": "Alice Smith", "age": 31}
+    server.enqueue(
+        Reply.tool_call("Person", alice) if function_calling else Reply.text(json.dumps(alice))
+    )
+    text = 'The new hire is "Alice Smith", 31 years old.'
+    results = run_structured(llm, mode, text)
     final = results[-1]
+    assert isinstance(final, Person)
     assert final.name == "Alice Smith"
     assert final.age == 31
     if mode in STREAMING:
-        assert len(results) >= 1
-    body = server.requests[0].body or {}
+        assert len(results) > 1  # partial objects, then the whole one
+    (request,) = server.requests
+    body = request.body or {}
+    assert text in str(body["messages"])
+    assert body["stream"] is (mode in STREAMING)
     if function_calling:
-        assert body["tools"][0]["function"]["name"] == "Person"
+        (tool,) = body["tools"]
+        assert tool["function"]["name"] == "Person"
+        assert tool["function"]["parameters"]["required"] == ["name", "age"]
+        # LlamaIndex's streaming programs leave the choice to the model (as with its OpenAI LLM).
+        assert body["tool_choice"] == ("auto" if mode in STREAMING else "required")
         assert "response_format" not in body
     else:
         assert "tools" not in body
         assert body["response_format"]["type"] == "json_schema"
+        assert body["response_format"]["json_schema"]["name"] == "Person"
         assert body["response_format"]["json_schema"]["schema"]["required"] == ["name", "age"]
+    assert server.pending_replies == 0
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -385,11 +441,19 @@ def test_json_mode_falls_back_to_json_object(server: LocalModelsLab, mode: str) 
     assert formats == ["json_schema", "json_object"]
 
 
-def test_as_structured_llm(llm: ModelsLabLLM) -> None:
+def test_as_structured_llm(llm: ModelsLabLLM, server: LocalModelsLab) -> None:
+    server.enqueue(Reply.tool_call("Person", {"name": "Carol Jones", "age": 28}))
     structured = llm.as_structured_llm(Person)
     response = structured.chat(user('Record "Carol Jones" who is 28'))
     assert isinstance(response.raw, Person)
     assert (response.raw.name, response.raw.age) == ("Carol Jones", 28)
+    assert json.loads(response.message.content or "") == {"name": "Carol Jones", "age": 28}
+    (request,) = server.requests
+    body = request.body or {}
+    assert [t["function"]["name"] for t in body["tools"]] == ["Person"]
+    assert body["tool_choice"] == "required"
+    assert 'Record "Carol Jones" who is 28' in str(body["messages"])
+    assert server.pending_replies == 0
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -449,8 +513,10 @@ def test_retries_then_succeeds(llm: ModelsLabLLM, server: LocalModelsLab) -> Non
     assert len(server.requests) == 2
 
 
-def test_one_llm_from_two_event_loops(llm: ModelsLabLLM) -> None:
-    for text in ("first loop", "second loop"):
-        assert _run(llm.acomplete(text)).text == text
-        streamed = _adrain(llm.astream_chat(user(text)))
-        assert streamed[-1].message.content == text
+def test_one_llm_from_two_event_loops(llm: ModelsLabLLM, server: LocalModelsLab) -> None:
+    for loop in ("first loop", "second loop"):
+        server.enqueue(Reply.text(f"answered in the {loop}"), Reply.text(f"streamed in the {loop}"))
+        assert _run(llm.acomplete(loop)).text == f"answered in the {loop}"
+        streamed = _adrain(llm.astream_chat(user(loop)))
+        assert streamed[-1].message.content == f"streamed in the {loop}"
+    assert len(server.requests) == 4 and server.pending_replies == 0
