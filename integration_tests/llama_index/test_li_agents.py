@@ -39,7 +39,8 @@ def _clear_calls() -> None:
 
 
 def sent_messages(server: LocalModelsLab, index: int = -1) -> list[dict[str, Any]]:
-    return (server.requests[index].body or {})["messages"]
+    messages: list[dict[str, Any]] = (server.requests[index].body or {})["messages"]
+    return messages
 
 
 def check_tool_turn(
