@@ -226,16 +226,16 @@ class ModelsLabLLM(FunctionCallingLLM):
         return ClientConfig.of_model(self, self._api_key, self.base_url)
 
     def _client(self) -> ModelsLabClient:
-        return self._clients.sync(ModelsLabClient, self._config(), self._http_client)
+        return self._clients.get(ModelsLabClient, self._config(), self._http_client)
 
     def _aclient(self) -> AsyncModelsLabClient:
-        return self._clients.async_(AsyncModelsLabClient, self._config(), self._async_http_client)
+        return self._clients.get(AsyncModelsLabClient, self._config(), self._async_http_client)
 
     def _text_client(self) -> ModelsLabCompletionsClient:
-        return self._clients.sync(ModelsLabCompletionsClient, self._config(), self._http_client)
+        return self._clients.get(ModelsLabCompletionsClient, self._config(), self._http_client)
 
     def _atext_client(self) -> AsyncModelsLabCompletionsClient:
-        return self._clients.async_(
+        return self._clients.get(
             AsyncModelsLabCompletionsClient, self._config(), self._async_http_client
         )
 

@@ -44,8 +44,6 @@ class ClientCache:
         client: C = entry[0]
         return client
 
-    sync = async_ = get
-
     # A copy or an unpickled model starts with no clients and builds its own.
     def __reduce__(self) -> tuple[Any, ...]:
         return (ClientCache, ())
