@@ -120,3 +120,15 @@ def test_a_translated_or_pickled_quoting_error_stays_masked() -> None:
     again = pickle.loads(pickle.dumps(error))
     assert not leaks(shown(again))
     assert again.message == error.message
+
+
+def test_a_quoting_error_pickled_before_it_is_masked_is_still_masked_before_the_cut() -> None:
+    """An error that crosses a process pool before the key is masked keeps the whole server
+    text, so masking afterwards still masks first and cuts after: the key's head is not left."""
+    import pickle
+
+    error: Any = e.InvalidResponseError.quoting("bad event: {!r}", "z" * 190 + KEY)
+    again = pickle.loads(pickle.dumps(error))
+    e.redact_error(again, KEY)
+    assert not leaks(shown(again))
+    assert again.message.endswith("***'")
