@@ -16,12 +16,9 @@ from collections.abc import Mapping, Sequence
 from itertools import takewhile
 from typing import Any
 
-#: One choice of an answer: the assistant message (``content``, and maybe ``reasoning_content``
-#: and ``tool_calls``, whose ids may be None) and its finish reason.
-Choice = tuple[dict[str, Any], str]
+from ._wire import Choice, message_text, prompts, truthy, whole_number
 
 EMPTY = "I received an empty message."
-_TEXT_PARTS = (None, "text", "input_text", "output_text")
 _TOOL_ROLES = ("tool", "function")
 _WORD_RE = re.compile(r"\S+")
 _NUMBER_RE = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?!\w)")
@@ -34,52 +31,6 @@ _KEYS_RE = re.compile(r"\bkeys\s+((?:\w+,\s*)*\w+(?:,?\s+and\s+\w+)?)", re.I)
 _REACT_ACT = "Thought: I need to use a tool to help me answer the question.\nAction: "
 _REACT_DONE = "Thought: I can answer without using any more tools. I'll use the user's language "
 _REACT_DONE += "to answer\nAnswer: "
-
-
-# ----------------------------------------------------------------------------- text
-
-
-def message_text(content: Any) -> str:
-    """The text of a message ``content``: a string, or the joined text parts of a list."""
-    if isinstance(content, str) or content is None:
-        return content or ""
-    parts = [content] if isinstance(content, dict) else content
-    if not isinstance(parts, list):
-        return str(content)
-    texts = [
-        p.get("text") if isinstance(p, dict) and p.get("type") in _TEXT_PARTS else p for p in parts
-    ]
-    return "\n".join(text for text in texts if isinstance(text, str))
-
-
-def count_words(text: str | None) -> int:
-    """Count whitespace-separated words (the local server's notion of a token)."""
-    return len(text.split()) if text else 0
-
-
-def truthy(value: Any) -> bool:
-    """Say whether a request field is on (``true``, ``1`` or ``"true"``/``"yes"``)."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return value is True or (isinstance(value, int) and value == 1)
-
-
-def whole_number(value: Any) -> int | None:
-    """A numeric request field as a non-negative int (``None`` when absent or not a number)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return max(int(value), 0)
-
-
-def prompts(value: Any) -> list[str]:
-    """The prompts of a text-completion request (a string, a list, or a list of token ids)."""
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list):
-        return []
-    if value and all(isinstance(item, int) for item in value):
-        return [" ".join(str(item) for item in value)]
-    return [item if isinstance(item, str) else json.dumps(item) for item in value]
 
 
 def _limit(text: str, body: Mapping[str, Any], max_words: int | None) -> Choice:

@@ -28,7 +28,7 @@ from typing import Any, Self
 from aiohttp import web
 from aiohttp.http import HttpVersion11
 
-from ._demo_model import Choice, chat_choice, completion_choices, prompts
+from ._demo_model import chat_choice, completion_choices
 from ._faults import EVENT_STREAM, JSON, SERVER, reset_after, send_half
 from ._replies import (
     INVALID_KEY_BODY,
@@ -45,8 +45,10 @@ from ._routing import ROUTES, RecordedRequest, find_key, redacted
 from ._wire import (
     DONE_EVENT,
     POPULAR_MODELS,
+    Choice,
     answer_body,
     first_chunks,
+    prompts,
     request_error,
     stream_events,
     wants_stream,

@@ -14,7 +14,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._demo_model import Choice, count_words, message_text, prompts, truthy, whole_number
+#: One choice of an answer: the assistant message (``content``, and maybe ``reasoning_content``
+#: and ``tool_calls``, whose ids may be None) and its finish reason.
+Choice = tuple[dict[str, Any], str]
+
+_TEXT_PARTS = (None, "text", "input_text", "output_text")
 
 DEFAULT_CHAT_MODEL = "meta-llama-3-8B-instruct"
 DEFAULT_COMPLETION_MODEL = "ModelsLab/Llama-3.1-8b-Uncensored-Dare"
@@ -40,6 +44,49 @@ _PROCESSING_EVERY = 64
 _NOT_DONE = {"finish_reason": None, "stop_reason": None}
 _PIECE_RE = re.compile(r"\s*\S+")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def message_text(content: Any) -> str:
+    """The text of a message ``content``: a string, or the joined text parts of a list."""
+    if isinstance(content, str) or content is None:
+        return content or ""
+    parts = [content] if isinstance(content, dict) else content
+    if not isinstance(parts, list):
+        return str(content)
+    texts = [
+        p.get("text") if isinstance(p, dict) and p.get("type") in _TEXT_PARTS else p for p in parts
+    ]
+    return "\n".join(text for text in texts if isinstance(text, str))
+
+
+def count_words(text: str | None) -> int:
+    """Count whitespace-separated words (the local server's notion of a token)."""
+    return len(text.split()) if text else 0
+
+
+def truthy(value: Any) -> bool:
+    """Say whether a request field is on (``true``, ``1`` or ``"true"``/``"yes"``)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return value is True or (isinstance(value, int) and value == 1)
+
+
+def whole_number(value: Any) -> int | None:
+    """A numeric request field as a non-negative int (``None`` when absent or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return max(int(value), 0)
+
+
+def prompts(value: Any) -> list[str]:
+    """The prompts of a text-completion request (a string, a list, or a list of token ids)."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        return []
+    if value and all(isinstance(item, int) for item in value):
+        return [" ".join(str(item) for item in value)]
+    return [item if isinstance(item, str) else json.dumps(item) for item in value]
 
 
 def requested_model(body: Mapping[str, Any], chat: bool) -> str:

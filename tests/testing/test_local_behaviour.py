@@ -13,9 +13,14 @@ from modelslab_core.testing._demo_model import (
     chat_choice,
     completion_choices,
     fill_schema,
-    message_text,
 )
-from modelslab_core.testing._wire import answer_body, request_error, split_pieces, stream_events
+from modelslab_core.testing._wire import (
+    answer_body,
+    message_text,
+    request_error,
+    split_pieces,
+    stream_events,
+)
 from tests.testing.reassemble import flatten_chat, flatten_text, reassemble_chat, reassemble_text
 
 
