@@ -80,7 +80,7 @@ from modelslab_core.config import (
     resolve_base_url,
 )
 from modelslab_core.errors import names_response_format
-from modelslab_core.validation import check_chat_request, check_completion_request, check_numbers
+from modelslab_core.validation import check_numbers
 
 from . import _convert as conv
 
@@ -249,23 +249,18 @@ class ModelsLabLLM(FunctionCallingLLM):
             body.setdefault("stream_options", {"include_usage": True})
         return body
 
-    # Each request is checked when it is made: a stream fails at the call, not when first read.
+    # A request is checked once, as the wire model is built: a stream fails at the call, not
+    # when first read.
     def _chat_request(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any], *, stream: bool = False
     ) -> ChatRequest:
         wire_messages = [conv.message_to_wire(m) for m in messages]
-        request = ChatRequest.model_validate(
-            {**self._body(kwargs, stream), "messages": wire_messages}
-        )
-        check_chat_request(request)
-        return request
+        return ChatRequest.model_validate({**self._body(kwargs, stream), "messages": wire_messages})
 
     def _completion_request(
         self, prompt: str, kwargs: dict[str, Any], *, stream: bool = False
     ) -> CompletionRequest:
-        request = CompletionRequest.model_validate({**self._body(kwargs, stream), "prompt": prompt})
-        check_completion_request(request)
-        return request
+        return CompletionRequest.model_validate({**self._body(kwargs, stream), "prompt": prompt})
 
     # LlamaIndex's validators fill both hooks in; its types still say they may be None.
     def _prompt(self, prompt: str, formatted: bool) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Self, TypeVar
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from .validation import check_chat_request, check_completion_request, check_numbers, check_tools
+from . import validation
+from .errors import ParameterError
 
 __all__ = [
     "ChatChoice",
@@ -110,26 +111,46 @@ class _SamplingFields(WireModel):
     stream: bool | None = Field(default=None, validation_alias=AliasChoices("stream", "streaming"))
     stream_options: dict[str, Any] | None = None
 
-    # Both ways in (keyword construction and model_validate, which the clients and frameworks use)
-    # check the raw values first: a ParameterError raised inside a pydantic validator would come
-    # out wrapped in a ValidationError, and a bool would already be a number.
+    # A request is checked once, as it is built (keyword construction, or model_validate, which
+    # the clients and frameworks use and which runs this __init__), and again only for a field
+    # assigned afterwards: sending it checks nothing more. The raw values are checked first: a
+    # bool would already be a number after pydantic.
     def __init__(self, /, **data: Any) -> None:
         self._check_raw(data)
         super().__init__(**data)
+        self.check()
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> Self:
-        if isinstance(obj, Mapping):
-            cls._check_raw(obj)
-        return super().model_validate(obj, *args, **kwargs)
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            # __init__ ran inside pydantic's validation: our ParameterError, not its wrapper.
+            for error in exc.errors():
+                cause = (error.get("ctx") or {}).get("error")
+                if isinstance(cause, ParameterError):
+                    raise cause from None
+            raise
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self).model_fields:
+            # ``request.temperature = True`` after construction: refused here, before it is set.
+            self._check_raw({name: value})
+            self._check_values({**self.__dict__, name: value})
+        super().__setattr__(name, value)
 
     @classmethod
     def _check_raw(cls, values: Mapping[str, Any]) -> None:
-        check_numbers(values)
+        validation.check_numbers(values)
+
+    @classmethod
+    def _check_values(cls, values: Mapping[str, Any]) -> None:
+        """Check the whole request's field values (the ranges ModelsLab documents)."""
+        raise NotImplementedError
 
     @classmethod
     def of(cls, request: Self | Mapping[str, Any]) -> Self:
-        """``request`` as this wire model (a mapping is validated, raw values checked first)."""
+        """``request`` as this wire model (a mapping is validated and checked)."""
         return request if isinstance(request, cls) else cls.model_validate(request)
 
     def to_body(self) -> dict[str, Any]:
@@ -137,12 +158,13 @@ class _SamplingFields(WireModel):
         return self.model_dump(exclude_none=True, by_alias=False)
 
     def check(self) -> None:
-        """Check the whole request (the ranges ModelsLab documents) before it is sent."""
-        raise NotImplementedError
+        """Check the whole request (done as it is built; call it after changing a field in
+        place, e.g. ``request.messages.clear()``)."""
+        self._check_values(self.__dict__)
 
     def body(self, *, stream: bool) -> dict[str, Any]:
-        """The checked JSON body to send; ``stream_options`` go only with a stream."""
-        self.check()
+        """The JSON body to send (checked when the request was built); ``stream_options`` go
+        only with a stream."""
         body = self.to_body()
         body["stream"] = stream
         if not stream:
@@ -161,13 +183,14 @@ class ChatRequest(_SamplingFields):
 
     @classmethod
     def _check_raw(cls, values: Mapping[str, Any]) -> None:
-        check_numbers(values)
+        validation.check_numbers(values)
         tools = values.get("tools")
         if isinstance(tools, Sequence) and not isinstance(tools, str):
-            check_tools(tools)
+            validation.check_tools(tools)
 
-    def check(self) -> None:
-        check_chat_request(self)
+    @classmethod
+    def _check_values(cls, values: Mapping[str, Any]) -> None:
+        validation.check_chat_fields(values)
 
 
 class CompletionRequest(_SamplingFields):
@@ -179,8 +202,9 @@ class CompletionRequest(_SamplingFields):
     )
     prompt: str | list[str] = ""
 
-    def check(self) -> None:
-        check_completion_request(self)
+    @classmethod
+    def _check_values(cls, values: Mapping[str, Any]) -> None:
+        validation.check_completion_fields(values)
 
 
 # --- responses ---------------------------------------------------------------------------------

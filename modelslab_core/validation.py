@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ParameterError
-
-if TYPE_CHECKING:
-    from .types import ChatRequest, CompletionRequest
 
 __all__ = [
     "MAX_STOP_SEQUENCES",
@@ -96,7 +93,7 @@ def _describe(low: float | None, high: float | None) -> str:
 def check_params(params: Mapping[str, Any]) -> None:
     """Check the sampling parameters in ``params`` (absent or None values are not checked):
     numbers, finite (NaN is not JSON), never a bool, within the documented ranges."""
-    check_numbers(params)  # no bool, nothing infinite or NaN
+    check_numbers(params)  # no bool, nothing infinite or NaN ("nan" becomes NaN in pydantic)
     for name in NUMERIC_FIELDS:
         value = params.get(name)
         if value is None:
@@ -126,27 +123,46 @@ def check_params(params: Mapping[str, Any]) -> None:
             raise ParameterError("stop sequences must be non-empty strings", field="stop")
 
 
-def check_chat_request(request: ChatRequest) -> None:
-    """Check a chat request before it is sent."""
-    if not request.messages:
+def _values(request: Mapping[str, Any] | object) -> Mapping[str, Any]:
+    """A request's fields: a mapping as it is, a wire model's ``__dict__`` otherwise (this module
+    sits below the wire models and imports none of them)."""
+    return request if isinstance(request, Mapping) else vars(request)
+
+
+def check_chat_request(request: Mapping[str, Any] | object) -> None:
+    """Check a chat request (a wire model or its field values) before it is sent."""
+    values = _values(request)
+    tools = values.get("tools")
+    check_tools(tools if isinstance(tools, Sequence) and not isinstance(tools, str) else None)
+    check_chat_fields(values)
+
+
+def check_chat_fields(values: Mapping[str, Any]) -> None:
+    """The rest of :func:`check_chat_request`, on values whose tools are checked."""
+    if not values.get("messages"):
         raise ParameterError("messages must hold at least one message", field="messages")
-    if not request.model:
+    if not values.get("model"):
         raise ParameterError("model must be a non-empty model id", field="model")
-    check_params(request.__dict__)
-    check_tools(request.tools)
+    check_params(values)
 
 
-def check_completion_request(request: CompletionRequest) -> None:
-    """Check a text-completion request before it is sent."""
-    prompt = request.prompt
+def check_completion_request(request: Mapping[str, Any] | object) -> None:
+    """Check a text-completion request (a wire model or its field values) before it is sent."""
+    check_completion_fields(_values(request))
+
+
+def check_completion_fields(values: Mapping[str, Any]) -> None:
+    """:func:`check_completion_request` on a request's field values."""
+    prompt = values.get("prompt")
     if not prompt or (isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt)):
         raise ParameterError("prompt must be a non-empty string or list of strings", field="prompt")
-    if not request.model:
+    if not values.get("model"):
         raise ParameterError("model must be a non-empty model id", field="model")
-    check_params(request.__dict__)
-    if request.max_tokens is not None and request.max_tokens > MAX_COMPLETION_TOKENS:
+    check_params(values)
+    max_tokens = values.get("max_tokens")
+    if max_tokens is not None and max_tokens > MAX_COMPLETION_TOKENS:
         raise ParameterError(
             f"max_tokens must be between 1 and {MAX_COMPLETION_TOKENS} for text completions, "
-            f"got {request.max_tokens}",
+            f"got {max_tokens}",
             field="max_tokens",
         )

@@ -99,20 +99,25 @@ def test_request_models_refuse_them_whichever_way_they_are_built(cls: type) -> N
         cls.model_validate({"temperature": NAN})
 
 
-def test_a_request_changed_after_it_was_built_is_checked_again_when_sent(
+def test_a_field_assigned_after_the_request_was_built_is_refused_as_it_is_assigned(
     server: LocalModelsLab,
 ) -> None:
-    """Checks made as a wire request is built do not cover fields assigned afterwards: sending
-    it checks them again, before any request."""
+    """A request is checked as it is built; a field assigned afterwards is checked as it is
+    assigned (and left unchanged when refused), so sending needs no second check."""
     numbers = ChatRequest(model="m", messages=MESSAGES)
-    numbers.temperature = True
     with pytest.raises(ParameterError, match="temperature must be a number"):
-        ModelsLabClient(api_key=KEY, base_url=server.base_url, max_retries=0).chat(numbers)
+        numbers.temperature = True
+    with pytest.raises(ParameterError, match="temperature must be between"):
+        numbers.temperature = 7
+    assert numbers.temperature is None
     tools = ChatRequest(model="m", messages=MESSAGES)
-    tools.tools = [GOOD_TOOL, {"type": "function", "function": {}}]
     with pytest.raises(ParameterError, match=r"tools\[1\].*no function name"):
-        ModelsLabClient(api_key=KEY, base_url=server.base_url, max_retries=0).chat(tools)
-    assert server.request_count == 0
+        tools.tools = [GOOD_TOOL, {"type": "function", "function": {}}]
+    with pytest.raises(ParameterError, match="messages"):
+        tools.messages = []
+    client = ModelsLabClient(api_key=KEY, base_url=server.base_url, max_retries=0)
+    assert client.chat(tools).choices  # still the good request
+    assert server.request_count == 1
 
 
 def test_check_params_refuses_them_too() -> None:
