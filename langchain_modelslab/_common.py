@@ -21,27 +21,27 @@ from langchain_core.utils import secret_from_env
 from langchain_core.utils.utils import get_pydantic_field_names
 from pydantic import (
     AliasChoices,
-    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     model_validator,
 )
 
-from modelslab_core import (
-    API_KEY_ENV,
-    MissingAPIKeyError,
-    check_params,
-)
+import modelslab_core
+from modelslab_core import API_KEY_ENV, ConfigurationError, check_params
 from modelslab_core._cache import ClientCache
 from modelslab_core.client import AsyncModelsLabClientBase, ModelsLabClientBase
-from modelslab_core.config import ClientConfig
+from modelslab_core.config import ClientConfig, ClientSettings, merge_aliases, repr_args
 from modelslab_core.validation import check_numbers
 
 from ._convert import PROVIDER
 from ._errors import translated_errors
+
+#: Left out of the repr: secrets, clients, and what the model id already says.
+_NOT_SHOWN = frozenset(
+    {"model", "api_key", "http_client", "http_async_client", "default_headers", "profile"}
+)
 
 # Call-time keyword arguments that are LangChain's business, never the API's.
 _LANGCHAIN_KWARGS = ("ls_structured_output_format", "stream")
@@ -97,7 +97,12 @@ def _field_names(cls: type[Any]) -> set[str]:
 #: Frames from these packages sit between a user's ``ChatModelsLab(...)`` and our validator.
 _LIBRARY_DIRS = tuple(
     str(Path(module.__file__).parent) + os.sep
-    for module in (pydantic, langchain_core, sys.modules[__name__.rpartition(".")[0]])
+    for module in (
+        pydantic,
+        langchain_core,
+        modelslab_core,
+        sys.modules[__name__.rpartition(".")[0]],
+    )
     if module.__file__
 )
 
@@ -131,9 +136,11 @@ def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict
     return values
 
 
-class ModelsLabFields(BaseModel):
-    """The shared fields. A subclass names its model default, its base URL (default and
-    environment variable), its adapter clients and the sampling fields it sends (``_sampling``).
+class ModelsLabFields(ClientSettings):
+    """The shared fields: the client settings (timeout, retries, headers, key placement, the
+    account gate...) come from :class:`modelslab_core.config.ClientSettings`, declared there
+    once. A subclass names its model default, its base URL (default and environment variable),
+    its adapter clients and the sampling fields it sends (``_sampling``).
     """
 
     # defer_build: validators are built with the first model, not at import (import time counts).
@@ -148,12 +155,6 @@ class ModelsLabFields(BaseModel):
     api_key: SecretStr | None = Field(default_factory=secret_from_env(API_KEY_ENV, default=None))
     """ModelsLab API key; defaults to ``MODELSLAB_API_KEY``."""
     base_url: str | None = None
-    timeout: float | None = Field(
-        default=None, validation_alias=AliasChoices("timeout", "request_timeout")
-    )
-    """Seconds per network step (alias ``request_timeout``); None: the adapter's default."""
-    max_retries: int | None = None
-    """Retries after rate limits, server errors and dropped connections."""
     temperature: float | None = None
     max_tokens: int | None = None
     top_p: float | None = None
@@ -170,17 +171,6 @@ class ModelsLabFields(BaseModel):
     """Other request fields, sent as they are."""
     extra_body: dict[str, Any] | None = None
     """More request fields, merged into the JSON body last."""
-    default_headers: dict[str, str] | None = None
-    key_in_body: bool = False
-    """Send the key as a ``key`` field in the JSON body (legacy ModelsLab style)."""
-    max_in_flight: int | None = None
-    """Requests open at once per account, shared process-wide (None: learned from its 429s)."""
-    flow_control: bool = True
-    """False turns the account gate off: every call goes out at once."""
-    total_timeout: float | None = None
-    """Seconds a whole call may take, retries, waits and stream included."""
-    rate_limit_budget: float | None = None
-    """Seconds a call may wait out rate limits (HTTP 429) before it raises (None: 300)."""
     http_client: httpx.Client | None = Field(default=None, exclude=True)
     """Your ``httpx.Client`` for the sync paths (proxies, certificates, a mock transport)."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)
@@ -201,21 +191,11 @@ class ModelsLabFields(BaseModel):
     _base_url_env: ClassVar[str]
     _ls_model_type: ClassVar[Literal["chat", "llm"]]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            super().__init__(*args, **kwargs)
-        except ValidationError as exc:
-            # A missing key is the documented MissingAPIKeyError, not wrapped in a ValidationError.
-            for error in exc.errors():
-                cause = (error.get("ctx") or {}).get("error")
-                if isinstance(cause, MissingAPIKeyError):
-                    raise cause from None
-            raise
-
     @model_validator(mode="before")
     @classmethod
     def _collect_model_kwargs(cls, values: Any) -> Any:
         if isinstance(values, dict):
+            values = merge_aliases(values)
             check_numbers(values)  # before pydantic turns True into 1 (NaN is checked after too)
             return move_unknown_to_model_kwargs(cls, values)
         return values
@@ -224,20 +204,24 @@ class ModelsLabFields(BaseModel):
     def _check_settings(self) -> Self:
         check_params({name: getattr(self, name) for name in self._sampling} | {"stop": self.stop})
         if not self.model:
-            raise ValueError("model must be a non-empty model id")
+            raise ConfigurationError("model must be a non-empty model id")
         # Every setting is resolved and checked now: a missing key or a bad value fails here.
         self.base_url = self._config().base_url
         return self
 
     def _config(self) -> ClientConfig:
-        """The model's one settings object; its clients are cached by it."""
-        return ClientConfig.of_model(
+        """The model's one settings object (built again only when a field changed); its clients
+        are cached by it."""
+        return self._clients.config(
             self,
             self.api_key,
             self.base_url,
             default_base_url=self._default_base_url,
             base_url_env=self._base_url_env,
         )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        return repr_args(self, _NOT_SHOWN)
 
     def _client(self) -> ModelsLabClientBase:
         raise NotImplementedError  # each model names its client class

@@ -28,7 +28,6 @@ from langchain_core.output_parsers.openai_tools import (
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
-from langchain_core.utils import from_env
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import AliasChoices, Field, model_validator
@@ -42,6 +41,7 @@ from modelslab_core import (
     ModelsLabClient,
     get_profile,
 )
+from modelslab_core.config import InvalidSettingError
 
 from ._common import ModelsLabFields, approximate_tokens, arelay, relay
 from ._convert import (
@@ -80,8 +80,9 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     )
     """Model id, e.g. ``meta-llama-3-8B-instruct`` (aliases ``model_id`` and ``model_name``, as
     ``ChatOpenAI`` and ``ChatAnthropic`` name it)."""
-    base_url: str | None = Field(default_factory=from_env(BASE_URL_ENV, default=None))
-    """Chat base URL (``.../api/v7/llm``) or a named one (``chat``, ``uncensored``)."""
+    base_url: str | None = None
+    """Chat base URL (``.../api/v7/llm``) or a named one (``chat``, ``uncensored``); default
+    ``MODELSLAB_BASE_URL``, else the v7 chat URL (alias ``api_base``)."""
     stop: list[str] | str | None = Field(default=None, alias="stop_sequences")
     n: int | None = None
     """Number of answers per request (1-10; streaming takes 1)."""
@@ -100,7 +101,9 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     @model_validator(mode="after")
     def _check_streaming_n(self) -> Self:
         if self.streaming and (self.n or 1) > 1:
-            raise ValueError("n must be 1 when streaming")
+            raise InvalidSettingError(
+                "n must be 1 when streaming (streaming=True sends one answer)", field="n"
+            )
         return self
 
     def _resolve_model_profile(self) -> ModelProfile | None:

@@ -11,7 +11,6 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
-from langchain_core.utils import from_env
 from pydantic import AliasChoices, Field
 
 from modelslab_core import (
@@ -53,8 +52,9 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
         validation_alias=AliasChoices("model", "model_id", "model_name"),
     )
     """Model id (aliases ``model_id`` and ``model_name``)."""
-    base_url: str | None = Field(default_factory=from_env(COMPLETIONS_BASE_URL_ENV, default=None))
-    """Completions base URL (``.../api/v6``) or a named one (``completions``, ``uncensored``)."""
+    base_url: str | None = None
+    """Completions base URL (``.../api/v6``) or a named one (``completions``, ``uncensored``);
+    default ``MODELSLAB_COMPLETIONS_BASE_URL``, else the v6 URL (alias ``api_base``)."""
 
     _default_base_url = COMPLETIONS_BASE_URL
     _base_url_env = COMPLETIONS_BASE_URL_ENV

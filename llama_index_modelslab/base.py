@@ -45,6 +45,7 @@ from llama_index.core.base.llms.types import (
     ToolCallBlock,
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.constants import DEFAULT_TEMPERATURE
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
@@ -73,9 +74,12 @@ from modelslab_core._cache import ClientCache
 from modelslab_core.config import (
     BASE_URL_ENV,
     COMPLETIONS_BASE_URL_ENV,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT,
     ClientConfig,
+    ClientSettings,
+    InvalidSettingError,
+    as_setting_errors,
+    merge_aliases,
+    repr_args,
     resolve_api_key,
     resolve_base_url,
 )
@@ -91,27 +95,57 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_MODEL", "ModelsLabLLM"]
 
 DEFAULT_MODEL = "meta-llama-3-8B-instruct"
-DEFAULT_TEMPERATURE = 0.1
+
+#: Left out of the repr: what the model id already says, secrets, callbacks and prompt hooks.
+_NOT_SHOWN = frozenset(
+    {
+        "model",
+        "default_headers",
+        "callback_manager",
+        "messages_to_prompt",
+        "completion_to_prompt",
+        "output_parser",
+        "context_window",
+        "is_function_calling_model",
+        "is_chat_model",
+    }
+)
+
+
+class UnknownArgumentError(InvalidSettingError, TypeError):
+    """An argument ``ModelsLabLLM`` does not take: a configuration error, and the ``TypeError``
+    Python raises for an unexpected keyword argument."""
+
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
 W = TypeVar("W", bound=BaseModel)
 
 
-class ModelsLabLLM(FunctionCallingLLM):
+class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
     """ModelsLab's chat (or text-completion) models in LlamaIndex.
 
     ``context_window`` and ``is_function_calling_model`` come from the shared model-profile table
     unless given. The API key comes from ``api_key`` or ``MODELSLAB_API_KEY`` and is kept out of
     ``repr``, ``to_dict`` and ``to_json``. With ``is_chat_model=False``, ``complete`` posts to
-    ``{base_url}/completions`` and ``base_url`` defaults to the v6 completions base.
+    ``{base_url}/completions`` and ``base_url`` defaults to the v6 completions base. The client
+    settings (``timeout``, ``max_retries``, ``default_headers``, ``key_placement``,
+    ``max_in_flight``, ...) are those of :class:`modelslab_core.config.ClientSettings`.
     """
 
-    model: str = Field(default=DEFAULT_MODEL, description="The ModelsLab model id.")
-    base_url: str = Field(default=CHAT_BASE_URL, description="The API base URL (or a name).")
-    timeout: float = Field(default=DEFAULT_TIMEOUT, gt=0, description="Seconds per request.")
-    max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, description="Retries on errors.")
-    temperature: float | None = Field(default=DEFAULT_TEMPERATURE, description="0 to 2.")
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="The ModelsLab model id (aliases model_name and model_id).",
+    )
+    base_url: str = Field(
+        default=CHAT_BASE_URL,
+        description="The API base URL, or a name: chat, completions, uncensored (alias api_base).",
+    )
+    temperature: float | None = Field(
+        default=DEFAULT_TEMPERATURE,
+        description="0 to 2. The default, 0.1, is LlamaIndex's own (llama_index.core.constants."
+        "DEFAULT_TEMPERATURE, as its OpenAI LLM has it); LangChain's ChatModelsLab sends none.",
+    )
     max_tokens: int | None = Field(default=None, description="Most tokens to generate.")
     context_window: int = Field(default=0, description="Input plus output tokens.")
     is_chat_model: bool = Field(default=True, description="False: use text completions.")
@@ -119,19 +153,7 @@ class ModelsLabLLM(FunctionCallingLLM):
     additional_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra fields for every request body."
     )
-    default_headers: dict[str, str] | None = Field(default=None, description="Extra headers.")
-    key_in_body: bool = Field(default=False, description="Send the key in the body, not Bearer.")
     strict: bool = Field(default=False, description="Ask for strict tool-argument schemas.")
-    max_in_flight: int | None = Field(
-        default=None, ge=1, description="Requests open at once per account (None: learned)."
-    )
-    flow_control: bool = Field(default=True, description="False turns the account gate off.")
-    total_timeout: float | None = Field(
-        default=None, gt=0, description="Seconds a whole call may take, stream included."
-    )
-    rate_limit_budget: float | None = Field(
-        default=None, gt=0, description="Seconds a call may wait out 429s (None: 300)."
-    )
 
     _api_key: SecretStr = PrivateAttr()
     _http_client: httpx.Client | None = PrivateAttr(default=None)
@@ -140,7 +162,7 @@ class ModelsLabLLM(FunctionCallingLLM):
 
     def __init__(
         self,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         api_key: str | SecretStr | None = None,
         base_url: str | None = None,
         *,
@@ -151,18 +173,30 @@ class ModelsLabLLM(FunctionCallingLLM):
         async_http_client: httpx.AsyncClient | None = None,
         **kwargs: Any,
     ) -> None:
-        # ``api_base`` is what OpenAILike and llama-index-llms-modelslab call the base URL.
-        api_base = kwargs.pop("api_base", None)
-        base_url = base_url or api_base
-        check_numbers(kwargs)  # before pydantic turns True into 1
+        # ``model_name``, ``api_base`` (OpenAILike's and llama-index-llms-modelslab's name of the
+        # base URL), ``request_timeout``: one setting each, contradictions refused.
+        kwargs = merge_aliases({"model": model, "base_url": base_url, **kwargs})
+        model = kwargs.pop("model", None) or DEFAULT_MODEL
+        base_url = kwargs.pop("base_url", None)
+        with as_setting_errors():
+            check_numbers(kwargs)  # before pydantic turns True into 1
         unknown = sorted(set(kwargs) - set(type(self).model_fields))
         if unknown:
-            raise TypeError(
+            raise UnknownArgumentError(
                 f"ModelsLabLLM got unexpected keyword arguments {unknown}; request fields that "
-                "are not modelled go in additional_kwargs={...}"
+                "are not modelled go in additional_kwargs={...}",
+                field=unknown[0],
             )
+        if not isinstance(model, str):
+            raise InvalidSettingError(f"model must be a model id, got {model!r}", field="model")
         profile = get_profile(model)
         chat = profile.chat if is_chat_model is None else is_chat_model
+        if is_function_calling_model and not chat:
+            raise InvalidSettingError(
+                "is_function_calling_model=True cannot take effect with text completions "
+                "(is_chat_model=False, or a completions-only model): tools need the chat endpoint",
+                field="is_function_calling_model",
+            )
         if chat:
             url = resolve_base_url(base_url, CHAT_BASE_URL, env=BASE_URL_ENV)
         else:
@@ -177,11 +211,15 @@ class ModelsLabLLM(FunctionCallingLLM):
             is_function_calling_model=is_function_calling_model,
             **kwargs,
         )
-        check_params({"temperature": self.temperature, "max_tokens": self.max_tokens})
+        with as_setting_errors():
+            check_params({"temperature": self.temperature, "max_tokens": self.max_tokens})
         self._api_key = resolve_api_key(api_key)
         self._http_client = http_client
         self._async_http_client = async_http_client
         self._config()  # every setting checked now: a bad value fails here, not at the first call
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        return repr_args(self, _NOT_SHOWN)
 
     @classmethod
     def class_name(cls) -> str:
@@ -222,8 +260,16 @@ class ModelsLabLLM(FunctionCallingLLM):
     # --- clients and requests ------------------------------------------------------------------
 
     def _config(self) -> ClientConfig:
-        """The settings from the current fields (a changed field takes effect at the next call)."""
-        return ClientConfig.of_model(self, self._api_key, self.base_url)
+        """The settings from the current fields, built again only when one changed (a changed
+        field takes effect at the next call)."""
+        completions = not self.is_chat_model
+        return self._clients.config(
+            self,
+            self._api_key,
+            self.base_url,
+            default_base_url=COMPLETIONS_BASE_URL if completions else CHAT_BASE_URL,
+            base_url_env=COMPLETIONS_BASE_URL_ENV if completions else BASE_URL_ENV,
+        )
 
     def _client(self) -> ModelsLabClient:
         return self._clients.get(ModelsLabClient, self._config(), self._http_client)

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
         COMPLETIONS_BASE_URL_ENV,
         UNCENSORED_BASE_URL,
         ClientConfig,
+        ClientSettings,
+        InvalidSettingError,
         KeyPlacement,
     )
     from .errors import (
@@ -125,6 +127,7 @@ __all__ = [
     "ChoiceDelta",
     "ChunkChoice",
     "ClientConfig",
+    "ClientSettings",
     "Completion",
     "CompletionChoice",
     "CompletionRequest",
@@ -135,6 +138,7 @@ __all__ = [
     "IncompleteStreamError",
     "InsufficientCreditsError",
     "InvalidResponseError",
+    "InvalidSettingError",
     "KeyPlacement",
     "MissingAPIKeyError",
     "ModelInfo",

@@ -8,7 +8,6 @@ import logging
 import platform
 import sys
 import time
-from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, TypeVar
 
@@ -16,12 +15,13 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from . import __version__
-from .config import BASE_URL_ENV, CHAT_BASE_URL, ClientConfig, KeyPlacement
+from .config import BASE_URL_ENV, CHAT_BASE_URL, ClientConfig
 from .errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
+    ConfigurationError,
     InvalidResponseError,
     ParameterError,
     ProcessingResponseError,
@@ -252,30 +252,25 @@ class BaseClient(Generic[H]):
         api_key: str | SecretStr | None = None,
         base_url: str | None = None,
         *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        key_placement: KeyPlacement = "bearer",
-        max_in_flight: int | None = None,
-        flow_control: bool = True,
-        total_timeout: float | None = None,
-        rate_limit_budget: float | None = None,
         http_client: H | None = None,
         config: ClientConfig | None = None,
+        **settings: Any,
     ) -> None:
+        """``settings``: any field of :class:`~modelslab_core.config.ClientSettings`
+        (``timeout``, ``max_retries``, ``default_headers``, ``key_placement``, ...), checked
+        there; or one ready ``config``."""
+        given = [*settings, *(["api_key"] if api_key is not None else [])]
+        given += ["base_url"] if base_url is not None else []
+        if config is not None and given:
+            raise ConfigurationError(
+                f"pass either config=... or the settings themselves, not both (got {given})"
+            )
         self.config = config or ClientConfig.build(
             api_key,
             base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-            key_placement=key_placement,
-            max_in_flight=max_in_flight,
-            flow_control=flow_control,
-            total_timeout=total_timeout,
-            rate_limit_budget=rate_limit_budget,
             default_base_url=self._default_base_url,
             base_url_env=self._base_url_env,
+            **settings,
         )
         self._http_client: H | None = http_client
         self.retry_policy = RetryPolicy(max_retries=self.config.max_retries)

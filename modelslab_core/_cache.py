@@ -1,5 +1,6 @@
-"""A model's adapter clients, built on first use and rebuilt when its settings (one
-:class:`~modelslab_core.config.ClientConfig`) or its own httpx client change.
+"""A model's settings and adapter clients: its :class:`~modelslab_core.config.ClientConfig`
+built once and again only when a field changed, and its clients built on first use and rebuilt
+when that config or its own httpx client change.
 
 Both frameworks' models keep one; clients are cheap (they share the process's pools). The cache
 is never pickled, copied or serialized: a copy starts empty and builds its own.
@@ -10,8 +11,10 @@ from __future__ import annotations
 import threading
 from typing import Any, TypeVar
 
+from pydantic import SecretStr
+
 from .client import AsyncModelsLabClientBase, ModelsLabClientBase
-from .config import ClientConfig
+from .config import ClientConfig, ClientSettings
 
 __all__ = ["ClientCache"]
 
@@ -21,13 +24,47 @@ C = TypeVar("C", bound=ModelsLabClientBase | AsyncModelsLabClientBase)
 _BUILD_LOCK = threading.Lock()
 
 
+def _frozen(value: Any) -> Any:
+    return tuple(value.items()) if isinstance(value, dict) else value
+
+
 class ClientCache:
     """One client of each class (chat or completions, sync or async) per model instance."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_config", "_entries")
 
     def __init__(self) -> None:
         self._entries: dict[type, tuple[Any, ClientConfig, Any]] = {}
+        self._config: tuple[tuple[Any, ...], ClientConfig] | None = None
+
+    def config(
+        self,
+        model: ClientSettings,
+        api_key: SecretStr | str | None,
+        base_url: str | None,
+        *,
+        default_base_url: str,
+        base_url_env: str,
+    ) -> ClientConfig:
+        """The model's :class:`ClientConfig`, built (resolved and checked) once and again only
+        when the key, the base URL or a setting changed since: the frameworks' models are
+        mutable (``llm.timeout = 5`` takes effect at the next call)."""
+        settings = model.client_settings()
+        secret = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
+        # Headers as items: a dict changed in place must not compare equal to its old self.
+        key = (secret, base_url, *((k, _frozen(v)) for k, v in settings.items()))
+        cached = self._config
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        config = ClientConfig.build(
+            api_key,
+            base_url,
+            default_base_url=default_base_url,
+            base_url_env=base_url_env,
+            **settings,
+        )
+        self._config = (key, config)
+        return config
 
     def get(self, cls: type[C], config: ClientConfig, http_client: Any) -> C:
         """The model's client of class ``cls``, built anew when ``config`` or ``http_client``

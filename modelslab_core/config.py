@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Literal
 
-from pydantic import SecretStr
+import httpx
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from .errors import ConfigurationError, MissingAPIKeyError
+from .errors import ConfigurationError, MissingAPIKeyError, ModelsLabError, ParameterError
 
 __all__ = [
+    "ALIASES",
     "API_KEY_ENV",
     "BASE_URLS",
     "BASE_URL_ENV",
@@ -22,12 +35,19 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RATE_LIMIT_BUDGET",
     "DEFAULT_TIMEOUT",
+    "ENDPOINT_PATHS",
     "UNCENSORED_BASE_URL",
     "ClientConfig",
+    "ClientSettings",
+    "InvalidSettingError",
     "KeyPlacement",
+    "as_setting_errors",
     "check_header_value",
+    "merge_aliases",
+    "repr_args",
     "resolve_api_key",
     "resolve_base_url",
+    "settings_error",
 ]
 
 API_KEY_ENV = "MODELSLAB_API_KEY"
@@ -82,9 +102,11 @@ def check_header_value(value: str, what: str) -> None:
 
 def resolve_api_key(api_key: str | SecretStr | None) -> SecretStr:
     """The key from the argument, else from ``MODELSLAB_API_KEY``; a clear error when neither,
-    or when the key holds a character that cannot go in an HTTP header."""
+    when it is no string, or when it holds a character that cannot go in an HTTP header."""
     if isinstance(api_key, SecretStr):
         api_key = api_key.get_secret_value()
+    if api_key is not None and not isinstance(api_key, str):
+        raise ConfigurationError(f"api_key must be a string, got {type(api_key).__name__}")
     if not api_key:
         api_key = os.environ.get(API_KEY_ENV, "")
     api_key = api_key.strip()
@@ -96,27 +118,62 @@ def resolve_api_key(api_key: str | SecretStr | None) -> SecretStr:
     return SecretStr(api_key)
 
 
+#: Endpoint paths a pasted base URL may end in (ModelsLab's documentation gives whole endpoint
+#: URLs, e.g. https://modelslab.com/api/v7/llm/chat/completions): cut off, with a warning.
+ENDPOINT_PATHS = ("/chat/completions", "/completions", "/v1/models", "/models")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def resolve_base_url(
     base_url: str | None, default: str = CHAT_BASE_URL, *, env: str = BASE_URL_ENV
 ) -> str:
     """``base_url`` (a URL or a name from :data:`BASE_URLS`), else the environment variable
-    ``env`` (``MODELSLAB_BASE_URL``), else ``default``; without a trailing slash."""
+    ``env`` (``MODELSLAB_BASE_URL``), else ``default``; in one spelling (lower-case scheme and
+    host, no default port, no trailing slash), so equal addresses give equal configs.
+
+    A base URL that ends in an endpoint path (``.../chat/completions``) is cut back to its base,
+    with a warning saying so; one with a user name or password is refused (httpx's Basic auth
+    would replace the key, and the password would show in logs) without echoing it."""
     url = base_url or os.environ.get(env) or default
-    url = BASE_URLS.get(url, url)
-    if not url.startswith(("http://", "https://")):
+    if not isinstance(url, str):
+        raise ConfigurationError(f"base_url must be a string, got {type(url).__name__}")
+    url = BASE_URLS.get(url.strip(), url.strip())
+    if not url.lower().startswith(("http://", "https://")):
         raise ConfigurationError(
             f"base_url must be an http(s) URL or one of {sorted(BASE_URLS)}, got {url!r}"
         )
-    if "?" in url or "#" in url:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise ConfigurationError(f"base_url is not a valid URL: {exc}") from None
+    if parsed.userinfo:
+        raise ConfigurationError(
+            "base_url must not hold a user name or password (user:password@host): httpx would "
+            "send them as Basic auth instead of the API key; pass the key as api_key. "
+            f"Host: {parsed.host!r}"
+        )
+    if parsed.query or parsed.fragment or "?" in url or "#" in url:
         # ``{base_url}/chat/completions`` would land inside the query or the fragment.
         raise ConfigurationError(
             f"base_url must not have a query string or a fragment, got {url!r}: "
             "pass extra headers with default_headers and extra body fields with model_kwargs"
         )
-    return url.rstrip("/")
+    if parsed.port == _DEFAULT_PORTS.get(parsed.scheme):
+        parsed = parsed.copy_with(port=None)
+    normal = str(parsed).rstrip("/")
+    for endpoint in ENDPOINT_PATHS:
+        if normal.lower().endswith(endpoint):
+            base = normal[: -len(endpoint)]
+            warnings.warn(
+                f"base_url {normal!r} ends in the endpoint path {endpoint!r}; using {base!r} "
+                f"(the client adds {endpoint!r} itself)",
+                stacklevel=2,
+            )
+            return base
+    return normal
 
 
-def _seconds(value: float | None, name: str, default: float | None) -> float | None:
+def _seconds(value: Any, name: str, default: float | None) -> float | None:
     """A positive, finite number of seconds (``None`` keeps ``default``); bools are refused."""
     if value is None:
         return default
@@ -128,56 +185,198 @@ def _seconds(value: float | None, name: str, default: float | None) -> float | N
     return seconds
 
 
-def _count(value: int | None, name: str, minimum: int) -> int | None:
-    if value is None:
-        return None
+def _count(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return value
 
 
-#: The settings a framework model holds as fields of these names (see ClientConfig.of_model).
-MODEL_SETTINGS = (
-    "timeout",
-    "max_retries",
-    "default_headers",
-    "max_in_flight",
-    "flow_control",
-    "total_timeout",
-    "rate_limit_budget",
-)
+class InvalidSettingError(ConfigurationError, ParameterError):
+    """A constructor argument that is wrong (out of range, of the wrong type, contradicting
+    another): a :class:`ConfigurationError` and a :class:`ParameterError` at once (both
+    ``ValueError``), whichever of them the caller catches. ``field`` names the argument."""
 
 
-@dataclass(frozen=True)
-class ClientConfig:
+def settings_error(exc: ValidationError) -> ModelsLabError:
+    """Pydantic's error about a model's arguments → ours: our own error raised inside a
+    validator comes out as it is (a ParameterError as an :class:`InvalidSettingError`); anything
+    else pydantic refused, as an :class:`InvalidSettingError` with its message (never the
+    input, which may be the key)."""
+    for error in exc.errors():
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, ParameterError) and not isinstance(cause, ConfigurationError):
+            return InvalidSettingError(str(cause), field=cause.field)
+        if isinstance(cause, ModelsLabError):
+            return cause
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    more = f" ({exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return InvalidSettingError(
+        f"{exc.title}: {field or 'arguments'}: {first['msg']}{more}", field=field
+    )
+
+
+class ClientSettings(BaseModel):
+    """Every client setting, declared once: its type, default, documentation and check.
+
+    :class:`ClientConfig` and the frameworks' models (LangChain's ``ChatModelsLab`` and
+    ``ModelsLabLLM``, LlamaIndex's ``ModelsLabLLM``) inherit these fields, so a new setting is
+    one field here. A wrong value raises a :class:`ConfigurationError` naming the setting;
+    ``None`` means the default.
+    """
+
+    model_config = ConfigDict(defer_build=True, hide_input_in_errors=True)
+
+    timeout: float = Field(
+        default=DEFAULT_TIMEOUT,
+        validation_alias=AliasChoices("timeout", "request_timeout"),
+        description="Seconds allowed for each network step (connect, each read, each write, a "
+        "place in the pool; alias request_timeout): a server that keeps sending is never cut "
+        "off by it. total_timeout bounds a whole call.",
+    )
+    max_retries: int = Field(
+        default=DEFAULT_MAX_RETRIES,
+        description="Retries after rate limits, server errors, timeouts and dropped "
+        "connections; 0: no retry of any kind, 429 included.",
+    )
+    default_headers: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,  # a header may hold a credential of its own
+        description="Extra HTTP headers sent with every request.",
+    )
+    key_placement: KeyPlacement = Field(
+        default="bearer",
+        description="Where the key goes: 'bearer' (Authorization header, the documented "
+        "default), 'body' (a key field in the JSON body, ModelsLab's legacy style) or "
+        "'x-api-key' (a header, as ModelsLab's OpenAPI spec has it).",
+    )
+    key_in_body: bool = Field(
+        default=False,
+        description="Send the key as a key field in the JSON body (key_placement='body').",
+    )
+    max_in_flight: int | None = Field(
+        default=None,
+        description="Requests open at once per account, shared by every client of the process "
+        "(None: learned from the account's 429s). Needs flow_control.",
+    )
+    flow_control: bool = Field(
+        default=True, description="False turns the account gate off: every call goes out at once."
+    )
+    total_timeout: float | None = Field(
+        default=None,
+        description="Seconds a whole call may take, retries, waits and the whole stream "
+        "included (None: no bound beyond timeout per step).",
+    )
+    rate_limit_budget: float = Field(
+        default=DEFAULT_RATE_LIMIT_BUDGET,
+        description="Seconds a call may spend waiting out the account's rate limit (HTTP 429) "
+        "before it raises RateLimitError.",
+    )
+
+    # A ParameterError or ConfigurationError raised in a validator would come out wrapped in
+    # pydantic's ValidationError: unwrapped here, for every model with these fields.
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise settings_error(exc) from None
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _timeout(cls, value: Any) -> float | None:
+        return _seconds(value, "timeout", DEFAULT_TIMEOUT)
+
+    @field_validator("total_timeout", mode="before")
+    @classmethod
+    def _total_timeout(cls, value: Any) -> float | None:
+        return _seconds(value, "total_timeout", None)
+
+    @field_validator("rate_limit_budget", mode="before")
+    @classmethod
+    def _budget(cls, value: Any) -> float | None:
+        return _seconds(value, "rate_limit_budget", DEFAULT_RATE_LIMIT_BUDGET)
+
+    @field_validator("max_retries", mode="before")
+    @classmethod
+    def _max_retries(cls, value: Any) -> int:
+        return DEFAULT_MAX_RETRIES if value is None else _count(value, "max_retries", 0)
+
+    @field_validator("max_in_flight", mode="before")
+    @classmethod
+    def _max_in_flight(cls, value: Any) -> int | None:
+        return None if value is None else _count(value, "max_in_flight", 1)
+
+    @field_validator("flow_control", "key_in_body", mode="before")
+    @classmethod
+    def _flag(cls, value: Any, info: ValidationInfo) -> bool:
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{info.field_name} must be True or False, got {value!r}")
+        return value
+
+    @field_validator("key_placement", mode="before")
+    @classmethod
+    def _placement(cls, value: Any) -> str:
+        if value is None:
+            return "bearer"
+        if value not in _PLACEMENTS:
+            raise ConfigurationError(f"key_placement must be one of {_PLACEMENTS}, got {value!r}")
+        return str(value)
+
+    @field_validator("default_headers", mode="before")
+    @classmethod
+    def _headers(cls, value: Any) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(f"default_headers must map str to str, got {value!r}")
+        for name, text in value.items():
+            if not isinstance(name, str) or not isinstance(text, str):
+                raise ConfigurationError(f"default_headers must map str to str, got {name!r}")
+            check_header_value(name, f"The default header name {name!r}")
+            check_header_value(text, f"The value of default header {name!r}")
+        return dict(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_contradictions(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        if data.get("key_in_body") is True:
+            placement = data.get("key_placement")
+            if placement not in (None, "body"):
+                raise ConfigurationError(
+                    f"key_in_body=True puts the key in the body, but key_placement={placement!r} "
+                    "says otherwise: pass one of them"
+                )
+            data = {**data, "key_placement": "body"}
+        if data.get("max_in_flight") is not None and data.get("flow_control") is False:
+            raise ConfigurationError(
+                "max_in_flight cannot take effect with flow_control=False (the account gate it "
+                "sets is off): pass one of them"
+            )
+        return data
+
+    def client_settings(self) -> dict[str, Any]:
+        """These settings' current values, as :meth:`ClientConfig.build` takes them."""
+        values = {name: getattr(self, name) for name in ClientSettings.model_fields}
+        if values["key_in_body"]:
+            values["key_placement"] = "body"
+        return values
+
+
+class ClientConfig(ClientSettings):
     """Everything a client needs, resolved and checked: the one settings object.
 
     Build it with :meth:`build` (which resolves the key and the base URL from the environment
-    and checks every value); the frameworks build one per model and hand it to the clients,
-    which are cached by it. Equal configs mean interchangeable clients. The key is a
-    ``SecretStr`` and never appears in the repr.
+    and checks every value); the frameworks build one per model (again only when a field
+    changed) and hand it to the clients, which are cached by it. Equal configs mean
+    interchangeable clients. The key is a ``SecretStr`` and never appears in the repr.
     """
+
+    model_config = ConfigDict(frozen=True)
 
     api_key: SecretStr
     base_url: str = CHAT_BASE_URL
-    #: Seconds allowed for each network step (connect, each read, each write, a place in the
-    #: pool): a server that keeps sending bytes is never cut off by it. ``total_timeout``
-    #: bounds a whole call.
-    timeout: float = DEFAULT_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
-    #: Left out of the repr: a header may hold a credential of its own.
-    default_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    key_placement: KeyPlacement = "bearer"
-    #: ``None``: the account gate learns the account's queue limit; ``N``: pinned to N.
-    max_in_flight: int | None = None
-    #: False turns the account gate off: every call goes out at once.
-    flow_control: bool = True
-    #: Seconds a whole call may take, retries, waits and the whole stream included (None: no
-    #: bound beyond ``timeout`` per step).
-    total_timeout: float | None = None
-    #: Seconds a call may spend waiting out the account's rate limit (HTTP 429) before it
-    #: raises :class:`~modelslab_core.errors.RateLimitError`.
-    rate_limit_budget: float = DEFAULT_RATE_LIMIT_BUDGET
 
     @classmethod
     def build(
@@ -185,66 +384,70 @@ class ClientConfig:
         api_key: str | SecretStr | None = None,
         base_url: str | None = None,
         *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-        default_headers: Mapping[str, str] | None = None,
-        key_placement: KeyPlacement = "bearer",
-        max_in_flight: int | None = None,
-        flow_control: bool = True,
-        total_timeout: float | None = None,
-        rate_limit_budget: float | None = None,
         default_base_url: str = CHAT_BASE_URL,
         base_url_env: str = BASE_URL_ENV,
+        **settings: Any,
     ) -> ClientConfig:
         """Resolve the key and base URL (arguments, then environment, then defaults) and check
-        every setting; a :class:`ConfigurationError` (or :class:`MissingAPIKeyError`) before any
-        request when something is off."""
-        if key_placement not in _PLACEMENTS:
-            raise ConfigurationError(
-                f"key_placement must be one of {_PLACEMENTS}, got {key_placement!r}"
-            )
-        headers = dict(default_headers or {})
-        for name, value in headers.items():
-            if not isinstance(name, str) or not isinstance(value, str):
-                raise ConfigurationError(f"default_headers must map str to str, got {name!r}")
-            check_header_value(name, f"The default header name {name!r}")
-            check_header_value(value, f"The value of default header {name!r}")
+        every setting (``settings``: fields of :class:`ClientSettings`); a
+        :class:`ConfigurationError` (or :class:`MissingAPIKeyError`) before any request when
+        something is off."""
+        unknown = sorted(set(settings) - set(ClientSettings.model_fields) - {"request_timeout"})
+        if unknown:
+            raise ConfigurationError(f"unknown client settings {unknown}")
         return cls(
             api_key=resolve_api_key(api_key),
             base_url=resolve_base_url(base_url, default_base_url, env=base_url_env),
-            timeout=_seconds(timeout, "timeout", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT,
-            max_retries=DEFAULT_MAX_RETRIES
-            if max_retries is None
-            else _count(max_retries, "max_retries", 0) or 0,
-            default_headers=headers,
-            key_placement=key_placement,
-            max_in_flight=_count(max_in_flight, "max_in_flight", 1),
-            flow_control=bool(flow_control),
-            total_timeout=_seconds(total_timeout, "total_timeout", None),
-            rate_limit_budget=_seconds(
-                rate_limit_budget, "rate_limit_budget", DEFAULT_RATE_LIMIT_BUDGET
-            )
-            or DEFAULT_RATE_LIMIT_BUDGET,
+            **settings,
         )
 
-    @classmethod
-    def of_model(
-        cls,
-        model: object,
-        api_key: str | SecretStr | None,
-        base_url: str | None,
-        *,
-        default_base_url: str = CHAT_BASE_URL,
-        base_url_env: str = BASE_URL_ENV,
-    ) -> ClientConfig:
-        """The config of a framework model, from its fields of the same names (``timeout``,
-        ``max_retries``, ``default_headers``, ``max_in_flight``, ``flow_control``,
-        ``total_timeout``, ``rate_limit_budget``) and ``key_in_body``."""
-        return cls.build(
-            api_key,
-            base_url,
-            key_placement="body" if getattr(model, "key_in_body", False) else "bearer",
-            default_base_url=default_base_url,
-            base_url_env=base_url_env,
-            **{name: getattr(model, name) for name in MODEL_SETTINGS},
-        )
+
+#: Other names the frameworks' constructors take for a field (ChatOpenAI's and LlamaIndex
+#: OpenAI's spellings, and ModelsLab's own ``model_id``).
+ALIASES: Mapping[str, tuple[str, ...]] = {
+    "model": ("model_id", "model_name"),
+    "base_url": ("api_base", "openai_api_base"),
+    "timeout": ("request_timeout",),
+}
+
+
+def merge_aliases(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with every alias of :data:`ALIASES` under its field's own name; two names of
+    one field given different values are a :class:`ConfigurationError` (never one of them kept
+    silently)."""
+    merged = dict(values)
+    for name, aliases in ALIASES.items():
+        given = {n: merged.pop(n) for n in (name, *aliases) if merged.get(n) is not None}
+        if len({repr(v) for v in given.values()}) > 1:
+            raise InvalidSettingError(
+                f"{' and '.join(f'{n}={v!r}' for n, v in given.items())} contradict each other: "
+                f"they are names of one setting, {name}; pass one",
+                field=name,
+            )
+        if given:
+            merged[name] = next(iter(given.values()))
+    return merged
+
+
+@contextmanager
+def as_setting_errors() -> Iterator[None]:
+    """A :class:`ParameterError` raised while a model is constructed is a wrong setting: raised
+    as an :class:`InvalidSettingError` (still a ParameterError)."""
+    try:
+        yield
+    except ParameterError as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise InvalidSettingError(str(exc), field=exc.field) from None
+
+
+def repr_args(model: BaseModel, hidden: frozenset[str]) -> Iterator[tuple[str, Any]]:
+    """A framework model's repr, short and useful: the model id first, always, then the fields
+    that differ from their defaults; never one of ``hidden`` (the key, clients, callbacks)."""
+    yield "model", getattr(model, "model", None)
+    for name, info in type(model).model_fields.items():
+        if name in hidden or name == "model" or info.repr is False:
+            continue
+        value = getattr(model, name, None)
+        if value != info.get_default(call_default_factory=True):
+            yield name, value

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from .config import DEFAULT_MAX_RETRIES, DEFAULT_RATE_LIMIT_BUDGET
 from .errors import APIError, APITimeoutError, RateLimitError, retry_after_seconds
 
 __all__ = ["CallPlan", "RetryPolicy", "parse_retry_after"]
@@ -52,7 +53,7 @@ class RetryPolicy:
     ``max_retries=0`` means no retry of any kind.
     """
 
-    max_retries: int = 2
+    max_retries: int = DEFAULT_MAX_RETRIES
     initial_delay: float = 0.5
     max_delay: float = 8.0
     #: A server asking for a longer wait than this is not waited out: the error is raised at once.
@@ -118,7 +119,7 @@ class CallPlan:
         policy: RetryPolicy,
         *,
         gated: bool = True,
-        rate_limit_budget: float = 300.0,
+        rate_limit_budget: float = DEFAULT_RATE_LIMIT_BUDGET,
         total_timeout: float | None = None,
         now: float | None = None,
     ) -> None:

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from langchain_core.load import dumpd, dumps, load
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from langchain_modelslab import ChatModelsLab
-from modelslab_core import CHAT_BASE_URL, UNCENSORED_BASE_URL
+from modelslab_core import CHAT_BASE_URL, UNCENSORED_BASE_URL, ConfigurationError
 
 from .conftest import KEY, Mock, chat_answer, chunk, sse, usage_chunk
 
@@ -63,7 +63,7 @@ def test_missing_key_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
     ],
 )
 def test_invalid_values_are_refused_at_construction(params: dict[str, Any], field: str) -> None:
-    with pytest.raises(ValidationError, match=field) as info:
+    with pytest.raises(ConfigurationError, match=field) as info:
         ChatModelsLab(api_key=KEY, **params)
     assert KEY not in str(info.value)
 

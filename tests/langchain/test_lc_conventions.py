@@ -88,11 +88,13 @@ def test_missing_key_raises_the_documented_error(
         cls()
 
 
-def test_other_validation_errors_stay_validation_errors() -> None:
-    from pydantic import ValidationError
+def test_other_validation_errors_are_configuration_errors_too() -> None:
+    from modelslab_core import ConfigurationError
 
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConfigurationError, match="temperature") as caught:
         ChatModelsLab(api_key=KEY, temperature="hot")
+    assert isinstance(caught.value, ValueError)  # as pydantic's ValidationError is
+    assert "hot" not in str(caught.value)  # no input in the message (it may be the key)
 
 
 @pytest.fixture

@@ -12,10 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 import modelslab_core
 from langchain_modelslab import ChatModelsLab, _errors
+from modelslab_core import ConfigurationError
 from modelslab_core import errors as core
 
 from .conftest import KEY, Mock, chat_answer, chunk
@@ -129,7 +130,7 @@ def test_names_response_format_is_the_one_trigger(
     [("max_tokens", True), ("temperature", math.nan), ("top_p", math.nan), ("seed", False)],
 )
 def test_bad_numbers_are_refused_at_construction(field: str, value: Any) -> None:
-    with pytest.raises(ValidationError, match=field) as caught:
+    with pytest.raises(ConfigurationError, match=field) as caught:
         ChatModelsLab(api_key=KEY, **{field: value})
     assert KEY not in str(caught.value)
 
