@@ -41,6 +41,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 import modelslab_core as wire
+from modelslab_core.accumulate import ToolCallSlots
 
 from ._errors import ModelsLabParameterError
 
@@ -289,11 +290,13 @@ def completion_to_result(completion: wire.ChatCompletion, *, model: str = "") ->
 
 
 def chunk_to_generation(
-    chunk: wire.ChatCompletionChunk, *, model: str = ""
+    chunk: wire.ChatCompletionChunk, *, model: str = "", slots: ToolCallSlots | None = None
 ) -> ChatGenerationChunk | None:
     """One streamed chunk as a ``ChatGenerationChunk`` (None when it carries nothing). Tool-call
-    fragments keep their ``index`` so LangChain merges them as the accumulator does; model name and
-    finish reason ride on the chunk that finishes the choice, usage on the one that carries it."""
+    fragments get the call number the accumulator gives them (``slots``, one per stream: their
+    ``index``, or their id's place when they have none) so LangChain merges them alike; model
+    name and finish reason ride on the chunk that finishes the choice, usage on the one that
+    carries it."""
     usage = usage_to_metadata(chunk.usage) if chunk.usage is not None else None
     if not chunk.choices and usage is None:
         return None
@@ -303,7 +306,7 @@ def chunk_to_generation(
             name=(d.function.name if d.function else None) or None,
             args=(d.function.arguments if d.function else None) or None,
             id=d.id or None,
-            index=d.index,
+            index=d.index if slots is None else slots.index(choice.index, d),
         )
         for d in choice.delta.tool_calls or ()
     ]

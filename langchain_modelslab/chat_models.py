@@ -41,6 +41,7 @@ from modelslab_core import (
     ModelsLabClient,
     get_profile,
 )
+from modelslab_core.accumulate import ToolCallSlots
 from modelslab_core.config import InvalidSettingError
 
 from ._common import ModelsLabFields, approximate_tokens, arelay, relay
@@ -182,7 +183,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         with translated_errors():
             request = self._request(messages, stop, stream=True, **kwargs)
-            convert = partial(chunk_to_generation, model=request.model)
+            convert = partial(chunk_to_generation, model=request.model, slots=ToolCallSlots())
             with self._client().chat_stream(request) as stream:
                 yield from relay(stream, convert, run_manager)
 
@@ -195,7 +196,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         with translated_errors():
             request = self._request(messages, stop, stream=True, **kwargs)
-            convert = partial(chunk_to_generation, model=request.model)
+            convert = partial(chunk_to_generation, model=request.model, slots=ToolCallSlots())
             async with await self._async_client().chat_stream(request) as stream:
                 async for generation in arelay(stream, convert, run_manager):
                     yield generation

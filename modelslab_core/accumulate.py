@@ -1,7 +1,9 @@
 """Merging a stream of chunks into the answer it spells, pure.
 
 Tool-call fragments are keyed by ``index`` (ModelsLab sends ``id`` and ``name`` only in the first
-fragment); several calls may arrive in one chunk. The merged answer of a stream equals the
+fragment); several calls may arrive in one chunk. Fragments without an ``index`` (Gemini-style
+parallel calls) are told apart by their ids (:class:`ToolCallSlots`, also used by LangChain's
+stream). The merged answer of a stream equals the
 non-streamed answer of the same request: both frameworks and the tests rely on that.
 """
 
@@ -20,7 +22,7 @@ from .types import (
     Usage,
 )
 
-__all__ = ["ChoiceAccumulator", "StreamAccumulator"]
+__all__ = ["ChoiceAccumulator", "StreamAccumulator", "ToolCallSlots"]
 
 
 @dataclass
@@ -33,10 +35,12 @@ class ChoiceAccumulator:
     tool_calls: dict[int, ToolCall] = field(default_factory=dict)
     finish_reason: str | None = None
 
-    def add_tool_call(self, delta: ToolCallDelta) -> ToolCall:
-        call = self.tool_calls.get(delta.index)
+    def add_tool_call(self, delta: ToolCallDelta, index: int | None = None) -> ToolCall:
+        """Add a fragment to call number ``index`` (by default the fragment's own)."""
+        index = delta.index if index is None else index
+        call = self.tool_calls.get(index)
         if call is None:
-            call = self.tool_calls[delta.index] = ToolCall(id="", function=FunctionCall())
+            call = self.tool_calls[index] = ToolCall(id="", function=FunctionCall())
         if delta.id:
             call.id = delta.id
         if delta.type:
@@ -59,6 +63,31 @@ class ChoiceAccumulator:
 
 
 @dataclass
+class ToolCallSlots:
+    """Which call each streamed tool-call fragment belongs to, for one stream.
+
+    A fragment's ``index`` says it. Without one (Gemini-style parallel calls: each call has its
+    own id and no index), a fragment with a new id starts the next call and one without an id
+    continues the last call. Both frameworks' streams use this one rule.
+    """
+
+    last: dict[int, tuple[int, str]] = field(default_factory=dict)
+
+    def index(self, choice: int, delta: ToolCallDelta) -> int:
+        """The call number of ``delta``, a fragment in choice ``choice``."""
+        last = self.last.get(choice)
+        if "index" in delta.model_fields_set or last is None:
+            index = delta.index
+        elif delta.id and last[1] and delta.id != last[1]:
+            index = last[0] + 1
+        else:
+            index = last[0]
+        same = last is not None and last[0] == index
+        self.last[choice] = (index, delta.id or (last[1] if same and last is not None else ""))
+        return index
+
+
+@dataclass
 class StreamAccumulator:
     """Feed it chunks with :meth:`add`; :meth:`completion` is the answer they make."""
 
@@ -67,6 +96,7 @@ class StreamAccumulator:
     created: int = 0
     usage: Usage | None = None
     choices: dict[int, ChoiceAccumulator] = field(default_factory=dict)
+    slots: ToolCallSlots = field(default_factory=ToolCallSlots)
 
     def add(self, chunk: ChatCompletionChunk) -> None:
         self.id = self.id or chunk.id
@@ -86,7 +116,7 @@ class StreamAccumulator:
             if delta.reasoning_content:
                 acc.reasoning += delta.reasoning_content
             for call in delta.tool_calls or ():
-                acc.add_tool_call(call)
+                acc.add_tool_call(call, self.slots.index(choice.index, call))
             if choice.finish_reason:
                 acc.finish_reason = choice.finish_reason
 
