@@ -33,6 +33,7 @@ from modelslab_core import API_KEY_ENV, ConfigurationError, check_params
 from modelslab_core._cache import ClientCache
 from modelslab_core.client import AsyncModelsLabClientBase, ModelsLabClientBase
 from modelslab_core.config import ClientConfig, ClientSettings, merge_aliases, repr_args
+from modelslab_core.structured import request_body
 from modelslab_core.validation import check_numbers
 
 from ._convert import PROVIDER
@@ -261,14 +262,9 @@ class ModelsLabFields(ClientSettings):
         ``stop`` from the call wins."""
         kwargs = {k: v for k, v in kwargs.items() if k not in _LANGCHAIN_KWARGS}
         stream_usage = kwargs.pop("stream_usage", self.stream_usage)
-        body = {**self._default_params, **kwargs}
         if stop is not None:
-            body["stop"] = stop
-        if not body.get("stop"):
-            body.pop("stop", None)
-        if stream and stream_usage:
-            body.setdefault("stream_options", {"include_usage": True})
-        return body
+            kwargs["stop"] = stop
+        return request_body(self._default_params, kwargs, stream=stream, stream_usage=stream_usage)
 
     @property
     def _identifying_params(self) -> dict[str, Any]:

@@ -6,7 +6,6 @@ turns the answers into messages with the pure converters in :mod:`._convert`; no
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from operator import itemgetter
@@ -43,6 +42,7 @@ from modelslab_core import (
 )
 from modelslab_core.accumulate import ToolCallSlots
 from modelslab_core.config import InvalidSettingError
+from modelslab_core.structured import JSON_OBJECT_FORMAT, json_schema_format, schema_instruction
 
 from ._common import ModelsLabFields, approximate_tokens, arelay, relay
 from ._convert import (
@@ -262,7 +262,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
                 else JsonOutputKeyToolsParser(key_name=tool_name, first_tool_only=True)
             )
         else:
-            llm = self.bind(response_format=JSON_OBJECT, **kwargs)
+            llm = self.bind(response_format=dict(JSON_OBJECT_FORMAT), **kwargs)
             parser = (
                 PydanticOutputParser(pydantic_object=schema) if is_pydantic else JsonOutputParser()
             )
@@ -272,8 +272,8 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
             # ModelsLab documents only json_object: a server that refuses json_schema (and only
             # such a refusal: a context-length error would come back with a longer prompt) is
             # asked again in JSON mode (``llm`` so far), with the schema in a system message.
-            schema_json = json.dumps(response_format["json_schema"]["schema"])
-            fallback = RunnableLambda(partial(_with_schema_instruction, self, schema_json)) | llm
+            instruction = schema_instruction(response_format["json_schema"]["schema"])
+            fallback = RunnableLambda(partial(_with_schema_instruction, self, instruction)) | llm
             llm = self.bind(response_format=response_format, **kwargs).with_fallbacks(
                 [fallback], exceptions_to_handle=(ModelsLabResponseFormatError,)
             )
@@ -311,26 +311,15 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     # --- helpers ------------------------------------------------------------------------------
 
 
-JSON_OBJECT = {"type": "json_object"}
-
-
 def _with_schema_instruction(
-    model: ChatModelsLab, schema_json: str, value: LanguageModelInput
+    model: ChatModelsLab, instruction: str, value: LanguageModelInput
 ) -> list[BaseMessage]:
     """The input as messages, led by a system message that asks for JSON fitting the schema."""
-    instruction = SystemMessage(
-        content=f"Answer with one JSON object that matches this JSON schema:\n{schema_json}"
-    )
-    return [instruction, *model._convert_input(value).to_messages()]
+    return [SystemMessage(content=instruction), *model._convert_input(value).to_messages()]
 
 
 def _json_schema_format(schema: Mapping[str, Any] | type, strict: bool | None) -> dict[str, Any]:
-    """An OpenAI ``json_schema`` response format for ``schema``."""
+    """An OpenAI ``json_schema`` response format for ``schema`` (the rule is the core's)."""
     json_schema = convert_to_json_schema(dict(schema) if isinstance(schema, Mapping) else schema)
     name = json_schema.get("title") or convert_to_openai_tool(schema)["function"]["name"]
-    spec: dict[str, Any] = {"name": name, "schema": json_schema}
-    if json_schema.get("description"):
-        spec["description"] = json_schema["description"]
-    if strict is not None:
-        spec["strict"] = strict
-    return {"type": "json_schema", "json_schema": spec}
+    return json_schema_format(json_schema, name=name, strict=strict)

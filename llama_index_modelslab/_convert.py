@@ -8,7 +8,6 @@ usage as the non-streamed one.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,6 +44,7 @@ from modelslab_core import (
     Usage,
 )
 from modelslab_core import ChatMessage as WireMessage
+from modelslab_core.structured import JSON_OBJECT_FORMAT, json_schema_format
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -152,14 +152,11 @@ def resolve_tool_choice(
 
 
 def json_response_format(output_cls: type[BaseModel], *, schema: bool = True) -> dict[str, Any]:
-    """A ``response_format`` for ``output_cls``: ``json_schema``, or plain ``json_object``."""
+    """A ``response_format`` for ``output_cls``: ``json_schema``, or plain ``json_object`` (the
+    rules are the core's, shared with LangChain)."""
     if not schema:
-        return {"type": "json_object"}
-    name = re.sub(r"[^a-zA-Z0-9_-]", "_", output_cls.__name__)[:64]
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": name, "schema": output_cls.model_json_schema()},
-    }
+        return dict(JSON_OBJECT_FORMAT)
+    return json_schema_format(output_cls.model_json_schema(), name=output_cls.__name__)
 
 
 # --- wire -> LlamaIndex ------------------------------------------------------------------------

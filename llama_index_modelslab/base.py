@@ -83,7 +83,7 @@ from modelslab_core.config import (
     resolve_api_key,
     resolve_base_url,
 )
-from modelslab_core.errors import names_response_format
+from modelslab_core.structured import json_mode_fallback, request_body
 from modelslab_core.validation import check_numbers
 
 from . import _convert as conv
@@ -287,13 +287,9 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
 
     def _body(self, kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
         """The request body: the model's fields, ``additional_kwargs``, then the call's."""
-        body: dict[str, Any] = {"model": self.model, "temperature": self.temperature}
-        if self.max_tokens is not None:
-            body["max_tokens"] = self.max_tokens
-        body = {**body, **self.additional_kwargs, **kwargs}
-        if stream:
-            body.setdefault("stream_options", {"include_usage": True})
-        return body
+        fields = {"model": self.model, "temperature": self.temperature}
+        fields |= {"max_tokens": self.max_tokens, **self.additional_kwargs}
+        return request_body(fields, kwargs, stream=stream)
 
     # A request is checked once, as the wire model is built: a stream fails at the call, not
     # when first read.
@@ -506,10 +502,10 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         try:
             return send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
         except BadRequestError as error:
-            if not names_response_format(error):
+            fallback = json_mode_fallback(error)
+            if fallback is None:
                 raise
-        fmt = conv.json_response_format(output_cls, schema=False)
-        return send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+        return send(messages, **{**(llm_kwargs or {}), "response_format": fallback})
 
     async def _ajson_call(
         self,
@@ -525,10 +521,10 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         try:
             return await send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
         except BadRequestError as error:
-            if not names_response_format(error):
+            fallback = json_mode_fallback(error)
+            if fallback is None:
                 raise
-        fmt = conv.json_response_format(output_cls, schema=False)
-        return await send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+        return await send(messages, **{**(llm_kwargs or {}), "response_format": fallback})
 
     def structured_predict(
         self,
