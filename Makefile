@@ -31,7 +31,7 @@ pytest: venv-dev
 # (untracked); --strict fails on a broken reference or link. Offline: no theme or plugin
 # downloads anything at build time.
 docs: venv-dev
-	$(BIN)/mkdocs build --strict --quiet --site-dir .site
+	$(BIN)/mkdocs build --strict --site-dir .site
 
 test: lint typecheck pytest docs
 
