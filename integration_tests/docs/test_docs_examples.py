@@ -37,6 +37,8 @@ LANGCHAIN = [
 LLAMA_INDEX = [
     "llama-index chat: Say hello in French.",
     "llama-index stream: Count: one two three",
+    "llama-index tool call: get_weather {'city': 'Paris'}",
+    "llama-index structured: City(name='Paris', population=2100000)",
     "llama-index agent: 391",
 ]
 
