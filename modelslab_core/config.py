@@ -7,7 +7,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 from pydantic import (
@@ -355,6 +355,38 @@ class ClientSettings(BaseModel):
                 "sets is off): pass one of them"
             )
         return data
+
+    @model_validator(mode="after")
+    def _refuse_settings_without_effect(self) -> Self:
+        # Judged on values, not on which arguments were given: a pickled model or a config
+        # built from a model's fields passes every value again.
+        budget_given = self.rate_limit_budget != DEFAULT_RATE_LIMIT_BUDGET
+        if budget_given and self.max_retries == 0:
+            raise ConfigurationError(
+                f"rate_limit_budget={self.rate_limit_budget:g} cannot take effect with "
+                "max_retries=0 (no retry of any kind, 429 included): pass one of them"
+            )
+        if budget_given and not self.flow_control:
+            raise ConfigurationError(
+                f"rate_limit_budget={self.rate_limit_budget:g} cannot take effect with "
+                "flow_control=False (the budget is the account gate's wait for 429s; without "
+                "the gate a 429 spends a retry): pass one of them"
+            )
+        total = self.total_timeout
+        if budget_given and total is not None and self.rate_limit_budget > total:
+            raise ConfigurationError(
+                f"rate_limit_budget={self.rate_limit_budget:g} can never be spent within "
+                f"total_timeout={total:g}: pass a budget no longer than the whole call"
+            )
+        placement = "body" if self.key_in_body else self.key_placement
+        overwritten = {"bearer": "authorization", "x-api-key": "x-api-key"}.get(placement)
+        if overwritten in {name.lower() for name in self.default_headers}:
+            raise ConfigurationError(
+                f"default_headers sets {overwritten!r}, where key_placement={placement!r} puts "
+                "the API key: the header would be replaced; pass the key as api_key, or "
+                "choose another key_placement"
+            )
+        return self
 
     def client_settings(self) -> dict[str, Any]:
         """These settings' current values, as :meth:`ClientConfig.build` takes them."""

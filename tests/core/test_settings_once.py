@@ -160,6 +160,11 @@ def test_two_names_of_one_setting_with_the_same_value_are_one_setting(make: Make
 CONTRADICTIONS: list[tuple[dict[str, Any], str]] = [
     ({"max_in_flight": 4, "flow_control": False}, "max_in_flight"),
     ({"key_in_body": True, "key_placement": "x-api-key"}, "key_in_body"),
+    ({"rate_limit_budget": 30, "max_retries": 0}, "max_retries=0"),
+    ({"rate_limit_budget": 30, "flow_control": False}, "flow_control=False"),
+    ({"rate_limit_budget": 600, "total_timeout": 60}, "total_timeout"),
+    ({"default_headers": {"Authorization": "Bearer other"}}, "authorization"),
+    ({"default_headers": {"X-API-Key": "other"}, "key_placement": "x-api-key"}, "x-api-key"),
 ]
 
 
@@ -170,6 +175,29 @@ def test_settings_that_cannot_take_effect_together_are_refused(
 ) -> None:
     with pytest.raises(ConfigurationError, match=says):
         make(**kwargs)
+
+
+@pytest.mark.parametrize("make", FRAMEWORKS.values(), ids=FRAMEWORKS)
+def test_a_setting_changed_into_a_contradiction_is_refused_at_the_next_call(make: Make) -> None:
+    model = make(max_retries=0)
+    model.rate_limit_budget = 30
+    with pytest.raises(ConfigurationError, match="max_retries=0"):
+        model._config()
+
+
+@pytest.mark.parametrize("make", FRAMEWORKS.values(), ids=FRAMEWORKS)
+def test_settings_that_work_together_are_kept(make: Make) -> None:
+    model = make(
+        max_retries=0,
+        flow_control=False,
+        total_timeout=30,
+        rate_limit_budget=None,
+        default_headers={"Authorization": "Basic proxy"},
+        key_placement="x-api-key",
+    )
+    config = model._config()
+    assert config.default_headers == {"Authorization": "Basic proxy"}
+    assert pickle.loads(pickle.dumps(model))._config() == config
 
 
 def test_key_in_body_and_the_same_placement_agree() -> None:
