@@ -24,6 +24,13 @@ C = TypeVar("C", bound=ModelsLabClientBase | AsyncModelsLabClientBase)
 _BUILD_LOCK = threading.Lock()
 
 
+_SETTINGS = tuple(ClientSettings.model_fields)
+
+
+def _same(old: ClientConfig, new: ClientConfig) -> bool:
+    return old is new or old == new  # the model hands back its cached config: mostly the first
+
+
 def _frozen(value: Any) -> Any:
     return tuple(value.items()) if isinstance(value, dict) else value
 
@@ -49,13 +56,13 @@ class ClientCache:
         """The model's :class:`ClientConfig`, built (resolved and checked) once and again only
         when the key, the base URL or a setting changed since: the frameworks' models are
         mutable (``llm.timeout = 5`` takes effect at the next call)."""
-        settings = model.client_settings()
         secret = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         # Headers as items: a dict changed in place must not compare equal to its old self.
-        key = (secret, base_url, *((k, _frozen(v)) for k, v in settings.items()))
+        key = (secret, base_url, *(_frozen(getattr(model, name)) for name in _SETTINGS))
         cached = self._config
         if cached is not None and cached[0] == key:
             return cached[1]
+        settings = model.client_settings()
         config = ClientConfig.build(
             api_key,
             base_url,
@@ -70,12 +77,12 @@ class ClientCache:
         """The model's client of class ``cls``, built anew when ``config`` or ``http_client``
         changed since the last one."""
         entry = self._entries.get(cls)
-        if entry is None or entry[1] != config or entry[2] is not http_client:
+        if entry is None or not _same(entry[1], config) or entry[2] is not http_client:
             # Threads making a model's first calls at once share one client: built under a
             # lock, checked again inside it.
             with _BUILD_LOCK:
                 entry = self._entries.get(cls)
-                if entry is None or entry[1] != config or entry[2] is not http_client:
+                if entry is None or not _same(entry[1], config) or entry[2] is not http_client:
                     built = cls(config=config, http_client=http_client)
                     entry = self._entries[cls] = (built, config, http_client)
         client: C = entry[0]
