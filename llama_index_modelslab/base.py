@@ -59,13 +59,11 @@ from modelslab_core import (
     COMPLETIONS_BASE_URL,
     AsyncModelsLabClient,
     AsyncModelsLabCompletionsClient,
-    AsyncStream,
     BadRequestError,
     ChatRequest,
     CompletionRequest,
     ModelsLabClient,
     ModelsLabCompletionsClient,
-    Stream,
     StreamAccumulator,
     check_params,
     get_profile,
@@ -87,6 +85,7 @@ from modelslab_core.structured import json_mode_fallback, request_body
 from modelslab_core.validation import check_numbers
 
 from . import _convert as conv
+from ._relay import _arelay, _relay
 
 if TYPE_CHECKING:
     from llama_index.core.prompts import PromptTemplate
@@ -97,19 +96,10 @@ __all__ = ["DEFAULT_MODEL", "ModelsLabLLM"]
 DEFAULT_MODEL = "meta-llama-3-8B-instruct"
 
 #: Left out of the repr: what the model id already says, secrets, callbacks and prompt hooks.
-_NOT_SHOWN = frozenset(
-    {
-        "model",
-        "default_headers",
-        "callback_manager",
-        "messages_to_prompt",
-        "completion_to_prompt",
-        "output_parser",
-        "context_window",
-        "is_function_calling_model",
-        "is_chat_model",
-    }
-)
+_NOT_SHOWN = frozenset({
+    "model", "default_headers", "callback_manager", "messages_to_prompt", "output_parser",
+    "completion_to_prompt", "context_window", "is_function_calling_model", "is_chat_model",
+})  # fmt: skip
 
 
 class UnknownArgumentError(InvalidSettingError, TypeError):
@@ -119,7 +109,6 @@ class UnknownArgumentError(InvalidSettingError, TypeError):
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
-W = TypeVar("W", bound=BaseModel)
 
 
 class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
@@ -612,25 +601,3 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 yield conv.parse_output(output_cls, last)
 
         return gen()
-
-
-def _relay(
-    open_stream: Callable[[], Stream[W]], step: Callable[[R | None, W], R]
-) -> Generator[R, None, None]:
-    """Open the stream when first read; each chunk → ``step(previous response, chunk)``."""
-    response = None
-    with open_stream() as stream:
-        for chunk in stream:
-            response = step(response, chunk)
-            yield response
-
-
-async def _arelay(
-    open_stream: Callable[[], Awaitable[AsyncStream[W]]], step: Callable[[R | None, W], R]
-) -> AsyncGenerator[R, None]:
-    """Async twin of :func:`_relay`."""
-    response = None
-    async with await open_stream() as stream:
-        async for chunk in stream:
-            response = step(response, chunk)
-            yield response
