@@ -349,6 +349,8 @@ class ClientSettings(BaseModel):
                     "says otherwise: pass one of them"
                 )
             data = {**data, "key_placement": "body"}
+        elif data.get("key_placement") == "body":
+            data = {**data, "key_in_body": True}  # one spelling: equal settings, equal configs
         if data.get("max_in_flight") is not None and data.get("flow_control") is False:
             raise ConfigurationError(
                 "max_in_flight cannot take effect with flow_control=False (the account gate it "

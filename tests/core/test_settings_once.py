@@ -297,3 +297,9 @@ def test_no_warning_for_an_ordinary_base_url() -> None:
         warnings.simplefilter("error")
         ChatModelsLab(api_key=KEY, base_url="https://modelslab.com/api/v7/llm")
         ModelsLabLLM(api_key=KEY, base_url="https://modelslab.com/api/v7/llm")
+
+
+def test_both_spellings_of_the_key_in_the_body_give_one_config() -> None:
+    by_flag = ChatModelsLab(api_key=KEY, key_in_body=True)._config()
+    by_placement = ModelsLabLLM(api_key=KEY, key_placement="body")._config()
+    assert by_flag == by_placement == ModelsLabClient(api_key=KEY, key_placement="body").config
