@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -122,6 +123,12 @@ def resolve_api_key(api_key: str | SecretStr | None) -> SecretStr:
 #: URLs, e.g. https://modelslab.com/api/v7/llm/chat/completions): cut off, with a warning.
 ENDPOINT_PATHS = ("/chat/completions", "/completions", "/v1/models", "/models")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_USERINFO = re.compile(r"//[^/?#]*@")
+
+
+def _shown(url: str) -> str:
+    """``url`` fit for an error message: a ``user:password@`` part masked."""
+    return _USERINFO.sub("//***@", url)
 
 
 def resolve_base_url(
@@ -140,13 +147,13 @@ def resolve_base_url(
     url = BASE_URLS.get(url.strip(), url.strip())
     if not url.lower().startswith(("http://", "https://")):
         raise ConfigurationError(
-            f"base_url must be an http(s) URL or one of {sorted(BASE_URLS)}, got {url!r}"
+            f"base_url must be an http(s) URL or one of {sorted(BASE_URLS)}, got {_shown(url)!r}"
         )
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, ValueError) as exc:
-        raise ConfigurationError(f"base_url is not a valid URL: {exc}") from None
-    if parsed.userinfo:
+        raise ConfigurationError(f"base_url is not a valid URL: {_shown(str(exc))}") from None
+    if parsed.userinfo or _USERINFO.search(url):
         raise ConfigurationError(
             "base_url must not hold a user name or password (user:password@host): httpx would "
             "send them as Basic auth instead of the API key; pass the key as api_key. "
@@ -155,7 +162,7 @@ def resolve_base_url(
     if parsed.query or parsed.fragment or "?" in url or "#" in url:
         # ``{base_url}/chat/completions`` would land inside the query or the fragment.
         raise ConfigurationError(
-            f"base_url must not have a query string or a fragment, got {url!r}: "
+            f"base_url must not have a query string or a fragment, got {_shown(url)!r}: "
             "pass extra headers with default_headers and extra body fields with model_kwargs"
         )
     if parsed.port == _DEFAULT_PORTS.get(parsed.scheme):

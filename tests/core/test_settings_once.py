@@ -272,9 +272,20 @@ def test_the_documented_endpoint_as_base_url_reaches_the_chat_endpoint(
 
 
 @pytest.mark.parametrize("make", MAKERS.values(), ids=MAKERS)
-def test_a_base_url_with_a_user_and_password_is_refused_without_showing_them(make: Make) -> None:
-    with pytest.raises(ConfigurationError, match="user name or password") as caught:
-        make(base_url="https://alice:hunter2secret@modelslab.com/api/v7/llm")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://alice:hunter2secret@modelslab.com/api/v7/llm",
+        "ftp://alice:hunter2secret@modelslab.com/api/v7/llm",
+        "https://alice:hunter2secret@modelslab.com/api/v7/llm?x=1",
+        "https://alice:hunter2secret@[::1/api",
+    ],
+)
+def test_a_base_url_with_a_user_and_password_is_refused_without_showing_them(
+    make: Make, url: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        make(base_url=url)
     shown = f"{caught.value} {caught.value!r} {caught.value.args}"
     assert "hunter2secret" not in shown and "alice" not in shown
 
