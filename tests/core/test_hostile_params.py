@@ -104,13 +104,13 @@ def test_a_field_assigned_after_the_request_was_built_is_refused_as_it_is_assign
 ) -> None:
     """A request is checked as it is built; a field assigned afterwards is checked as it is
     assigned (and left unchanged when refused), so sending needs no second check."""
-    numbers = ChatRequest(model="m", messages=MESSAGES)
+    numbers = ChatRequest(model="meta-llama-3-8B-instruct", messages=MESSAGES)
     with pytest.raises(ParameterError, match="temperature must be a number"):
         numbers.temperature = True
     with pytest.raises(ParameterError, match="temperature must be between"):
         numbers.temperature = 7
     assert numbers.temperature is None
-    tools = ChatRequest(model="m", messages=MESSAGES)
+    tools = ChatRequest(model="meta-llama-3-8B-instruct", messages=MESSAGES)
     with pytest.raises(ParameterError, match=r"tools\[1\].*no function name"):
         tools.tools = [GOOD_TOOL, {"type": "function", "function": {}}]
     with pytest.raises(ParameterError, match="messages"):
