@@ -32,7 +32,13 @@ import modelslab_core
 from modelslab_core import API_KEY_ENV, ConfigurationError, check_params
 from modelslab_core._cache import ClientCache
 from modelslab_core.client import AsyncModelsLabClientBase, ModelsLabClientBase
-from modelslab_core.config import ClientConfig, ClientSettings, merge_aliases, repr_args
+from modelslab_core.config import (
+    ClientConfig,
+    ClientSettings,
+    check_extra_fields,
+    merge_aliases,
+    repr_args,
+)
 from modelslab_core.structured import request_body
 from modelslab_core.validation import check_numbers
 
@@ -204,6 +210,9 @@ class ModelsLabFields(ClientSettings):
     @model_validator(mode="after")
     def _check_settings(self) -> Self:
         check_params({name: getattr(self, name) for name in self._sampling} | {"stop": self.stop})
+        sent = {"model", "stop", *self._sampling}  # the fields that go into a request body
+        check_extra_fields(self.model_kwargs, sent, "model_kwargs")
+        check_extra_fields(self.extra_body, sent, "extra_body")
         if not self.model:
             raise ConfigurationError("model must be a non-empty model id")
         # Every setting is resolved and checked now: a missing key or a bad value fails here.

@@ -76,6 +76,7 @@ from modelslab_core.config import (
     ClientSettings,
     InvalidSettingError,
     as_setting_errors,
+    check_extra_fields,
     merge_aliases,
     repr_args,
     resolve_api_key,
@@ -202,6 +203,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         )
         with as_setting_errors():
             check_params({"temperature": self.temperature, "max_tokens": self.max_tokens})
+        sent = ("model", "temperature", "max_tokens")  # the fields that go into a request body
+        check_extra_fields(self.additional_kwargs, sent, "additional_kwargs")
         self._api_key = resolve_api_key(api_key)
         self._http_client = http_client
         self._async_http_client = async_http_client

@@ -6,7 +6,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Literal, Self
 
@@ -43,6 +43,7 @@ __all__ = [
     "InvalidSettingError",
     "KeyPlacement",
     "as_setting_errors",
+    "check_extra_fields",
     "check_header_value",
     "merge_aliases",
     "repr_args",
@@ -449,6 +450,7 @@ ALIASES: Mapping[str, tuple[str, ...]] = {
     "model": ("model_id", "model_name"),
     "base_url": ("api_base", "openai_api_base"),
     "timeout": ("request_timeout",),
+    "stop": ("stop_sequences",),
 }
 
 
@@ -492,3 +494,16 @@ def repr_args(model: BaseModel, hidden: frozenset[str]) -> Iterator[tuple[str, A
         value = getattr(model, name, None)
         if value != info.get_default(call_default_factory=True):
             yield name, value
+
+
+def check_extra_fields(extra: Mapping[str, Any] | None, fields: Iterable[str], where: str) -> None:
+    """Refuse a request field in ``extra`` (``model_kwargs``, ``extra_body``,
+    ``additional_kwargs``) that the model has a field of its own for: the two would contradict
+    each other, and one would be dropped without a word (ChatOpenAI refuses them too)."""
+    clash = sorted(set(extra or ()) & set(fields))
+    if clash:
+        raise InvalidSettingError(
+            f"{where} holds {clash}, which the model takes as arguments of their own: pass "
+            f"{', '.join(f'{name}=...' for name in clash)} instead",
+            field=where,
+        )

@@ -314,3 +314,24 @@ def test_both_spellings_of_the_key_in_the_body_give_one_config() -> None:
     by_flag = ChatModelsLab(api_key=KEY, key_in_body=True)._config()
     by_placement = ModelsLabLLM(api_key=KEY, key_placement="body")._config()
     assert by_flag == by_placement == ModelsLabClient(api_key=KEY, key_placement="body").config
+
+
+@pytest.mark.parametrize(
+    ("make", "kwargs"),
+    [
+        (MAKERS["langchain"], {"temperature": 0.2, "model_kwargs": {"temperature": 0.9}}),
+        (MAKERS["langchain"], {"extra_body": {"model": "deepseek-ai-DeepSeek-V3"}}),
+        (MAKERS["llama_index"], {"additional_kwargs": {"max_tokens": 50}}),
+    ],
+)
+def test_a_request_field_given_twice_through_the_extras_is_refused(
+    make: Make, kwargs: dict[str, Any]
+) -> None:
+    with pytest.raises(ConfigurationError, match="arguments of their own"):
+        make(**kwargs)
+
+
+def test_stop_and_stop_sequences_are_one_setting() -> None:
+    assert ChatModelsLab(api_key=KEY, stop_sequences=["END"]).stop == ["END"]
+    with pytest.raises(ConfigurationError, match="contradict"):
+        ChatModelsLab(api_key=KEY, stop=["A"], stop_sequences=["B"])
