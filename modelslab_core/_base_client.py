@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import sys
 import time
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
@@ -15,25 +14,23 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from . import __version__
+from ._version import __version__
 from .config import BASE_URL_ENV, CHAT_BASE_URL, ClientConfig, KeyPlacement
 from .errors import (
-    APIConnectionError,
     APIError,
     APIStatusError,
-    APITimeoutError,
     InvalidResponseError,
     ParameterError,
-    ProcessingResponseError,
-    error_from_body,
+    body_error,
     error_from_response,
+    redact,
     redact_error,
 )
 from .flow import FlowGate, account_of, gate_for
 from .retry import CallPlan, RetryPolicy, parse_retry_after
 from .types import ModelList
 
-__all__ = ["BaseClient", "next_hop", "user_agent"]
+__all__ = ["BaseClient", "endpoint_of", "next_hop", "user_agent"]
 
 T = TypeVar("T", bound=BaseModel)
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
@@ -113,36 +110,18 @@ def _carries_key(request: httpx.Request) -> bool:
     return "x-api-key" in request.headers or request.read().startswith(b'{"key":')
 
 
+def endpoint_of(request: httpx.Request, secret: str) -> str:
+    """``POST https://host/path``, for an error message: what was called (the key masked, though
+    no URL we build holds it)."""
+    return redact(f"{request.method} {request.url}", secret)
+
+
 def request_id_of(headers: httpx.Headers) -> str | None:
     for name in _REQUEST_ID_HEADERS:
         value = headers.get(name)
         if value:
             return str(value)
     return None
-
-
-def is_transport_error(exc: BaseException) -> bool:
-    """An error of the HTTP stack: httpx's, or aiohttp's where the aiohttp transport lets one
-    through unmapped (``httpx-aiohttp`` maps only some of them)."""
-    if isinstance(exc, httpx.HTTPError):
-        return True
-    aiohttp = sys.modules.get("aiohttp")
-    return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
-
-
-def translate_transport_error(exc: BaseException) -> APIError:
-    """An HTTP-stack failure with no usable response → our connection or timeout error.
-
-    Judged by the aiohttp error underneath when there is one: ``httpx-aiohttp`` reports a server
-    that hung up (``ServerDisconnectedError``) as an ``httpx.ConnectTimeout``."""
-    cause = exc.__cause__
-    aiohttp = sys.modules.get("aiohttp")
-    if aiohttp is not None and isinstance(cause, aiohttp.ClientError):
-        exc = cause
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return APITimeoutError(f"request timed out: {type(exc).__name__}: {detail}")
-    return APIConnectionError(f"connection failed: {type(exc).__name__}: {detail}")
 
 
 def _scrub(content: bytes, secret: str) -> bytes:
@@ -163,6 +142,7 @@ def parse_body(
     secret: str,
     *,
     require_choices: bool = True,
+    endpoint: str | None = None,
 ) -> T:
     """A complete HTTP answer → the wire model, or the right :class:`APIError`.
 
@@ -177,6 +157,7 @@ def parse_body(
             _scrub(content, secret),
             request_id=request_id_of(headers),
             retry_after_header=parse_retry_after(headers.get("retry-after")),
+            endpoint=endpoint,
         )
     try:
         body = json.loads(content)
@@ -193,23 +174,16 @@ def parse_body(
             headers,
             f"the API answered HTTP {status_code} with JSON that is not an object",
         )
-    error = error_from_body(
+    error = body_error(
         status_code,
         body,
         request_id=request_id_of(headers),
         retry_after_header=parse_retry_after(headers.get("retry-after")),
+        endpoint=endpoint,
     )
     if error is not None:
         redact_error(error, secret)
         raise error
-    if str(body.get("status", "")).lower() in ("processing", "queued", "pending"):
-        raise ProcessingResponseError(
-            "the API queued the request instead of answering "
-            f"(status={body.get('status')!r}, id={body.get('id')!r}, eta={body.get('eta')!r})",
-            status_code=status_code,
-            request_id=request_id_of(headers),
-            body=body,
-        )
     if require_choices and not body.get("choices"):
         # Absent or empty (``"choices": []``): no answer at all, never an empty one.
         raise _invalid(
@@ -398,6 +372,7 @@ class BaseClient(Generic[H]):
             model,
             self._secret,
             require_choices=model is not ModelList,
+            endpoint=endpoint_of(response.request, self._secret),
         )
 
     @staticmethod

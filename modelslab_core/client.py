@@ -27,12 +27,7 @@ import httpx
 from pydantic import BaseModel
 
 from . import _pools
-from ._base_client import (
-    BaseClient,
-    is_transport_error,
-    next_hop,
-    translate_transport_error,
-)
+from ._base_client import BaseClient, next_hop
 from ._call import (
     abytes_until,
     bytes_until,
@@ -41,6 +36,7 @@ from ._call import (
     timed,
     within_deadline,
 )
+from ._transport import is_transport_error, translate_transport_error
 from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
 from .errors import APIError, redact_error
 from .flow import NO_PERMIT, FlowGate, Permit

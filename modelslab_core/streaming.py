@@ -24,13 +24,13 @@ import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from pydantic import BaseModel, ValidationError
 
+from ._transport import is_transport_error
 from .errors import (
     APIError,
     IncompleteStreamError,
     InvalidResponseError,
-    ProcessingResponseError,
-    StreamError,
-    error_from_body,
+    body_error,
+    body_kind,
     redact_error,
 )
 from .types import ChatCompletion, ChatCompletionChunk
@@ -170,9 +170,7 @@ def _error_event_data(data: str) -> str:
         body = json.loads(data) if data.strip() else None
     except ValueError:
         body = None
-    if isinstance(body, dict) and (
-        "error" in body or str(body.get("status", "")).lower() in ("error", "failed")
-    ):
+    if isinstance(body, dict) and body_kind(body) == "error":
         return data
     detail = body if isinstance(body, dict) else {"message": data.strip() or "error event"}
     return json.dumps({"error": detail})
@@ -190,16 +188,9 @@ def _raise_error_body(head: str) -> None:
         return
     if not isinstance(body, dict):
         return
-    error = error_from_body(200, body)
+    error = body_error(200, body)
     if error is not None:
         raise error
-    if str(body.get("status", "")).lower() in ("processing", "queued", "pending"):
-        raise ProcessingResponseError(
-            "the API queued the request instead of streaming an answer "
-            f"(status={body.get('status')!r}, id={body.get('id')!r})",
-            status_code=200,
-            body=body,
-        )
 
 
 def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
@@ -214,15 +205,6 @@ def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
         if text:
             yield from parser.feed(text)
     yield from parser.finish()
-
-
-def _stream_error(body: Any, status_code: int) -> APIError:
-    error = error_from_body(status_code, body)
-    if error is None or type(error).__name__ == "BadRequestError":
-        # An error event in a stream that names no known cause.
-        message = error.message if error is not None else "error event in stream"
-        return StreamError(message, status_code=status_code, body=body)
-    return error
 
 
 def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | None:
@@ -249,8 +231,9 @@ def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | No
         raise InvalidResponseError.quoting(
             "stream event is not a JSON object: {!r}", data, status_code=status_code
         )
-    if "error" in body or str(body.get("status", "")).lower() in ("error", "failed"):
-        raise _stream_error(body, status_code)
+    error = body_error(status_code, body, in_stream=True)
+    if error is not None:
+        raise error
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -315,12 +298,6 @@ class _Events(Generic[T]):
             assert self._model is not None
             return decode_event(self._datas.popleft(), self._model, status_code=self._status)
         return _ENDED if self._ended else _MORE
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    from ._base_client import is_transport_error
-
-    return is_transport_error(exc)
 
 
 def _broke_off(status_code: int, exc: BaseException) -> IncompleteStreamError:
@@ -411,7 +388,7 @@ class Stream(Generic[T]):
             raise
         except Exception as exc:
             self.close()
-            if _is_transport_error(exc):
+            if is_transport_error(exc):
                 raise _broke_off(self.response.status_code, exc) from exc
             raise
         except BaseException:
@@ -534,7 +511,7 @@ class AsyncStream(Generic[T]):
             raise
         except Exception as exc:
             await self.aclose()
-            if _is_transport_error(exc):
+            if is_transport_error(exc):
                 raise _broke_off(self.response.status_code, exc) from exc
             raise
         except BaseException:
