@@ -57,14 +57,18 @@ def user_agent(transport: str) -> str:
     return f"modelslab-integrations/{__version__} {stack} ({python})"
 
 
-def next_hop(response: httpx.Response, hops: int, max_hops: int) -> httpx.Request | None:
+def next_hop(
+    response: httpx.Response, hops: int, max_hops: int, secret: str
+) -> httpx.Request | None:
     """The request a redirect asks for, or None when ``response`` is no redirect.
 
     307 and 308 keep the method and the body: followed (httpx builds the request, dropping the
     ``Authorization`` header when the redirect leaves the origin). A 301, 302 or 303 answering a
     POST would turn it into a GET without its body: an error naming the ``Location`` instead, and
-    so is a redirect to another origin when the key is in ``x-api-key`` or in the body (httpx
-    would carry both there).
+    so is a redirect to another origin (host, scheme or port) when anything the request would
+    carry there holds the key (``secret``): a header (``x-api-key``, a ``default_headers`` entry)
+    or the body (``key_placement="body"``, a ``key`` field among extra parameters), whatever the
+    placement; httpx drops only ``Authorization``.
     """
     following = response.next_request
     if following is None:
@@ -78,7 +82,7 @@ def next_hop(response: httpx.Response, hops: int, max_hops: int) -> httpx.Reques
             status_code=response.status_code,
             request_id=request_id_of(response.headers),
         )
-    if _leaves_origin(response.request.url, following.url) and _carries_key(following):
+    if _leaves_origin(response.request.url, following.url) and _carries_key(following, secret):
         raise APIStatusError(
             f"the API answered {response.request.method} {response.request.url} with HTTP "
             f"{response.status_code}, a redirect to another origin ({location!r}) that would "
@@ -104,10 +108,20 @@ def _leaves_origin(old: httpx.URL, new: httpx.URL) -> bool:
     return not (upgrade and old.port is None and new.port is None)
 
 
-def _carries_key(request: httpx.Request) -> bool:
-    """The key outside ``Authorization``: in ``x-api-key``, or first in the JSON body (where
-    ``key_placement="body"`` puts it)."""
-    return "x-api-key" in request.headers or request.read().startswith(b'{"key":')
+def _carries_key(request: httpx.Request, secret: str) -> bool:
+    """Whether the key is anywhere in ``request``: its URL, any header, or its body (as it is, or
+    escaped as JSON would write it)."""
+    if not secret:
+        return False
+    if secret in str(request.url) or any(secret in value for value in request.headers.values()):
+        return True
+    body = request.read()
+    forms = {
+        secret.encode(),
+        json.dumps(secret)[1:-1].encode(),
+        json.dumps(secret, ensure_ascii=False)[1:-1].encode(),
+    }
+    return any(form in body for form in forms)
 
 
 def endpoint_of(request: httpx.Request, secret: str) -> str:

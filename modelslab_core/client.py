@@ -175,7 +175,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
             except httpx.HTTPError as exc:
                 raise translate_transport_error(exc) from None
             try:
-                following = next_hop(response, hops, http.max_redirects)
+                following = next_hop(response, hops, http.max_redirects, self._secret)
             finally:
                 if response.next_request is not None:
                     response.close()
@@ -396,7 +396,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
                     raise
                 raise translate_transport_error(exc) from None
             try:
-                following = next_hop(response, hops, http.max_redirects)
+                following = next_hop(response, hops, http.max_redirects, self._secret)
             finally:
                 if response.next_request is not None:
                     await response.aclose()
