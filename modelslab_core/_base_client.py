@@ -378,11 +378,11 @@ class BaseClient(Generic[H]):
             return b'{"key":' + key + (b"," + encoded[1:] if encoded != b"{}" else b"}")
         return encoded
 
-    def _parse(self, response: httpx.Response, model: type[T]) -> T:
+    def _parse(self, response: httpx.Response, content: bytes, model: type[T]) -> T:
         return parse_body(
             response.status_code,
             response.headers,
-            response.content,
+            content,
             model,
             self._secret,
             require_choices=model is not ModelList,
