@@ -31,7 +31,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -153,12 +153,23 @@ async def _auntil(
 
 # --- dropped streams -------------------------------------------------------------------------
 
-#: (permit, response, loop) of streams dropped unclosed: appended by finalizers, settled by
-#: ordinary code (:func:`settle_dropped`).
-_dropped: deque[tuple[Permit, httpx.Response, asyncio.AbstractEventLoop | None]] = deque()
+#: What streams dropped unclosed leave: appended by finalizers, settled by ordinary code
+#: (:func:`settle_dropped`).
+_dropped: deque[_Leftovers] = deque()
 #: Finalizers of the guarded streams still out, by id (added and removed without a lock: a
 #: dict's item assignment and ``pop`` are atomic).
 _live: dict[int, tuple[weakref.finalize[Any, Any], FlowGate | None]] = {}
+
+
+class _Leftovers(NamedTuple):
+    """What a dropped stream leaves to give back."""
+
+    permit: Permit
+    response: httpx.Response
+    chunks: Iterator[bytes] | AsyncIterator[bytes]
+    loop: asyncio.AbstractEventLoop | None
+
+
 #: Closings of dropped async streams, scheduled on their loops (kept until done).
 _closing: set[asyncio.Task[None]] = set()
 
@@ -235,24 +246,29 @@ def _forget_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def _dropped_unclosed(
-    key: int, permit: Permit, response: httpx.Response, loop: asyncio.AbstractEventLoop | None
-) -> None:
+def _dropped_unclosed(key: int, leftovers: _Leftovers) -> None:
     """The finalizer of a guarded stream: lock-free, it only queues the stream's leftovers."""
     _live.pop(key, None)
-    _dropped.append((permit, response, loop))
+    _dropped.append(leftovers)
 
 
 def guard_stream(
     stream: Any,
+    chunks: Iterator[bytes] | AsyncIterator[bytes],
     permit: Permit,
     gate: FlowGate | None,
     loop: asyncio.AbstractEventLoop | None,
 ) -> None:
     """A stream dropped unclosed gives its place and its connection back (see the module's
-    docstring); closing it first does that at once (see :func:`stream_closer`)."""
+    docstring); closing it first does that at once (see :func:`stream_closer`).
+
+    The finalizer holds the stream's body iterator (``chunks``): collected with the stream, that
+    generator's own finalizer would close the response inside the collector, where the thread
+    may hold httpcore's pool lock (encode/httpcore#990). Kept alive, it is closed by
+    :func:`settle_dropped`, in ordinary code."""
     key = id(stream)
-    finalizer = weakref.finalize(stream, _dropped_unclosed, key, permit, stream.response, loop)
+    leftovers = _Leftovers(permit, stream.response, chunks, loop)
+    finalizer = weakref.finalize(stream, _dropped_unclosed, key, leftovers)
     finalizer.atexit = False
     _live[key] = (finalizer, gate)
     _janitor.ensure()
@@ -278,22 +294,28 @@ def settle_dropped() -> None:
     their loops."""
     while True:
         try:
-            permit, response, loop = _dropped.popleft()
+            leftovers = _dropped.popleft()
         except IndexError:
             return
-        permit.release()
-        if response.is_closed:
-            continue
+        leftovers.permit.release()
+        chunks, loop = leftovers.chunks, leftovers.loop
         if loop is None:
             with contextlib.suppress(Exception):
-                response.close()
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+                leftovers.response.close()
         else:
-            _close_on(response, loop)
+            _close_on(leftovers.response, chunks, loop)
 
 
-def _close_on(response: httpx.Response, loop: asyncio.AbstractEventLoop) -> None:
+def _close_on(response: httpx.Response, chunks: Any, loop: asyncio.AbstractEventLoop) -> None:
     async def close() -> None:
-        await response.aclose()
+        with contextlib.suppress(Exception):
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await response.aclose()
 
     def schedule() -> None:
         task = loop.create_task(close())

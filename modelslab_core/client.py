@@ -247,7 +247,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
             raise
         permit.accepted()
         stream.when_closed(stream_closer(stream, permit))
-        guard_stream(stream, permit, self.flow_gate if plan.gated else None, None)
+        guard_stream(stream, chunks, permit, self.flow_gate if plan.gated else None, None)
         return stream
 
 
@@ -468,7 +468,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         permit.accepted()
         stream.when_closed(stream_closer(stream, permit))
         loop = asyncio.get_running_loop()
-        guard_stream(stream, permit, self.flow_gate if plan.gated else None, loop)
+        guard_stream(stream, chunks, permit, self.flow_gate if plan.gated else None, loop)
         return stream
 
 

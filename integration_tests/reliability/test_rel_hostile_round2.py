@@ -196,3 +196,159 @@ def test_a_redirect_within_the_origin_is_followed_with_the_key(raw_server: Any, 
     answer = call(mode, {"base_url": server.url()}, {**REQUEST, "key": KEY})
     assert answer.choices[0].message.content == "hi"
     assert len(server.received) == 2
+
+
+# --- total_timeout: one deadline for both twins ----------------------------------------------
+
+EVENT = b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+
+
+def _late_headers_then_stall(stream_body: bool) -> Callable[[socket.socket, bytes], None]:
+    """Headers after 1.5 s, then (streamed) one event, then nothing for 30 s."""
+
+    def serve(conn: socket.socket, head: bytes) -> None:
+        _read_body(conn, head)
+        time.sleep(1.5)
+        kind = "text/event-stream" if stream_body else "application/json"
+        conn.sendall(
+            f"HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\n"
+            "transfer-encoding: chunked\r\n\r\n".encode()
+        )
+        if stream_body:
+            conn.sendall(b"%x\r\n%s\r\n" % (len(EVENT), EVENT))
+        time.sleep(30)
+
+    return serve
+
+
+@MODES
+@pytest.mark.parametrize("streamed", [False, True], ids=["body", "stream"])
+def test_a_body_stalling_after_late_headers_ends_at_the_deadline(
+    raw_server: Any, mode: str, streamed: bool
+) -> None:
+    """The body's read waits only what is left of the deadline: sync waited a whole read timeout
+    (ending 1.5 s late, blaming a ``ReadTimeout``), and a stalled sync stream raised
+    ``IncompleteStreamError(ReadTimeout)`` instead of the deadline's error."""
+    server = raw_server(_late_headers_then_stall(streamed))
+    client = {"base_url": server.url(), "total_timeout": 2.0, "timeout": 20}
+    # The deadline's own error ("did not finish within total_timeout"), not a read timeout's.
+    with pytest.raises(e.APITimeoutError, match="within total_timeout=2") as caught:
+        stream(mode, client) if streamed else call(mode, client)
+    assert not isinstance(caught.value, e.StreamError)
+    # Ended by the deadline itself: no read had to time out first (it waited a whole read
+    # timeout past the deadline, and the error blamed it).
+    assert "ReadTimeout" not in str(caught.value)
+
+
+# --- streams dropped inside reference cycles -------------------------------------------------
+
+def _drop_in_a_cycle(chunks: Any) -> None:
+    """Leave ``chunks`` (read once, never closed) in a reference cycle: an exception stored in
+    this frame, whose traceback holds the frame (and so the stream)."""
+    try:
+        raise RuntimeError("kept")
+    except RuntimeError as exc:
+        error = exc  # error -> traceback -> this frame -> chunks, error
+    assert error is not None
+
+
+@pytest.fixture
+def no_automatic_gc() -> Iterator[None]:
+    """The collector runs only when asked: a place held by a stream in a cycle must come back
+    without luck."""
+    import gc
+
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def test_a_caller_waiting_for_the_place_of_a_stream_dropped_in_a_cycle_gets_it(
+    modelslab_server: Any, no_automatic_gc: None
+) -> None:
+    """With ``max_in_flight=1`` the next call waited for ever (until the collector happened to
+    run)."""
+    client = ModelsLabClient(
+        api_key="cycle-key-1234567", base_url=modelslab_server.base_url, max_in_flight=1
+    )
+    chunks = client.chat_stream({**REQUEST, "messages": [{"role": "user", "content": "a b c d"}]})
+    next(iter(chunks))
+    _drop_in_a_cycle(chunks)
+    del chunks
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(client.chat(REQUEST)), daemon=True)
+    worker.start()
+    worker.join(60)  # a hang detector, not a timing bound: it returns in about a second
+    assert done and done[0].choices[0].message.content
+    assert client.flow_gate is not None and client.flow_gate.stats().in_flight == 0
+
+
+async def test_an_async_caller_waiting_for_a_stream_dropped_in_a_cycle_gets_the_place(
+    modelslab_server: Any, no_automatic_gc: None
+) -> None:
+    client = AsyncModelsLabClient(
+        api_key="cycle-key-1234567", base_url=modelslab_server.base_url, max_in_flight=1
+    )
+    chunks = await client.chat_stream({**REQUEST, "messages": [{"role": "user", "content": "a b"}]})
+    await anext(aiter(chunks))
+    _drop_in_a_cycle(chunks)
+    del chunks
+    answer = await asyncio.wait_for(client.chat(REQUEST), 60)  # a hang detector
+    assert answer.choices[0].message.content
+
+
+DROPPING_THREADS = """
+import sys, threading
+from modelslab_core import ModelsLabClient
+from modelslab_core.testing import LocalModelsLab
+
+def drop_in_a_cycle(chunks):
+    try:
+        raise RuntimeError("kept")
+    except RuntimeError as exc:
+        error = exc  # error -> traceback -> this frame -> chunks, error
+
+def worker(base_url, count, failures):
+    client = ModelsLabClient(api_key="cycle-key-1234567", base_url=base_url, timeout=30)
+    try:
+        for _ in range(count):
+            chunks = client.chat_stream(
+                {"model": "m", "messages": [{"role": "user", "content": "one two three"}]}
+            )
+            next(iter(chunks))
+            drop_in_a_cycle(chunks)
+            del chunks  # only the cycle holds it now: the collector frees it where it runs
+    except BaseException as exc:
+        failures.append(repr(exc))
+
+with LocalModelsLab(api_key="cycle-key-1234567") as server:
+    failures = []
+    threads = [
+        threading.Thread(target=worker, args=(server.base_url, 300, failures)) for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print("failures", failures)
+    sys.exit(1 if failures else 0)
+"""
+
+
+def test_two_threads_dropping_streams_in_cycles_never_deadlock(tmp_path: Any) -> None:
+    """The finalizer closed the response while the same thread held httpcore's pool lock: the
+    process hung after 40-190 streams. Run in a child so that a deadlock fails the test."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "drop.py"
+    script.write_text(DROPPING_THREADS)
+    try:
+        done = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=240
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("two threads dropping streams in cycles deadlocked")
+    assert done.returncode == 0, done.stdout + done.stderr
