@@ -242,6 +242,7 @@ def test_a_body_stalling_after_late_headers_ends_at_the_deadline(
 
 # --- streams dropped inside reference cycles -------------------------------------------------
 
+
 def _drop_in_a_cycle(chunks: Any) -> None:
     """Leave ``chunks`` (read once, never closed) in a reference cycle: an exception stored in
     this frame, whose traceback holds the frame (and so the stream)."""
@@ -352,3 +353,155 @@ def test_two_threads_dropping_streams_in_cycles_never_deadlock(tmp_path: Any) ->
     except subprocess.TimeoutExpired:
         pytest.fail("two threads dropping streams in cycles deadlocked")
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# --- async: each write bounded by timeout, a broken body ends the read -----------------------
+
+
+def _bounded(mode: str, run: Callable[[], Any]) -> Any:
+    """``run()`` for sync; for async, ``run()`` (a coroutine) with a hang detector of 60 s that
+    raises a plain ``TimeoutError`` (no typed error of ours)."""
+    if mode == "sync":
+        return run()
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(run(), 60)
+
+    return asyncio.run(bounded())
+
+
+@MODES
+def test_a_large_prompt_to_a_server_that_stops_reading_ends_at_the_write_timeout(
+    raw_server: Any, mode: str
+) -> None:
+    """Async waited for ever: aiohttp has no write timeout, and starts its read timeout only once
+    the body is sent."""
+    server = raw_server(lambda conn, head: time.sleep(30))  # reads the head, then nothing
+    big = {**REQUEST, "messages": [{"role": "user", "content": "x" * (8 * 1024 * 1024)}]}
+    client_cls = ModelsLabClient if mode == "sync" else AsyncModelsLabClient
+    client = client_cls(api_key=KEY, base_url=server.url(), timeout=1, max_retries=0)
+    with pytest.raises(e.APITimeoutError, match="WriteTimeout"):
+        _bounded(mode, lambda: client.chat(big))
+
+
+def _breaks_off(bad: bytes, event_stream: bool) -> Callable[[socket.socket, bytes], None]:
+    """A chunked answer: one good chunk (an event, or the head of a JSON body), then ``bad``,
+    then the server closes."""
+
+    def serve(conn: socket.socket, head: bytes) -> None:
+        _read_body(conn, head)
+        kind = "text/event-stream" if event_stream else "application/json"
+        conn.sendall(
+            f"HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\n"
+            "transfer-encoding: chunked\r\n\r\n".encode()
+        )
+        good = EVENT if event_stream else b'{"id": "c1", '
+        conn.sendall(b"%x\r\n%s\r\n" % (len(good), good))
+        time.sleep(0.3)  # the first event is read before the break
+        conn.sendall(bad)
+        time.sleep(0.2)
+        conn.close()
+
+    return serve
+
+
+BAD_CHUNKS = {
+    "a negative size": b"-5\r\nab",
+    "chunk data longer than its size": b"5\r\nabcdefgh\r\n",
+    "a size that is no number": b"zz\r\nhello\r\n",
+    "a size larger than what follows": b"100\r\nab",
+}
+
+
+@MODES
+@pytest.mark.parametrize("bad", list(BAD_CHUNKS))
+def test_a_chunked_body_that_turns_invalid_ends_in_a_typed_error(
+    raw_server: Any, mode: str, bad: str
+) -> None:
+    """Async ``chat`` hung for ever on some (aiohttp's C parser dropped the broken body without
+    ending its read)."""
+    server = raw_server(_breaks_off(BAD_CHUNKS[bad], event_stream=False))
+    client_cls = ModelsLabClient if mode == "sync" else AsyncModelsLabClient
+    client = client_cls(api_key=KEY, base_url=server.url(), timeout=20, max_retries=0)
+    with pytest.raises(e.APIConnectionError) as caught:
+        _bounded(mode, lambda: client.chat(REQUEST))
+    assert not isinstance(caught.value, e.APITimeoutError)  # ended by the break, not a timeout
+
+
+@MODES
+@pytest.mark.parametrize("bad", list(BAD_CHUNKS))
+def test_a_stream_whose_chunked_body_turns_invalid_ends_incomplete(
+    raw_server: Any, mode: str, bad: str
+) -> None:
+    """Async ``chat_stream`` hung for ever, or raised a bare ``RuntimeError``."""
+    server = raw_server(_breaks_off(BAD_CHUNKS[bad], event_stream=True))
+    client_cls = ModelsLabClient if mode == "sync" else AsyncModelsLabClient
+    client = client_cls(api_key=KEY, base_url=server.url(), timeout=20, max_retries=0)
+    if mode == "sync":
+        with client.chat_stream(REQUEST) as chunks:
+            iterator = iter(chunks)
+            assert next(iterator).choices[0].delta.content == "hi"
+            with pytest.raises(e.IncompleteStreamError, match="broke off"):
+                next(iterator)
+        return
+
+    async def run() -> None:
+        async with await client.chat_stream(REQUEST) as chunks:
+            iterator = aiter(chunks)
+            assert (await anext(iterator)).choices[0].delta.content == "hi"
+            with pytest.raises(e.IncompleteStreamError, match="broke off"):
+                await asyncio.wait_for(anext(iterator), 60)
+
+    asyncio.run(run())
+
+
+PURE_PYTHON_PARSER = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+import test_rel_hostile_round2 as t
+from modelslab_core import AsyncModelsLabClient, errors as e
+
+async def main():
+    for bad in t.BAD_CHUNKS.values():
+        for event_stream in (False, True):
+            server = t.RawServer(t._breaks_off(bad, event_stream))
+            client = AsyncModelsLabClient(api_key=t.KEY, base_url=server.url(), max_retries=0)
+            try:
+                if event_stream:
+                    async with await client.chat_stream(t.REQUEST) as chunks:
+                        async for _ in chunks:
+                            pass
+                else:
+                    await client.chat(t.REQUEST)
+            except e.APIError as error:
+                print(type(error).__name__)
+            finally:
+                server.close()
+
+asyncio.run(main())
+"""
+
+
+def test_with_aiohttp_pure_python_parser_a_broken_chunked_body_is_a_typed_error(
+    tmp_path: Any,
+) -> None:
+    """With ``AIOHTTP_NO_EXTENSIONS=1`` an untyped ``TransferEncodingError`` escaped."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "pure.py"
+    script.write_text(PURE_PYTHON_PARSER)
+    env = {**os.environ, "AIOHTTP_NO_EXTENSIONS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script), str(Path(__file__).parent)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    names = done.stdout.split()
+    assert len(names) == 2 * len(BAD_CHUNKS), done.stdout + done.stderr
+    assert set(names) <= {"APIConnectionError", "IncompleteStreamError"}
