@@ -257,9 +257,8 @@ class ModelsLabClient(ModelsLabClientBase):
 
     def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
-        return self._answer(
-            "chat/completions", ChatRequest.of(request).body(stream=False), ChatCompletion
-        )
+        payload = ChatRequest.of(request).body(stream=False)
+        return self._answer("chat/completions", payload, ChatCompletion)
 
     def chat_stream(self, request: ChatInput) -> Stream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an iterator of chunks."""
@@ -277,9 +276,8 @@ class ModelsLabCompletionsClient(ModelsLabClientBase):
 
     def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
-        return self._answer(
-            "completions", CompletionRequest.of(request).body(stream=False), Completion
-        )
+        payload = CompletionRequest.of(request).body(stream=False)
+        return self._answer("completions", payload, Completion)
 
     def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
         """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""

@@ -64,6 +64,12 @@ class _SSEParser:
     Bytes are decoded as strict UTF-8, so a corrupt stream is an error rather than U+FFFD in the
     answer. A byte-order mark before the first event is dropped, as the SSE specification says
     (https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream).
+
+    Why httpx-sse's decoders (``httpx_sse._decoders``, pinned to the 0.4 series, the newest on
+    PyPI) and not its public ``EventSource``: that one reads an ``httpx.Response`` itself, decodes
+    its text leniently (invalid UTF-8 becomes U+FFFD in the answer), buffers a line without any
+    bound, and keeps no head of the body to read a JSON error labelled ``text/event-stream``;
+    incremental decoding with no I/O of our own is only in the decoders.
     """
 
     __slots__ = (
