@@ -22,6 +22,7 @@ from .errors import (
     InvalidResponseError,
     ParameterError,
     body_error,
+    body_kind,
     error_from_response,
     redact,
     redact_error,
@@ -188,14 +189,15 @@ def parse_body(
             headers,
             f"the API answered HTTP {status_code} with JSON that is not an object",
         )
-    error = body_error(
-        status_code,
-        body,
-        request_id=request_id_of(headers),
-        retry_after_header=parse_retry_after(headers.get("retry-after")),
-        endpoint=endpoint,
-    )
-    if error is not None:
+    if body_kind(body) != "answer":  # headers are read only for an error
+        error = body_error(
+            status_code,
+            body,
+            request_id=request_id_of(headers),
+            retry_after_header=parse_retry_after(headers.get("retry-after")),
+            endpoint=endpoint,
+        )
+        assert error is not None
         redact_error(error, secret)
         raise error
     if require_choices and not body.get("choices"):
