@@ -376,12 +376,29 @@ def test_a_large_prompt_to_a_server_that_stops_reading_ends_at_the_write_timeout
 ) -> None:
     """Async waited for ever: aiohttp has no write timeout, and starts its read timeout only once
     the body is sent."""
-    server = raw_server(lambda conn, head: time.sleep(30))  # reads the head, then nothing
+    hang_up = threading.Event()
+
+    def stop_reading(conn: socket.socket, head: bytes) -> None:
+        hang_up.wait(30)  # reads the head, then nothing until the client gave up
+        conn.close()
+
+    server = raw_server(stop_reading)
     big = {**REQUEST, "messages": [{"role": "user", "content": "x" * (8 * 1024 * 1024)}]}
     client_cls = ModelsLabClient if mode == "sync" else AsyncModelsLabClient
     client = client_cls(api_key=KEY, base_url=server.url(), timeout=1, max_retries=0)
+
+    async def gives_up() -> None:
+        try:
+            await client.chat(big)
+        finally:
+            # A socket closed with unsent bytes stays open until the server reads or hangs up
+            # (asyncio closes it gracefully): let the server hang up while the loop runs.
+            hang_up.set()
+            await asyncio.sleep(0.5)
+
     with pytest.raises(e.APITimeoutError, match="WriteTimeout"):
-        _bounded(mode, lambda: client.chat(big))
+        _bounded(mode, (lambda: client.chat(big)) if mode == "sync" else gives_up)
+    hang_up.set()
 
 
 def _breaks_off(bad: bytes, event_stream: bool) -> Callable[[socket.socket, bytes], None]:
