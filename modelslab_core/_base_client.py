@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import platform
-import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, TypeVar
@@ -14,26 +13,25 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from . import __version__
+from ._version import __version__
 from .config import BASE_URL_ENV, CHAT_BASE_URL, ClientConfig
 from .errors import (
-    APIConnectionError,
     APIError,
     APIStatusError,
-    APITimeoutError,
     ConfigurationError,
     InvalidResponseError,
     ParameterError,
-    ProcessingResponseError,
-    error_from_body,
+    body_error,
+    body_kind,
     error_from_response,
+    redact,
     redact_error,
 )
 from .flow import FlowGate, account_of, gate_for
 from .retry import CallPlan, RetryPolicy, parse_retry_after
 from .types import ModelList
 
-__all__ = ["BaseClient", "next_hop", "user_agent"]
+__all__ = ["BaseClient", "endpoint_of", "next_hop", "user_agent"]
 
 T = TypeVar("T", bound=BaseModel)
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
@@ -60,14 +58,18 @@ def user_agent(transport: str) -> str:
     return f"modelslab-integrations/{__version__} {stack} ({python})"
 
 
-def next_hop(response: httpx.Response, hops: int, max_hops: int) -> httpx.Request | None:
+def next_hop(
+    response: httpx.Response, hops: int, max_hops: int, secret: str
+) -> httpx.Request | None:
     """The request a redirect asks for, or None when ``response`` is no redirect.
 
     307 and 308 keep the method and the body: followed (httpx builds the request, dropping the
     ``Authorization`` header when the redirect leaves the origin). A 301, 302 or 303 answering a
     POST would turn it into a GET without its body: an error naming the ``Location`` instead, and
-    so is a redirect to another origin when the key is in ``x-api-key`` or in the body (httpx
-    would carry both there).
+    so is a redirect to another origin (host, scheme or port) when anything the request would
+    carry there holds the key (``secret``): a header (``x-api-key``, a ``default_headers`` entry)
+    or the body (``key_placement="body"``, a ``key`` field among extra parameters), whatever the
+    placement; httpx drops only ``Authorization``.
     """
     following = response.next_request
     if following is None:
@@ -81,7 +83,7 @@ def next_hop(response: httpx.Response, hops: int, max_hops: int) -> httpx.Reques
             status_code=response.status_code,
             request_id=request_id_of(response.headers),
         )
-    if _leaves_origin(response.request.url, following.url) and _carries_key(following):
+    if _leaves_origin(response.request.url, following.url) and _carries_key(following, secret):
         raise APIStatusError(
             f"the API answered {response.request.method} {response.request.url} with HTTP "
             f"{response.status_code}, a redirect to another origin ({location!r}) that would "
@@ -107,10 +109,26 @@ def _leaves_origin(old: httpx.URL, new: httpx.URL) -> bool:
     return not (upgrade and old.port is None and new.port is None)
 
 
-def _carries_key(request: httpx.Request) -> bool:
-    """The key outside ``Authorization``: in ``x-api-key``, or first in the JSON body (where
-    ``key_placement="body"`` puts it)."""
-    return "x-api-key" in request.headers or request.read().startswith(b'{"key":')
+def _carries_key(request: httpx.Request, secret: str) -> bool:
+    """Whether the key is anywhere in ``request``: its URL, any header, or its body (as it is, or
+    escaped as JSON would write it)."""
+    if not secret:
+        return False
+    if secret in str(request.url) or any(secret in value for value in request.headers.values()):
+        return True
+    body = request.read()
+    forms = {
+        secret.encode(),
+        json.dumps(secret)[1:-1].encode(),
+        json.dumps(secret, ensure_ascii=False)[1:-1].encode(),
+    }
+    return any(form in body for form in forms)
+
+
+def endpoint_of(request: httpx.Request, secret: str) -> str:
+    """``POST https://host/path``, for an error message: what was called (the key masked, though
+    no URL we build holds it)."""
+    return redact(f"{request.method} {request.url}", secret)
 
 
 def request_id_of(headers: httpx.Headers) -> str | None:
@@ -119,30 +137,6 @@ def request_id_of(headers: httpx.Headers) -> str | None:
         if value:
             return str(value)
     return None
-
-
-def is_transport_error(exc: BaseException) -> bool:
-    """An error of the HTTP stack: httpx's, or aiohttp's where the aiohttp transport lets one
-    through unmapped (``httpx-aiohttp`` maps only some of them)."""
-    if isinstance(exc, httpx.HTTPError):
-        return True
-    aiohttp = sys.modules.get("aiohttp")
-    return aiohttp is not None and isinstance(exc, aiohttp.ClientError)
-
-
-def translate_transport_error(exc: BaseException) -> APIError:
-    """An HTTP-stack failure with no usable response → our connection or timeout error.
-
-    Judged by the aiohttp error underneath when there is one: ``httpx-aiohttp`` reports a server
-    that hung up (``ServerDisconnectedError``) as an ``httpx.ConnectTimeout``."""
-    cause = exc.__cause__
-    aiohttp = sys.modules.get("aiohttp")
-    if aiohttp is not None and isinstance(cause, aiohttp.ClientError):
-        exc = cause
-    detail = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return APITimeoutError(f"request timed out: {type(exc).__name__}: {detail}")
-    return APIConnectionError(f"connection failed: {type(exc).__name__}: {detail}")
 
 
 def _scrub(content: bytes, secret: str) -> bytes:
@@ -163,6 +157,7 @@ def parse_body(
     secret: str,
     *,
     require_choices: bool = True,
+    endpoint: str | None = None,
 ) -> T:
     """A complete HTTP answer → the wire model, or the right :class:`APIError`.
 
@@ -177,6 +172,7 @@ def parse_body(
             _scrub(content, secret),
             request_id=request_id_of(headers),
             retry_after_header=parse_retry_after(headers.get("retry-after")),
+            endpoint=endpoint,
         )
     try:
         body = json.loads(content)
@@ -193,23 +189,17 @@ def parse_body(
             headers,
             f"the API answered HTTP {status_code} with JSON that is not an object",
         )
-    error = error_from_body(
-        status_code,
-        body,
-        request_id=request_id_of(headers),
-        retry_after_header=parse_retry_after(headers.get("retry-after")),
-    )
-    if error is not None:
+    if body_kind(body) != "answer":  # headers are read only for an error
+        error = body_error(
+            status_code,
+            body,
+            request_id=request_id_of(headers),
+            retry_after_header=parse_retry_after(headers.get("retry-after")),
+            endpoint=endpoint,
+        )
+        assert error is not None
         redact_error(error, secret)
         raise error
-    if str(body.get("status", "")).lower() in ("processing", "queued", "pending"):
-        raise ProcessingResponseError(
-            "the API queued the request instead of answering "
-            f"(status={body.get('status')!r}, id={body.get('id')!r}, eta={body.get('eta')!r})",
-            status_code=status_code,
-            request_id=request_id_of(headers),
-            body=body,
-        )
     if require_choices and not body.get("choices"):
         # Absent or empty (``"choices": []``): no answer at all, never an empty one.
         raise _invalid(
@@ -385,14 +375,15 @@ class BaseClient(Generic[H]):
             return b'{"key":' + key + (b"," + encoded[1:] if encoded != b"{}" else b"}")
         return encoded
 
-    def _parse(self, response: httpx.Response, model: type[T]) -> T:
+    def _parse(self, response: httpx.Response, content: bytes, model: type[T]) -> T:
         return parse_body(
             response.status_code,
             response.headers,
-            response.content,
+            content,
             model,
             self._secret,
             require_choices=model is not ModelList,
+            endpoint=endpoint_of(response.request, self._secret),
         )
 
     @staticmethod

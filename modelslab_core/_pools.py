@@ -57,11 +57,12 @@ def new_sync_client() -> httpx.Client:
 
 
 def new_async_client() -> httpx.AsyncClient:
-    """An async httpx client on the aiohttp transport, as the shared per-loop pools build it."""
-    from httpx_aiohttp import HttpxAiohttpClient
+    """An async httpx client on the aiohttp transport, as the shared per-loop pools build it
+    (with the write timeout and the end of a broken body it misses: :mod:`._aiohttp`)."""
+    from ._aiohttp import PacedAiohttpClient
 
     limits = pool_limits(ASYNC_MAX_CONNECTIONS)
-    return HttpxAiohttpClient(limits=limits, timeout=None)
+    return PacedAiohttpClient(limits=limits, timeout=None)
 
 
 class _Shared:

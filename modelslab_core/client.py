@@ -12,13 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import (
-    AsyncIterable,
-    Awaitable,
-    Callable,
-    Iterable,
-    Mapping,
-)
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -27,20 +21,17 @@ import httpx
 from pydantic import BaseModel
 
 from . import _pools
-from ._base_client import (
-    BaseClient,
-    is_transport_error,
-    next_hop,
-    translate_transport_error,
-)
+from ._base_client import BaseClient, next_hop
 from ._call import (
-    abytes_until,
-    bytes_until,
+    abody_bytes,
+    body_bytes,
     finish,
     guard_stream,
+    settle_dropped,
+    stream_closer,
     timed,
-    within_deadline,
 )
+from ._transport import is_transport_error, translate_transport_error
 from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
 from .errors import APIError, redact_error
 from .flow import NO_PERMIT, FlowGate, Permit
@@ -123,7 +114,8 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
 
     def _answer(self, path: str, payload: dict[str, Any], model: type[T]) -> T:
         body = self._encode(payload)
-        return self._retrying(partial(self._send, "POST", path, body, model, payload.get("model")))
+        label = payload.get("model")
+        return self._retrying(partial(self._send, "POST", path, body, model, label))
 
     def _stream(
         self, path: str, payload: dict[str, Any], answer: type[BaseModel], chunk: type[T]
@@ -160,6 +152,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
             raise plan.admission_error(time.monotonic())
         if gate is None:
             return NO_PERMIT
+        settle_dropped()  # places of streams dropped since the last call come back first
         permit = gate.acquire(timeout)
         if permit is None:
             raise plan.admission_error(time.monotonic())
@@ -176,10 +169,12 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
         while True:
             try:
                 response = http.send(request, stream=True, follow_redirects=False)
-            except httpx.HTTPError as exc:
+            except Exception as exc:
+                if not is_transport_error(exc):
+                    raise
                 raise translate_transport_error(exc) from None
             try:
-                following = next_hop(response, hops, http.max_redirects)
+                following = next_hop(response, hops, http.max_redirects, self._secret)
             finally:
                 if response.next_request is not None:
                     response.close()
@@ -191,7 +186,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
         self,
         method: str,
         path: str,
-        body: bytes | None,
+        content: bytes | None,
         model: type[T],
         label: str | None,
         permit: Permit,
@@ -199,18 +194,17 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
     ) -> T:
         started = time.monotonic()
         try:
-            response = self._exchange(method, path, body, plan)
+            response = self._exchange(method, path, content, plan)
             try:
-                if plan.deadline is None:
-                    response.read()
-                else:
-                    response._content = b"".join(bytes_until(response.iter_bytes(), plan))
-            except httpx.HTTPError as exc:
+                data = b"".join(body_bytes(response, plan, self.config.timeout))
+            except Exception as exc:
+                if not is_transport_error(exc):
+                    raise
                 raise translate_transport_error(exc) from None
             finally:
                 response.close()
             self._log(response, label, started, plan.retries + plan.rate_limits)
-            result = self._parse(response, model)
+            result = self._parse(response, data, model)
         except BaseException as error:
             finish(permit, error)
             raise
@@ -232,20 +226,18 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
             response = self._exchange("POST", path, body, plan)
             self._log(response, label, started, plan.retries + plan.rate_limits)
             try:
+                chunks = body_bytes(response, plan, self.config.timeout)
                 if not self._is_event_stream(response):
-                    response.read()
+                    data = b"".join(chunks)
                     response.close()
-                    answer = answer_as_chunk(self._parse(response, answer_model))
+                    answer = answer_as_chunk(self._parse(response, data, answer_model))
                     finish(permit, None)
                     return Stream.of_answer(response, answer)  # type: ignore[arg-type]
-                chunks: Iterable[bytes] = response.iter_bytes()
-                if plan.deadline is not None:
-                    chunks = bytes_until(chunks, plan)
-                stream = Stream.open(
-                    response, chunk_model, chunks, on_close=permit.succeeded, secret=self._secret
-                )
-            except httpx.HTTPError as exc:
+                stream = Stream.open(response, chunk_model, chunks, secret=self._secret)
+            except Exception as exc:
                 response.close()
+                if not is_transport_error(exc):
+                    raise
                 raise translate_transport_error(exc) from None
             except BaseException:
                 response.close()
@@ -254,7 +246,8 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
             finish(permit, error)
             raise
         permit.accepted()
-        guard_stream(stream, permit, None)
+        stream.when_closed(stream_closer(stream, permit))
+        guard_stream(stream, chunks, permit, self.flow_gate if plan.gated else None, None)
         return stream
 
 
@@ -264,9 +257,8 @@ class ModelsLabClient(ModelsLabClientBase):
 
     def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
-        return self._answer(
-            "chat/completions", ChatRequest.of(request).body(stream=False), ChatCompletion
-        )
+        payload = ChatRequest.of(request).body(stream=False)
+        return self._answer("chat/completions", payload, ChatCompletion)
 
     def chat_stream(self, request: ChatInput) -> Stream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an iterator of chunks."""
@@ -284,9 +276,8 @@ class ModelsLabCompletionsClient(ModelsLabClientBase):
 
     def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
-        return self._answer(
-            "completions", CompletionRequest.of(request).body(stream=False), Completion
-        )
+        payload = CompletionRequest.of(request).body(stream=False)
+        return self._answer("completions", payload, Completion)
 
     def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
         """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""
@@ -359,9 +350,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         while True:
             permit = await self._admit(gate, plan)
             try:
-                if plan.deadline is None:
-                    return await attempt(permit, plan)
-                return await within_deadline(attempt(permit, plan), plan)
+                return await attempt(permit, plan)
             except APIError as error:
                 redact_error(error, self._secret)  # a server may echo the key back
                 outcome = plan.after_error(error, time.monotonic())
@@ -380,6 +369,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
             raise plan.admission_error(time.monotonic())
         if gate is None:
             return NO_PERMIT
+        settle_dropped()  # places of streams dropped since the last call come back first
         permit = await gate.acquire_async(timeout)
         if permit is None:
             raise plan.admission_error(time.monotonic())
@@ -400,7 +390,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
                     raise
                 raise translate_transport_error(exc) from None
             try:
-                following = next_hop(response, hops, http.max_redirects)
+                following = next_hop(response, hops, http.max_redirects, self._secret)
             finally:
                 if response.next_request is not None:
                     await response.aclose()
@@ -412,7 +402,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         self,
         method: str,
         path: str,
-        body: bytes | None,
+        content: bytes | None,
         model: type[T],
         label: str | None,
         permit: Permit,
@@ -420,9 +410,11 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
     ) -> T:
         started = time.monotonic()
         try:
-            response = await self._exchange(method, path, body, plan)
+            response = await self._exchange(method, path, content, plan)
             try:
-                await response.aread()
+                data = b"".join(
+                    [chunk async for chunk in abody_bytes(response, plan, self.config.timeout)]
+                )
             except Exception as exc:
                 if not is_transport_error(exc):
                     raise
@@ -430,7 +422,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
             finally:
                 await response.aclose()
             self._log(response, label, started, plan.retries + plan.rate_limits)
-            result = self._parse(response, model)
+            result = self._parse(response, data, model)
         except BaseException as error:
             finish(permit, error)
             raise
@@ -452,18 +444,14 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
             response = await self._exchange("POST", path, body, plan)
             self._log(response, label, started, plan.retries + plan.rate_limits)
             try:
+                chunks = abody_bytes(response, plan, self.config.timeout)
                 if not self._is_event_stream(response):
-                    await response.aread()
+                    data = b"".join([chunk async for chunk in chunks])
                     await response.aclose()
-                    answer = answer_as_chunk(self._parse(response, answer_model))
+                    answer = answer_as_chunk(self._parse(response, data, answer_model))
                     finish(permit, None)
                     return AsyncStream.of_answer(response, answer)  # type: ignore[arg-type]
-                chunks: AsyncIterable[bytes] = response.aiter_bytes()
-                if plan.deadline is not None:
-                    chunks = abytes_until(chunks, plan)
-                stream = await AsyncStream.open(
-                    response, chunk_model, chunks, on_close=permit.succeeded, secret=self._secret
-                )
+                stream = await AsyncStream.open(response, chunk_model, chunks, secret=self._secret)
             except Exception as exc:
                 await response.aclose()
                 if not is_transport_error(exc):
@@ -476,7 +464,9 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
             finish(permit, error)
             raise
         permit.accepted()
-        guard_stream(stream, permit, asyncio.get_running_loop())
+        stream.when_closed(stream_closer(stream, permit))
+        loop = asyncio.get_running_loop()
+        guard_stream(stream, chunks, permit, self.flow_gate if plan.gated else None, loop)
         return stream
 
 

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 __all__ = [
     "APIConnectionError",
@@ -39,6 +39,8 @@ __all__ = [
     "ServerError",
     "StreamError",
     "UnprocessableEntityError",
+    "body_error",
+    "body_kind",
     "error_from_body",
     "error_from_response",
     "excerpt",
@@ -92,8 +94,11 @@ class APIError(ModelsLabError):
         code: str | None = None,
         error_type: str | None = None,
         retry_after: float | None = None,
+        endpoint: str | None = None,
     ) -> None:
         self.message = message
+        #: The method and URL that was called (``POST https://.../chat/completions``), when known.
+        self.endpoint = endpoint
         #: The server's hint (``Retry-After`` header or ``retry_after`` body field), in seconds.
         self.retry_after = retry_after
         self.status_code = status_code
@@ -121,7 +126,8 @@ class APIError(ModelsLabError):
     def _describe(self) -> str:
         parts = []
         if self.status_code is not None:
-            parts.append(f"HTTP {self.status_code}")
+            where = f" from {self.endpoint}" if self.endpoint else ""
+            parts.append(f"HTTP {self.status_code}{where}")
         if self.code:
             parts.append(f"code={self.code}")
         if self.request_id:
@@ -231,6 +237,9 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
     429: RateLimitError,
 }
 
+#: The class of an HTTP-200 error report whose message names no known cause.
+_UNNAMED = BadRequestError
+
 # Words in an HTTP-200 error envelope's message that tell us which class it really is.
 _AUTH_HINTS = ("api key", "apikey", "api_key", "unauthorized", "unauthenticated")
 _CREDIT_HINTS = ("credit", "insufficient", "balance", "subscription", "wallet")
@@ -274,6 +283,7 @@ def redact_error(error: BaseException, secret: str) -> None:
         if isinstance(current, APIError):
             quote = getattr(current, "_quote", None)
             current.body = _redact_value(current.body, secret)
+            current.endpoint = redact(current.endpoint or "", secret) or None
             if quote is not None:
                 # Mask the whole server text, then cut it again: never cut, then mask.
                 template, text = quote[0], redact(quote[1], secret)
@@ -326,22 +336,47 @@ def retry_after_seconds(value: Any) -> float | None:
     return seconds
 
 
+#: ``status`` values of a ModelsLab body that reports an error (with HTTP 200 too).
+ERROR_STATUSES = frozenset({"error", "failed", "failure"})
+#: ``status`` values of a queued job (other ModelsLab APIs answer so): not an answer.
+QUEUED_STATUSES = frozenset({"processing", "queued", "pending"})
+
+BodyKind = Literal["error", "queued", "answer"]
+
+
+def body_kind(body: Mapping[str, Any]) -> BodyKind:
+    """What a ModelsLab JSON object is: an error report, a queued job or an answer. The one
+    classification, used for whole bodies and for stream events alike: an ``error`` object or
+    non-empty ``error`` text, or a ``status`` of :data:`ERROR_STATUSES`, is an error; a ``status``
+    of :data:`QUEUED_STATUSES` a queued job; anything else an answer."""
+    error = body.get("error")
+    if isinstance(error, Mapping) or (isinstance(error, str) and error.strip()):
+        return "error"
+    status = body.get("status")
+    if status is None:
+        return "answer"
+    status = str(status).lower()
+    if status in ERROR_STATUSES:
+        return "error"
+    return "queued" if status in QUEUED_STATUSES else "answer"
+
+
 def envelope_message(body: Mapping[str, Any]) -> str | None:
     """The human message of any documented error shape, or None when ``body`` is not an error."""
+    if body_kind(body) != "error":
+        return None
     error = body.get("error")
     if isinstance(error, Mapping):  # OpenAI style
         return _as_text(error.get("message")) or _as_text(error) or "Unknown error"
-    if isinstance(error, str) and error.strip():
+    if isinstance(error, str):
         return error.strip()
-    if str(body.get("status", "")).lower() in ("error", "failed", "failure"):
-        # "messege" is how ModelsLab's legacy endpoints spell it.
-        return (
-            _as_text(body.get("message"))
-            or _as_text(body.get("messege"))
-            or _as_text(body.get("errors"))
-            or "Unknown error"
-        )
-    return None
+    # A status of ERROR_STATUSES; "messege" is how ModelsLab's legacy endpoints spell it.
+    return (
+        _as_text(body.get("message"))
+        or _as_text(body.get("messege"))
+        or _as_text(body.get("errors"))
+        or "Unknown error"
+    )
 
 
 def error_from_body(
@@ -351,6 +386,7 @@ def error_from_body(
     request_id: str | None = None,
     retry_after_header: float | None = None,
     fallback_text: str | None = None,
+    endpoint: str | None = None,
 ) -> APIStatusError | None:
     """Map a parsed body to an error, or return None when a 2xx body is not an error.
 
@@ -377,7 +413,7 @@ def error_from_body(
     elif status_code < 400:
         return None
     if message is None:
-        message = fallback_text or f"HTTP {status_code}"
+        message = fallback_text or "the server gave no error message"
 
     cls = _class_for(status_code, message)
     kwargs: dict[str, Any] = {
@@ -387,8 +423,50 @@ def error_from_body(
         "code": code,
         "error_type": error_type,
         "retry_after": retry_after,
+        "endpoint": endpoint,
     }
     return cls(message, **kwargs)
+
+
+def body_error(
+    status_code: int,
+    body: Mapping[str, Any],
+    *,
+    request_id: str | None = None,
+    retry_after_header: float | None = None,
+    endpoint: str | None = None,
+    in_stream: bool = False,
+) -> APIError | None:
+    """The error a 2xx JSON object stands for (a whole body, or one event of a stream), or None
+    when it is an answer (see :func:`body_kind`).
+
+    An error report maps as :func:`error_from_body` maps it; in a stream, one that names no known
+    cause (no rate limit, key or credits) is a :class:`StreamError`. A queued job is a
+    :class:`ProcessingResponseError`: never taken for an (empty) answer."""
+    kind = body_kind(body)
+    if kind == "answer":
+        return None
+    if kind == "queued":
+        what = "streaming an answer" if in_stream else "answering"
+        return ProcessingResponseError(
+            f"the API queued the request instead of {what} (status={body.get('status')!r}, "
+            f"id={body.get('id')!r}, eta={body.get('eta')!r})",
+            status_code=status_code,
+            request_id=request_id,
+            body=body,
+            endpoint=endpoint,
+        )
+    error = error_from_body(
+        status_code,
+        body,
+        request_id=request_id,
+        retry_after_header=retry_after_header,
+        endpoint=endpoint,
+    )
+    assert error is not None  # an error report always maps to an error
+    if in_stream and type(error) is _UNNAMED:
+        return StreamError(error.message, status_code=status_code, body=body, endpoint=endpoint)
+    return error
 
 
 def _class_for(status_code: int, message: str) -> type[APIStatusError]:
@@ -405,7 +483,7 @@ def _class_for(status_code: int, message: str) -> type[APIStatusError]:
             return RateLimitError
         if any(h in lowered for h in _CREDIT_HINTS):
             return InsufficientCreditsError
-        return BadRequestError
+        return _UNNAMED
     return APIStatusError
 
 
@@ -446,6 +524,7 @@ def error_from_response(
     request_id: str | None = None,
     retry_after_header: float | None = None,
     secret: str | None = None,
+    endpoint: str | None = None,
 ) -> APIStatusError:
     """Map a non-2xx HTTP answer (any body: JSON, HTML, empty) to its error class. ``secret`` is
     masked in the text before any of it is cut into the message."""
@@ -466,6 +545,7 @@ def error_from_response(
         request_id=request_id,
         retry_after_header=retry_after_header,
         fallback_text=fallback,
+        endpoint=endpoint,
     )
     assert error is not None  # status >= 400 always maps to an error
     return error

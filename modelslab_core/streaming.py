@@ -14,23 +14,24 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import enum
 import json
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
 from pydantic import BaseModel, ValidationError
 
+from ._transport import is_transport_error
 from .errors import (
     APIError,
     IncompleteStreamError,
     InvalidResponseError,
-    ProcessingResponseError,
-    StreamError,
-    error_from_body,
+    body_error,
+    body_kind,
     redact_error,
 )
 from .types import ChatCompletion, ChatCompletionChunk
@@ -63,6 +64,12 @@ class _SSEParser:
     Bytes are decoded as strict UTF-8, so a corrupt stream is an error rather than U+FFFD in the
     answer. A byte-order mark before the first event is dropped, as the SSE specification says
     (https://html.spec.whatwg.org/multipage/server-sent-events.html#parsing-an-event-stream).
+
+    Why httpx-sse's decoders (``httpx_sse._decoders``, pinned to the 0.4 series, the newest on
+    PyPI) and not its public ``EventSource``: that one reads an ``httpx.Response`` itself, decodes
+    its text leniently (invalid UTF-8 becomes U+FFFD in the answer), buffers a line without any
+    bound, and keeps no head of the body to read a JSON error labelled ``text/event-stream``;
+    incremental decoding with no I/O of our own is only in the decoders.
     """
 
     __slots__ = (
@@ -170,9 +177,7 @@ def _error_event_data(data: str) -> str:
         body = json.loads(data) if data.strip() else None
     except ValueError:
         body = None
-    if isinstance(body, dict) and (
-        "error" in body or str(body.get("status", "")).lower() in ("error", "failed")
-    ):
+    if isinstance(body, dict) and body_kind(body) == "error":
         return data
     detail = body if isinstance(body, dict) else {"message": data.strip() or "error event"}
     return json.dumps({"error": detail})
@@ -190,16 +195,9 @@ def _raise_error_body(head: str) -> None:
         return
     if not isinstance(body, dict):
         return
-    error = error_from_body(200, body)
+    error = body_error(200, body)
     if error is not None:
         raise error
-    if str(body.get("status", "")).lower() in ("processing", "queued", "pending"):
-        raise ProcessingResponseError(
-            "the API queued the request instead of streaming an answer "
-            f"(status={body.get('status')!r}, id={body.get('id')!r})",
-            status_code=200,
-            body=body,
-        )
 
 
 def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
@@ -214,15 +212,6 @@ def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
         if text:
             yield from parser.feed(text)
     yield from parser.finish()
-
-
-def _stream_error(body: Any, status_code: int) -> APIError:
-    error = error_from_body(status_code, body)
-    if error is None or type(error).__name__ == "BadRequestError":
-        # An error event in a stream that names no known cause.
-        message = error.message if error is not None else "error event in stream"
-        return StreamError(message, status_code=status_code, body=body)
-    return error
 
 
 def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | None:
@@ -249,8 +238,9 @@ def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | No
         raise InvalidResponseError.quoting(
             "stream event is not a JSON object: {!r}", data, status_code=status_code
         )
-    if "error" in body or str(body.get("status", "")).lower() in ("error", "failed"):
-        raise _stream_error(body, status_code)
+    error = body_error(status_code, body, in_stream=True)
+    if error is not None:
+        raise error
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -280,21 +270,28 @@ def answer_as_chunk(answer: BaseModel) -> BaseModel:
 #: Events read after ``[DONE]`` at most, to reach the end of the body (see ``Stream._drain``).
 _DRAIN_EVENTS = 16
 
-_MORE: Any = object()  # the events so far are used up: feed more bytes
-_ENDED: Any = object()  # the body ended and every event was used
+
+class _Signal(enum.Enum):
+    """What :meth:`_Events.pop` gives instead of a chunk."""
+
+    MORE = "more"  #: the events so far are used up: feed more bytes
+    DONE = "done"  #: ``[DONE]``: the answer is complete
+    ENDED = "ended"  #: the body ended and every event was used (without ``[DONE]``: cut off)
 
 
 class _Events(Generic[T]):
-    """Bytes in, chunks out, with no I/O: the SSE parser and the event decoder, one chunk at a
-    time (``None`` for ``[DONE]``). Each ``data`` payload is decoded only when it is asked for,
-    so a bad event raises after the chunks before it were handed out."""
+    """Bytes in, chunks out, with no I/O: the SSE parser and the event decoder, one chunk (or
+    :class:`_Signal`) at a time. Each ``data`` payload is decoded only when it is asked for, so a
+    bad event raises after the chunks before it were handed out."""
 
     __slots__ = ("_datas", "_ended", "_items", "_model", "_parser", "_status")
 
-    def __init__(self, model: type[T] | None, status_code: int, items: Iterable[Any] = ()) -> None:
+    def __init__(
+        self, model: type[T] | None, status_code: int, items: Iterable[T | _Signal] = ()
+    ) -> None:
         self._parser = _SSEParser()
         self._datas: deque[str] = deque()
-        self._items: deque[Any] = deque(items)  # already decoded (a whole answer's one chunk)
+        self._items: deque[T | _Signal] = deque(items)  # already decoded or put back
         self._model = model
         self._status = status_code
         self._ended = self._model is None
@@ -307,20 +304,19 @@ class _Events(Generic[T]):
         self._datas.extend(self._parser.finish())
         self._ended = True
 
-    def pop(self) -> Any:
-        """The next chunk, ``None`` for ``[DONE]``, ``_MORE`` or ``_ENDED``."""
+    def put_back(self, item: T | _Signal) -> None:
+        """``item`` comes out of the next :meth:`pop` again."""
+        self._items.appendleft(item)
+
+    def pop(self) -> T | _Signal:
+        """The next chunk, or what stands in its place."""
         if self._items:
             return self._items.popleft()
         if self._datas:
             assert self._model is not None
-            return decode_event(self._datas.popleft(), self._model, status_code=self._status)
-        return _ENDED if self._ended else _MORE
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    from ._base_client import is_transport_error
-
-    return is_transport_error(exc)
+            chunk = decode_event(self._datas.popleft(), self._model, status_code=self._status)
+            return _Signal.DONE if chunk is None else chunk
+        return _Signal.ENDED if self._ended else _Signal.MORE
 
 
 def _broke_off(status_code: int, exc: BaseException) -> IncompleteStreamError:
@@ -342,7 +338,9 @@ class Stream(Generic[T]):
     events and closes the response when done, broken off by the caller, or failed.
 
     The client opens it with :meth:`open`, which reads the first event at once, so that a
-    failure before it can still be retried.
+    failure before it can still be retried. A stream dropped unclosed is no error: the client
+    gives its connection and its place at the gate back (never from a finalizer's own thread
+    state: see ``modelslab_core._call``).
     """
 
     def __init__(
@@ -351,45 +349,41 @@ class Stream(Generic[T]):
         events: _Events[T],
         chunks: Iterator[bytes],
         *,
-        on_close: Callable[[], None] | None = None,
         secret: str = "",
     ) -> None:
         self.response = response
         self._events = events
         self._chunks = chunks
-        self._on_close = on_close
+        self._on_close: Callable[[], None] | None = None
         self._secret = secret  # masked in the errors of events (a server may echo it back)
         self._closed = False
         self._done = False
 
     @classmethod
     def open(
-        cls,
-        response: httpx.Response,
-        model: type[T],
-        chunks: Iterable[bytes],
-        *,
-        on_close: Callable[[], None] | None = None,
-        secret: str = "",
+        cls, response: httpx.Response, model: type[T], chunks: Iterable[bytes], *, secret: str = ""
     ) -> Stream[T]:
         """A stream over ``chunks`` (the body's bytes) whose first event is already read: what
-        fails before it raises here, as it came. ``on_close`` is called once when it closes."""
+        fails before it raises here, as it came."""
         stream = cls(response, _Events(model, response.status_code), iter(chunks), secret=secret)
-        first = stream._pull()
-        stream._events._items.appendleft(first)
-        stream._on_close = on_close
+        stream._events.put_back(stream._pull())
         return stream
 
     @classmethod
     def of_answer(cls, response: httpx.Response, answer: T) -> Stream[T]:
         """A whole answer (a server that ignored ``stream``) as a stream of its one chunk."""
-        return cls(response, _Events(None, response.status_code, [answer, None]), iter(()))
+        events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
+        return cls(response, events, iter(()))
 
-    def _pull(self) -> Any:
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the stream closes."""
+        self._on_close = callback
+
+    def _pull(self) -> T | _Signal:
         events = self._events
         while True:
             item = events.pop()
-            if item is not _MORE:
+            if item is not _Signal.MORE:
                 return item
             piece = next(self._chunks, None)
             if piece is None:
@@ -411,21 +405,22 @@ class Stream(Generic[T]):
             raise
         except Exception as exc:
             self.close()
-            if _is_transport_error(exc):
+            if is_transport_error(exc):
                 raise _broke_off(self.response.status_code, exc) from exc
             raise
         except BaseException:
             self.close()
             raise
-        if item is _ENDED:
+        if item is _Signal.ENDED:
             self.close()
             raise _cut_off(self.response.status_code)
-        if item is None:
+        if item is _Signal.DONE:
             self._done = True
             self._drain()
             self.close()
             raise StopIteration
-        return item  # type: ignore[no-any-return]
+        assert not isinstance(item, _Signal)
+        return item
 
     def _drain(self) -> None:
         """Read what follows ``[DONE]`` (normally only the end of the chunked body), a few
@@ -434,7 +429,7 @@ class Stream(Generic[T]):
         and TLS connection. A failure there changes nothing: the answer is complete."""
         with contextlib.suppress(Exception):
             for _ in range(_DRAIN_EVENTS):
-                if self._pull() is _ENDED:
+                if self._pull() is _Signal.ENDED:
                     break
 
     def close(self) -> None:
@@ -442,6 +437,10 @@ class Stream(Generic[T]):
             return
         self._closed = True
         try:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
             self.response.close()
         finally:
             if self._on_close is not None:
@@ -458,12 +457,6 @@ class Stream(Generic[T]):
     ) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        # A stream dropped half-read must not leak its connection or its in-flight slot.
-        if not getattr(self, "_closed", True):
-            with contextlib.suppress(Exception):  # interpreter teardown
-                self.close()
-
 
 class AsyncStream(Generic[T]):
     """Async twin of :class:`Stream`."""
@@ -474,13 +467,12 @@ class AsyncStream(Generic[T]):
         events: _Events[T],
         chunks: AsyncIterator[bytes],
         *,
-        on_close: Callable[[], None] | None = None,
         secret: str = "",
     ) -> None:
         self.response = response
         self._events = events
         self._chunks = chunks
-        self._on_close = on_close
+        self._on_close: Callable[[], None] | None = None
         self._secret = secret  # masked in the errors of events (a server may echo it back)
         self._closed = False
         self._done = False
@@ -492,27 +484,28 @@ class AsyncStream(Generic[T]):
         model: type[T],
         chunks: AsyncIterable[bytes],
         *,
-        on_close: Callable[[], None] | None = None,
         secret: str = "",
     ) -> AsyncStream[T]:
         """Async twin of :meth:`Stream.open`."""
-        events = _Events(model, response.status_code)
-        stream = cls(response, events, aiter(chunks), secret=secret)
-        first = await stream._pull()
-        stream._events._items.appendleft(first)
-        stream._on_close = on_close
+        stream = cls(response, _Events(model, response.status_code), aiter(chunks), secret=secret)
+        stream._events.put_back(await stream._pull())
         return stream
 
     @classmethod
     def of_answer(cls, response: httpx.Response, answer: T) -> AsyncStream[T]:
         """Async twin of :meth:`Stream.of_answer`."""
-        return cls(response, _Events(None, response.status_code, [answer, None]), _no_bytes())
+        events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
+        return cls(response, events, _no_bytes())
 
-    async def _pull(self) -> Any:
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the stream closes."""
+        self._on_close = callback
+
+    async def _pull(self) -> T | _Signal:
         events = self._events
         while True:
             item = events.pop()
-            if item is not _MORE:
+            if item is not _Signal.MORE:
                 return item
             piece = await anext(self._chunks, None)
             if piece is None:
@@ -534,27 +527,28 @@ class AsyncStream(Generic[T]):
             raise
         except Exception as exc:
             await self.aclose()
-            if _is_transport_error(exc):
+            if is_transport_error(exc):
                 raise _broke_off(self.response.status_code, exc) from exc
             raise
         except BaseException:
             await self.aclose()
             raise
-        if item is _ENDED:
+        if item is _Signal.ENDED:
             await self.aclose()
             raise _cut_off(self.response.status_code)
-        if item is None:
+        if item is _Signal.DONE:
             self._done = True
             await self._drain()
             await self.aclose()
             raise StopAsyncIteration
-        return item  # type: ignore[no-any-return]
+        assert not isinstance(item, _Signal)
+        return item
 
     async def _drain(self) -> None:
         """Async twin of :meth:`Stream._drain`."""
         with contextlib.suppress(Exception):
             for _ in range(_DRAIN_EVENTS):
-                if await self._pull() is _ENDED:
+                if await self._pull() is _Signal.ENDED:
                     break
 
     async def aclose(self) -> None:

@@ -338,22 +338,6 @@ async def test_list_models_falls_back_to_second_route(make: Any) -> None:
     assert [r.url.path for r in d.seen] == ["/api/v7/llm/v1/models", "/api/v7/llm/models"]
 
 
-def test_twins_take_the_same_arguments_and_only_the_async_one_awaits() -> None:
-    """What a sync caller writes works on the async twin with ``await`` added: same methods,
-    same parameters, and every I/O method of the twin is a coroutine function."""
-    import inspect
-
-    for name, method in inspect.getmembers(ModelsLabClient, inspect.isfunction):
-        if name.startswith("_"):
-            continue
-        twin = getattr(AsyncModelsLabClient, name)
-        assert inspect.signature(twin).parameters.keys() == (
-            inspect.signature(method).parameters.keys()
-        ), name
-        if name in ("chat", "chat_stream", "complete", "complete_stream", "list_models", "close"):
-            assert inspect.iscoroutinefunction(twin) and not inspect.iscoroutinefunction(method)
-
-
 async def test_async_in_flight_cap() -> None:
     import asyncio
 

@@ -68,8 +68,8 @@ from modelslab_core import errors as e
             e.NotFoundError,
             "Route not found",
         ),
-        (408, b"", e.RequestTimeoutError, "HTTP 408"),
-        (409, b"{}", e.ConflictError, "HTTP 409"),
+        (408, b"", e.RequestTimeoutError, "no error message"),
+        (409, b"{}", e.ConflictError, "no error message"),
         (
             422,
             b'{"status":"error","message":"The messages field is required."}',
