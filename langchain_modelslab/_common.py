@@ -181,6 +181,10 @@ class ModelsLabFields(BaseModel):
     """Seconds a whole call may take, retries, waits and stream included."""
     rate_limit_budget: float | None = None
     """Seconds a call may wait out rate limits (HTTP 429) before it raises (None: 300)."""
+    redis_url: str | None = Field(default=None, repr=False, exclude=True)
+    """Share the account gate with every process using the key through this Redis (None:
+    ``MODELSLAB_REDIS_URL``, else this process's gate). Never in a repr or a dump: it may hold a
+    password."""
     http_client: httpx.Client | None = Field(default=None, exclude=True)
     """Your ``httpx.Client`` for the sync paths (proxies, certificates, a mock transport)."""
     http_async_client: httpx.AsyncClient | None = Field(default=None, exclude=True)

@@ -132,6 +132,12 @@ class ModelsLabLLM(FunctionCallingLLM):
     rate_limit_budget: float | None = Field(
         default=None, gt=0, description="Seconds a call may wait out 429s (None: 300)."
     )
+    redis_url: str | None = Field(
+        default=None,
+        repr=False,
+        exclude=True,
+        description="Share the account gate through this Redis (None: MODELSLAB_REDIS_URL).",
+    )
 
     _api_key: SecretStr = PrivateAttr()
     _http_client: httpx.Client | None = PrivateAttr(default=None)

@@ -149,7 +149,8 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
                         raise
                     raise outcome from error
                 logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
-            time.sleep(outcome)
+            if outcome:
+                time.sleep(outcome)
 
     @staticmethod
     def _admit(gate: FlowGate | None, plan: CallPlan) -> Permit:
@@ -160,7 +161,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
             raise plan.admission_error(time.monotonic())
         if gate is None:
             return NO_PERMIT
-        permit = gate.acquire(timeout)
+        permit = gate.acquire(timeout, retry_at=plan.take_retry_at())
         if permit is None:
             raise plan.admission_error(time.monotonic())
         return permit
@@ -370,7 +371,8 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
                         raise
                     raise outcome from error
                 logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
-            await asyncio.sleep(outcome)
+            if outcome:
+                await asyncio.sleep(outcome)
 
     @staticmethod
     async def _admit(gate: FlowGate | None, plan: CallPlan) -> Permit:
@@ -380,7 +382,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
             raise plan.admission_error(time.monotonic())
         if gate is None:
             return NO_PERMIT
-        permit = await gate.acquire_async(timeout)
+        permit = await gate.acquire_async(timeout, retry_at=plan.take_retry_at())
         if permit is None:
             raise plan.admission_error(time.monotonic())
         return permit

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RATE_LIMIT_BUDGET",
     "DEFAULT_TIMEOUT",
+    "REDIS_URL_ENV",
     "UNCENSORED_BASE_URL",
     "ClientConfig",
     "KeyPlacement",
@@ -31,6 +32,9 @@ __all__ = [
 ]
 
 API_KEY_ENV = "MODELSLAB_API_KEY"
+#: A Redis URL (``redis://``, ``rediss://``, with a password as redis-py takes it): every process
+#: using the key shares one account gate through that Redis (the ``[redis]`` extra).
+REDIS_URL_ENV = "MODELSLAB_REDIS_URL"
 BASE_URL_ENV = "MODELSLAB_BASE_URL"
 #: Overrides the text-completions base (the chat base has ``MODELSLAB_BASE_URL``).
 COMPLETIONS_BASE_URL_ENV = "MODELSLAB_COMPLETIONS_BASE_URL"
@@ -116,6 +120,21 @@ def resolve_base_url(
     return url.rstrip("/")
 
 
+def resolve_redis_url(redis_url: str | None) -> str | None:
+    """``redis_url``, else ``MODELSLAB_REDIS_URL``, else None (no shared gate). The error for a
+    URL that is no Redis URL names its scheme only: the URL may hold a password."""
+    url = (redis_url or os.environ.get(REDIS_URL_ENV, "")).strip()
+    if not url:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"redis_url must be a redis://, rediss:// or unix:// URL, got one with scheme "
+            f"{scheme!r}"
+        )
+    return url
+
+
 def _seconds(value: float | None, name: str, default: float | None) -> float | None:
     """A positive, finite number of seconds (``None`` keeps ``default``); bools are refused."""
     if value is None:
@@ -145,6 +164,7 @@ MODEL_SETTINGS = (
     "flow_control",
     "total_timeout",
     "rate_limit_budget",
+    "redis_url",
 )
 
 
@@ -178,6 +198,9 @@ class ClientConfig:
     #: Seconds a call may spend waiting out the account's rate limit (HTTP 429) before it
     #: raises :class:`~modelslab_core.errors.RateLimitError`.
     rate_limit_budget: float = DEFAULT_RATE_LIMIT_BUDGET
+    #: The Redis through which every process using the key shares one account gate (None: this
+    #: process's gate). Left out of the repr: the URL may hold a password.
+    redis_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def build(
@@ -193,6 +216,7 @@ class ClientConfig:
         flow_control: bool = True,
         total_timeout: float | None = None,
         rate_limit_budget: float | None = None,
+        redis_url: str | None = None,
         default_base_url: str = CHAT_BASE_URL,
         base_url_env: str = BASE_URL_ENV,
     ) -> ClientConfig:
@@ -225,6 +249,7 @@ class ClientConfig:
                 rate_limit_budget, "rate_limit_budget", DEFAULT_RATE_LIMIT_BUDGET
             )
             or DEFAULT_RATE_LIMIT_BUDGET,
+            redis_url=resolve_redis_url(redis_url),
         )
 
     @classmethod
@@ -239,7 +264,7 @@ class ClientConfig:
     ) -> ClientConfig:
         """The config of a framework model, from its fields of the same names (``timeout``,
         ``max_retries``, ``default_headers``, ``max_in_flight``, ``flow_control``,
-        ``total_timeout``, ``rate_limit_budget``) and ``key_in_body``."""
+        ``total_timeout``, ``rate_limit_budget``, ``redis_url``) and ``key_in_body``."""
         return cls.build(
             api_key,
             base_url,

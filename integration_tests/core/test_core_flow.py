@@ -38,7 +38,8 @@ MODEL = "meta-llama-3-8B-instruct"
 @pytest.fixture
 def server() -> Iterator[LocalModelsLab]:
     """A server of this test alone (its own port: its own account gate)."""
-    with LocalModelsLab(api_key=KEY, queue_limit=Q, latency=LATENCY) as local:
+    # retry_after=None: the hint is when the oldest request is due (well under a second).
+    with LocalModelsLab(api_key=KEY, queue_limit=Q, latency=LATENCY, retry_after=None) as local:
         yield local
 
 
