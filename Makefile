@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SOURCES := modelslab_core langchain_modelslab llama_index_modelslab tests integration_tests examples benchmarks
 
-.PHONY: demo test lint typecheck pytest docs bench bench-docs venv-demo venv-dev clean redis-server
+.PHONY: demo test lint typecheck pytest docs bench bench-docs venv-demo venv-dev clean redis-server bench-burst
 
 venv-demo:
 	@.ci/venv all
@@ -42,8 +42,12 @@ docs: venv-dev
 test: lint typecheck pytest docs
 
 # Results and charts go to .bench/ (untracked): measuring never rewrites a tracked file.
-bench: venv-dev
+bench: venv-dev redis-server
 	$(BIN)/python -m benchmarks --out .bench
+
+# Only the bursts at the account queue (one process, and P processes with and without Redis).
+bench-burst: venv-dev redis-server
+	$(BIN)/python -m benchmarks --burst-only --out .bench
 
 # Refresh docs/benchmarks.md and its charts from a new run (commit them when they look right).
 bench-docs: venv-dev
