@@ -298,3 +298,34 @@ def test_outcomes_are_an_enum() -> None:
     gate._release(permit, Outcome.RATE_LIMITED, 3)
     assert gate.stats().rate_limited == 1 and gate.stats().limit == 1
     assert {o.name for o in Outcome} == {"ANSWERED", "RATE_LIMITED", "NEUTRAL"}
+
+
+# ----------------------------------------------------------------------------- redis_url
+
+
+def test_a_redis_url_is_checked_before_any_request_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modelslab_core import ClientConfig
+    from modelslab_core.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="scheme 'http'") as caught:
+        ClientConfig.build(KEY, redis_url="http://:hunter2@cache:6379")
+    assert "hunter2" not in str(caught.value)
+    monkeypatch.setenv("MODELSLAB_REDIS_URL", "rediss://:hunter2@cache:6380/0")
+    config = ClientConfig.build(KEY)
+    assert config.redis_url == "rediss://:hunter2@cache:6380/0"
+    assert "hunter2" not in repr(config)
+    monkeypatch.delenv("MODELSLAB_REDIS_URL")
+    assert ClientConfig.build(KEY).redis_url is None
+
+
+def test_without_redis_py_a_redis_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelslab_core import _fleet
+    from modelslab_core.errors import ConfigurationError
+
+    monkeypatch.setattr(_fleet, "redis", None)
+    monkeypatch.setattr(_fleet, "_links", {})
+    client = ModelsLabClient(api_key=KEY, redis_url="redis://127.0.0.1:1/0")
+    with pytest.raises(ConfigurationError, match=r"modelslab-integrations\[redis\]"):
+        client.chat(REQUEST)
