@@ -333,8 +333,8 @@ class FlowGate:
             while True:
                 wait = self._next_wait(waiter, end)
                 try:
-                    if wait is None:
-                        await asyncio.shield(waiter.future)
+                    if wait is None:  # no deadline and no retry_at: the future alone
+                        await waiter.future
                     else:
                         async with asyncio.timeout(wait):
                             await asyncio.shield(waiter.future)
