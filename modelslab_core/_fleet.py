@@ -39,7 +39,18 @@ from urllib.parse import urlsplit, urlunsplit
 from ._fleet_lua import SCRIPT
 from ._limit import COLD_START, TRUST_NAMED_LIMIT
 from .errors import ConfigurationError
-from .flow import Account, FlowGate, GateStats, Outcome, Permit
+from .flow import (
+    _GONE,
+    _GRANTED,
+    _WAITING,
+    Account,
+    FlowGate,
+    GateStats,
+    Outcome,
+    Permit,
+    _Waiter,
+    _wake_future,
+)
 
 __all__ = ["LEASE_SECONDS", "FleetGate", "fleet_digest", "masked_url"]
 
@@ -53,14 +64,19 @@ BLOCK_SECONDS = 1.0
 WAITER_SECONDS = 5.0
 #: Seconds after a Redis error before the shared gate is tried again.
 RETRY_REDIS_AFTER = 1.0
+#: Seconds after Redis came back within which a new failure is the same outage (no new WARNING).
+SAME_OUTAGE = 10.0
 #: Seconds Redis may take to connect or answer before it counts as down.
 REDIS_TIMEOUT = 1.0
+#: Connections to one Redis per process (per event loop for async calls): calls wait for one.
+MAX_CONNECTIONS = 32
 
 try:
     import redis
     import redis.asyncio as aredis
     from redis.asyncio.retry import Retry as AsyncRetry
     from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
     from redis.retry import Retry
 except ImportError:  # pragma: no cover - without the [redis] extra
@@ -95,13 +111,17 @@ class _Link:
             )
         self.url = url
         self.shown = masked_url(url)
+        #: This process's name in waiter ids: its listeners wait on ``wake:<token>``.
+        self.token = uuid.uuid4().hex[:16]
         self.lock = threading.Lock()
         self._sync: Any = None
         self._sync_script: Any = None
         self.by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any, Any]]
         self.by_loop = weakref.WeakKeyDictionary()
         self.down = False
+        self.warned = False
         self.retry_at = 0.0
+        self.recovered_at = -SAME_OUTAGE
         #: lease id -> its gate, renewed by the renewer thread while held.
         self.held: dict[str, FleetGate] = {}
         self._renewer: threading.Thread | None = None
@@ -112,18 +132,24 @@ class _Link:
 
     @staticmethod
     def _options(retry: Any) -> dict[str, Any]:
-        # No retry inside redis-py: a Redis that does not answer is an outage, met at once.
+        # One retry inside redis-py (a pooled connection broken by a restart reconnects); a
+        # Redis that still does not answer is an outage.
         return {
             "socket_timeout": BLOCK_SECONDS + REDIS_TIMEOUT,
             "socket_connect_timeout": REDIS_TIMEOUT,
-            "retry": retry(NoBackoff(), 0),
+            "retry": retry(NoBackoff(), 1),
+            # A call waits this long for one of the pool's connections.
+            "timeout": REDIS_TIMEOUT + BLOCK_SECONDS,
         }
 
     def sync(self) -> tuple[Any, Any]:
         if self._sync is None:
             with self.lock:
                 if self._sync is None:
-                    client = redis.Redis.from_url(self.url, **self._options(Retry))
+                    pool = redis.BlockingConnectionPool.from_url(
+                        self.url, max_connections=MAX_CONNECTIONS, **self._options(Retry)
+                    )
+                    client = redis.Redis.from_pool(pool)
                     self._sync_script = client.register_script(SCRIPT)
                     self._sync = client
         return self._sync, self._sync_script
@@ -132,7 +158,10 @@ class _Link:
         loop = asyncio.get_running_loop()
         entry = self.by_loop.get(loop)
         if entry is None:
-            client = aredis.Redis.from_url(self.url, **self._options(AsyncRetry))
+            pool = aredis.BlockingConnectionPool.from_url(
+                self.url, max_connections=MAX_CONNECTIONS, **self._options(AsyncRetry)
+            )
+            client = aredis.Redis.from_pool(pool)  # closes the pool with it
             guard = _close_with_loop(self, loop, client)
             await guard.__anext__()  # the loop closes it at shutdown
             entry = self.by_loop[loop] = (client, client.register_script(SCRIPT), guard)
@@ -144,11 +173,18 @@ class _Link:
         return not self.down or time.monotonic() >= self.retry_at
 
     def failed(self, error: BaseException) -> None:
+        """A Redis call failed: shared mode pauses for :data:`RETRY_REDIS_AFTER` seconds. One
+        WARNING per outage: a failure soon after Redis came back (a connection broken by its
+        restart) belongs to the same outage."""
+        now = time.monotonic()
         with self.lock:
-            self.retry_at = time.monotonic() + RETRY_REDIS_AFTER
+            self.retry_at = now + RETRY_REDIS_AFTER
             if self.down:
                 return
             self.down = True
+            if now - self.recovered_at < SAME_OUTAGE:
+                return
+            self.warned = True
         logger.warning(
             "Redis at %s does not answer (%s): the account gates of this process go on alone "
             "until it is back",
@@ -160,7 +196,9 @@ class _Link:
         if self.down:
             with self.lock:
                 was, self.down = self.down, False
-            if was:
+                warned, self.warned = self.warned, False
+                self.recovered_at = time.monotonic()
+            if was and warned:
                 logger.warning("Redis at %s answers again: account gates shared", self.shown)
 
     # --- renewal ----------------------------------------------------------------------------
@@ -269,6 +307,10 @@ class FleetGate(FlowGate):
         self._redis_keys = [
             prefix + name for name in ("leases", "queue", "alive", "state", "defer", "seq")
         ]
+        self._wake_key = f"{prefix}wake:{self._link.token}"
+        #: This process's waiters for a place in the fleet, by waiter id.
+        self._remote: dict[str, _Waiter] = {}
+        self._listener: threading.Thread | None = None
 
     def _args(self, op: str, *rest: Any) -> list[Any]:
         pinned = self._control.pinned or 0
@@ -332,14 +374,81 @@ class FleetGate(FlowGate):
         return max(int((retry_at - time.monotonic()) * 1000), 0)
 
     @staticmethod
-    def _block(end: float | None, retry_at: float | None) -> float:
+    def _wait_for(end: float | None, retry_at: float | None) -> float | None:
         now = time.monotonic()
-        block = BLOCK_SECONDS
-        if end is not None:
-            block = min(block, end - now)
-        if retry_at is not None and retry_at > now:
-            block = min(block, retry_at - now + 0.001)
-        return max(block, 0.01)
+        bounds = [] if end is None else [end - now]
+        if retry_at is not None:
+            bounds.append(retry_at - now)
+        return max(min(bounds), 0.0) if bounds else None
+
+    def _register(self, lease: str, waiter: _Waiter) -> None:
+        """Wait for ``lease``'s wake-up from this process's listener (started if none runs)."""
+        with self._lock:
+            self._remote[lease] = waiter
+            if self._listener is None:
+                self._listener = threading.Thread(
+                    target=self._listen, name="modelslab-fleet-listener", daemon=True
+                )
+                self._listener.start()
+
+    def _settle(self, lease: str, waiter: _Waiter) -> bool:
+        """The waiter stops waiting: whether a place was granted to it."""
+        with self._lock:
+            self._remote.pop(lease, None)
+            granted = waiter.state == _GRANTED
+            waiter.state = _GONE
+        return granted
+
+    def _listen(self) -> None:
+        """Deliver the fleet's wake-ups to this process's waiters of the account, and tell Redis
+        they are still there; ends when nobody waits."""
+        last_alive = 0.0
+        while True:
+            with self._lock:
+                waiting = list(self._remote)
+                if not waiting:
+                    self._listener = None
+                    return
+            try:
+                client, _ = self._link.sync()
+                if time.monotonic() - last_alive >= BLOCK_SECONDS:
+                    self._run_sync("alive", *waiting)
+                    last_alive = time.monotonic()
+                item = client.blpop([self._wake_key], timeout=BLOCK_SECONDS)
+            except (RedisError, OSError) as error:
+                self._link.failed(error)
+                self._fail_waiters()
+                continue
+            if item is not None:
+                self._dispatch(item[1].decode())
+
+    def _dispatch(self, lease: str) -> None:
+        with self._lock:
+            waiter = self._remote.pop(lease, None)
+            if waiter is None or waiter.state != _WAITING:
+                return  # gone: its abandon script told it the place was its own
+            waiter.state = _GRANTED
+        self._wake_waiter(waiter, lease)
+
+    def _fail_waiters(self) -> None:
+        with self._lock:
+            waiters = list(self._remote.values())
+            self._remote.clear()
+            for waiter in waiters:
+                waiter.failed = True
+        for waiter in waiters:
+            self._wake_waiter(waiter)
+
+    def _wake_waiter(self, waiter: _Waiter, lease: str | None = None) -> None:
+        if waiter.event is not None:
+            waiter.event.set()
+            return
+        assert waiter.loop is not None
+        try:
+            waiter.loop.call_soon_threadsafe(_wake_future, waiter.future)
+        except RuntimeError:  # its loop is closed: nobody will take the place
+            if lease is not None:
+                self._send("release", (lease, Outcome.NEUTRAL.value, ""))
 
     def acquire(
         self, timeout: float | None = None, *, retry_at: float | None = None
@@ -356,27 +465,39 @@ class FleetGate(FlowGate):
         return super().acquire(timeout, retry_at=retry_at)
 
     def _acquire_shared(self, timeout: float | None, retry_at: float | None) -> Permit | None:
-        lease = uuid.uuid4().hex
+        lease = f"{self._link.token}:{uuid.uuid4().hex}"
         end = None if timeout is None else time.monotonic() + timeout
-        if self._run_sync("acquire", lease, self._head_ms(retry_at)):
-            return self._granted(lease)
-        client, _ = self._link.sync()
-        wake = self._prefix + "wake:" + lease
+        waiter = _Waiter(threading.Event(), None, None)
+        assert waiter.event is not None
+        self._register(lease, waiter)  # before the script: the wake-up may come first
         try:
-            while end is None or time.monotonic() < end:
-                if client.blpop([wake], timeout=self._block(end, retry_at)) is not None:
-                    return self._granted(lease)
-                if self._run_sync("acquire", lease, -1):
-                    return self._granted(lease)
-            held = self._run_sync("abandon", lease)
+            granted = bool(self._run_sync("acquire", lease, self._head_ms(retry_at)))
+            while not granted:
+                if waiter.event.wait(self._wait_for(end, retry_at)):
+                    if waiter.failed:
+                        raise RedisConnectionError("Redis went away")
+                    granted = True
+                elif end is not None and time.monotonic() >= end:
+                    granted = bool(self._run_sync("abandon", lease))
+                    break
+                elif retry_at is not None and time.monotonic() >= retry_at:
+                    retry_at = None  # its retry_after passed: out as soon as there is room
+                    granted = bool(self._run_sync("acquire", lease, -1))
         except BaseException:
-            try:
-                if self._run_sync("abandon", lease):
-                    self._run_sync("release", lease, Outcome.NEUTRAL.value)
-            except (RedisError, OSError):
-                pass  # the waiter and any place granted to it expire
+            self._give_back(lease, waiter)
             raise
-        return self._granted(lease) if held else None
+        granted = self._settle(lease, waiter) or granted
+        return self._granted(lease) if granted else None
+
+    def _give_back(self, lease: str, waiter: _Waiter) -> None:
+        """A waiter leaves with an error (cancelled, Redis gone): a place granted meanwhile is
+        given back."""
+        granted = self._settle(lease, waiter)
+        try:
+            if self._run_sync("abandon", lease) or granted:
+                self._run_sync("release", lease, Outcome.NEUTRAL.value)
+        except (RedisError, OSError):
+            pass  # the waiter and any place granted to it expire
 
     async def acquire_async(
         self, timeout: float | None = None, *, retry_at: float | None = None
@@ -395,27 +516,42 @@ class FleetGate(FlowGate):
     async def _acquire_shared_async(
         self, timeout: float | None, retry_at: float | None
     ) -> Permit | None:
-        lease = uuid.uuid4().hex
+        lease = f"{self._link.token}:{uuid.uuid4().hex}"
         end = None if timeout is None else time.monotonic() + timeout
-        if await self._run_async("acquire", lease, self._head_ms(retry_at)):
-            return self._granted(lease)
-        client, _ = await self._link.on_loop()
-        wake = self._prefix + "wake:" + lease
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(None, loop, loop.create_future())
+        future = waiter.future
+        assert future is not None
+        self._register(lease, waiter)
         try:
-            while end is None or time.monotonic() < end:
-                if await client.blpop([wake], timeout=self._block(end, retry_at)) is not None:
-                    return self._granted(lease)
-                if await self._run_async("acquire", lease, -1):
-                    return self._granted(lease)
-            held = await self._run_async("abandon", lease)
+            granted = bool(await self._run_async("acquire", lease, self._head_ms(retry_at)))
+            while not granted:
+                wait = self._wait_for(end, retry_at)
+                try:
+                    if wait is None:
+                        await future
+                    else:
+                        await asyncio.wait_for(asyncio.shield(future), wait)
+                    if waiter.failed:
+                        raise RedisConnectionError("Redis went away")
+                    granted = True
+                except TimeoutError:
+                    if end is not None and time.monotonic() >= end:
+                        granted = bool(await self._run_async("abandon", lease))
+                        break
+                    if retry_at is not None and time.monotonic() >= retry_at:
+                        retry_at = None
+                        granted = bool(await self._run_async("acquire", lease, -1))
         except BaseException:
+            granted = self._settle(lease, waiter)
             try:
-                if await self._run_async("abandon", lease):
+                if await self._run_async("abandon", lease) or granted:
                     await self._run_async("release", lease, Outcome.NEUTRAL.value)
             except (RedisError, OSError):
                 pass  # the waiter and any place granted to it expire
             raise
-        return self._granted(lease) if held else None
+        granted = self._settle(lease, waiter) or granted
+        return self._granted(lease) if granted else None
 
     # --- release ----------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ Keys (one hash tag, so one Redis Cluster slot): ``leases`` (sorted set: place id
 ``alive`` (waiter id -> expiry: a killed worker's waiters go), ``state`` (hash: the learned
 limit, the slow start's window, the named limit and its trust window), ``defer`` (hash: a
 turned-away waiter -> the time its ``retry_after`` passes), ``seq`` (the arrival counter). A
-waiter is woken by a push on its own list ``wake:<id>`` (BLPOP): no polling. Time is the Redis
+waiter is woken by a push of its id on its process's list ``wake:<process>``, which one thread
+of that process waits on (BLPOP): no polling, one blocked connection per process. Time is the Redis
 server's, so machines with skewed clocks agree.
 
 The controller's rules are :class:`modelslab_core._limit.AdaptiveLimit`'s, written again here.
@@ -36,6 +37,10 @@ for _, gone in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', now)) do
   redis.call('HDEL', defer, gone)
 end
 
+local function wake_key(waiter)
+  return prefix .. 'wake:' .. (string.match(waiter, '^([^:]*):') or waiter)
+end
+
 local function num(field)
   return tonumber(redis.call('HGET', state, field))
 end
@@ -57,8 +62,8 @@ local function grant()
     redis.call('ZREM', alive, head)
     redis.call('HDEL', defer, head)
     redis.call('ZADD', leases, now + lease_ms, head)
-    local wake = prefix .. 'wake:' .. head
-    redis.call('RPUSH', wake, '1')
+    local wake = wake_key(head)
+    redis.call('RPUSH', wake, head)
     redis.call('PEXPIRE', wake, alive_ms + lease_ms)
   end
 end
@@ -104,7 +109,7 @@ end
 
 if op == 'acquire' then
   if redis.call('ZSCORE', leases, id) then
-    redis.call('DEL', prefix .. 'wake:' .. id)
+    redis.call('LREM', wake_key(id), 0, id)
     return 1
   end
   local head_ms = tonumber(ARGV[9])
@@ -121,7 +126,7 @@ if op == 'acquire' then
   grant()
   keep()
   if redis.call('ZSCORE', leases, id) then
-    redis.call('DEL', prefix .. 'wake:' .. id)
+    redis.call('LREM', wake_key(id), 0, id)
     return 1
   end
   return 0
@@ -159,7 +164,7 @@ elseif op == 'abandon' then
   redis.call('ZREM', queue, id)
   redis.call('ZREM', alive, id)
   redis.call('HDEL', defer, id)
-  redis.call('DEL', prefix .. 'wake:' .. id)
+  redis.call('LREM', wake_key(id), 0, id)
   local held = redis.call('ZSCORE', leases, id) and 1 or 0
   grant()
   return held
@@ -167,6 +172,12 @@ elseif op == 'renew' then
   for i = 8, #ARGV do
     redis.call('ZADD', leases, 'XX', now + lease_ms, ARGV[i])
   end
+  return 1
+elseif op == 'alive' then
+  for i = 8, #ARGV do
+    redis.call('ZADD', alive, 'XX', now + alive_ms, ARGV[i])
+  end
+  grant()  -- places of expired leases (a killed worker's) go to the waiters
   return 1
 elseif op == 'stats' then
   local named = num('named') or -1

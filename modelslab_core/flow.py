@@ -120,6 +120,8 @@ class _Waiter:
     state: int = _WAITING
     #: A call turned away by a 429 waits at the head until then, or until a place frees.
     not_before: float = 0.0
+    #: Woken because the shared gate's Redis went away (a fleet waiter goes to the local gate).
+    failed: bool = False
 
 
 def _wake_future(future: asyncio.Future[None] | None) -> None:
