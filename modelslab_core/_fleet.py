@@ -8,7 +8,9 @@ cannot see each other collide, and every collision costs a ``retry_after`` of 30
 - a request in flight is a lease that expires (:data:`LEASE_SECONDS`), renewed while it runs (a
   long stream keeps its place), so the places of a killed worker come back within the lease time;
 - the learned limit and its trust window are shared; waiters of every process are served in
-  arrival order (a call turned away by a 429 first), woken by a push on a list of their own;
+  arrival order (a call turned away by a 429 first), woken by a push on their process's list,
+  which one listener thread per account and process waits on (BLPOP: no polling, one blocked
+  connection per process, however many calls wait);
 - every change is one Lua script (:mod:`modelslab_core._fleet_lua`): atomic, one round trip, all
   keys under one hash tag ``modelslab:{digest}:`` (one Redis Cluster slot). The digest is of the
   key's digest and the host, salted: neither the key nor its plain SHA-256 reaches Redis;
