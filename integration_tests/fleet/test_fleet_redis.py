@@ -13,6 +13,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
+import threading
 import time
 from typing import Any
 
@@ -293,3 +295,46 @@ def test_gate_stats_say_whether_a_gate_is_shared(redis_server: RedisServer) -> N
     assert by_kind[True].fleet_in_flight == 1 and by_kind[True].limit == 3
     assert by_kind[False].fleet_in_flight is None
     permit.release()
+
+
+def test_a_redis_that_never_answers_holds_no_call(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A raw socket that accepts and never answers (a hung Redis): the first call waits out
+    the Redis timeout, then every call goes through the local gate; one WARNING."""
+    monkeypatch.setattr(_fleet, "REDIS_TIMEOUT", 0.2)
+    monkeypatch.setattr(_fleet, "BLOCK_SECONDS", 0.2)
+    monkeypatch.setattr(_fleet, "RETRY_REDIS_AFTER", 60.0)
+    caplog.set_level(logging.WARNING, logger="modelslab_core.flow")
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        hung.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                accepted.append(hung.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+        with LocalModelsLab(api_key=KEY) as server:
+            client = ModelsLabClient(api_key=KEY, base_url=server.base_url, redis_url=url)
+            for _ in range(3):
+                client.chat(REQUEST)
+            assert server.request_count == 3
+        assert accepted  # the client did reach the hung "Redis"
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in accepted:
+            conn.close()
+        hung.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 1 and "does not answer (TimeoutError)" in messages[0]
