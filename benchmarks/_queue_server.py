@@ -2,7 +2,7 @@
 on stdin (one JSON line each on stdout) so the burst benchmark can count the 429s it caused.
 
 ``python -m benchmarks._queue_server --queue-limit 5 --latency 0.2 [--stream-delay S]
-[--rate-limit-message TEXT]`` prints ``chat: URL`` then ``READY``.
+[--rate-limit-message TEXT] [--retry-after S]`` prints ``chat: URL`` then ``READY``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--stream-delay", type=float, default=0.0)
     parser.add_argument("--rate-limit-message", default=None)
+    parser.add_argument("--retry-after", type=float, default=30.0)
     args = parser.parse_args(argv)
     options = {}
     if args.rate_limit_message is not None:
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         latency=args.latency,
         stream_delay=args.stream_delay,
         max_recorded_requests=0,
+        retry_after=args.retry_after,
         **options,
     )
     with server:

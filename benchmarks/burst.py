@@ -1,14 +1,17 @@
-"""Bursts at the account queue: 300 calls at once against a server that holds at most Q requests
-per key and takes 0.2 s per answer, so that at best Q/0.2 answers per second come back.
+"""Bursts at the account queue: 400 calls at once against a server that holds at most Q requests
+per key, takes 0.2 s per answer and tells the requests it turns away ``retry_after`` 30 s, as
+ModelsLab does; at best Q/0.2 answers per second come back.
 
 Every subject runs at its defaults, with a key of its own (a new user: nothing learned yet):
 ours in both frameworks (LangChain ``abatch`` and sync ``batch``, LlamaIndex ``asyncio.gather`` of
 ``achat``), and the anchors ``ChatOpenAI`` and LlamaIndex's ``OpenAILike`` pointed at the same
 server. Scenarios: Q=5 and Q=10 with ModelsLab's message (``Maximum Q queued requests``), Q=5
-with a message that names no limit, 100 concurrent streams of about 1 s, and two processes
-sharing one key. "% of Q/L" is the answers per second over the most the queue allows.
+with a message that names no limit, 100 concurrent streams of about 1 s, and P = 2, 4 and 8
+processes sharing one key with and without a gate shared on Redis (:mod:`benchmarks.fleet`).
+"% of Q/L" is the answers per second over the most the queue allows.
 
-``python -m benchmarks.burst [--out DIR] [--quick] [--update-doc docs/benchmarks.md]``;
+``python -m benchmarks.burst [--out DIR] [--quick] [--no-fleet] [--update-doc docs/benchmarks.md]``
+(or ``make bench-burst``);
 ``make bench`` runs it too. Writes ``burst.json`` and ``burst.png`` (answers over time) into the
 output folder, and the table into the page's ``<!-- burst:start -->`` section.
 """
@@ -25,12 +28,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import burst_report
+
 MODEL = "meta-llama-3-8B-instruct"
-CALLS = 300
+CALLS = 400
+#: ModelsLab's retry_after for a full queue (https://docs.modelslab.com), and the server's.
+RETRY_AFTER = 30.0
 LATENCY = 0.2
 STREAMS = 100
 STREAM_QUEUE = 10
@@ -57,6 +64,11 @@ class Run:
     times: list[float] = field(default_factory=list)
     target: float | None = None
     met: bool | None = None
+    #: Processes sharing the key, and whether their gate is shared through Redis.
+    processes: int = 1
+    redis: bool = False
+    #: The most 429s the target allows (None: no cap).
+    max_rate_limited: int | None = None
 
 
 class QueueServer:
@@ -74,6 +86,8 @@ class QueueServer:
             str(LATENCY),
             "--stream-delay",
             str(stream_delay),
+            "--retry-after",
+            str(RETRY_AFTER),
         ]
         if message is not None:
             command += ["--rate-limit-message", message]
@@ -197,10 +211,10 @@ def _li_gather(llm: Any, count: int) -> Result:
     return times, sum(isinstance(r, BaseException) for r in results)
 
 
-def chat_modelslab(base_url: str, key: str) -> Any:
+def chat_modelslab(base_url: str, key: str, redis_url: str | None = None) -> Any:
     from langchain_modelslab import ChatModelsLab
 
-    return ChatModelsLab(model=MODEL, base_url=base_url, api_key=key)
+    return ChatModelsLab(model=MODEL, base_url=base_url, api_key=key, redis_url=redis_url)
 
 
 def chat_openai(base_url: str, key: str) -> Any:
@@ -324,7 +338,7 @@ def measure(
     )
     if run.target is not None:
         run.met = run.answered == count and run.failed == 0 and efficiency >= run.target
-    print(_row(run), file=sys.stderr, flush=True)
+    print(row(run), file=sys.stderr, flush=True)
     return run
 
 
@@ -403,100 +417,43 @@ def measure_streams(server: QueueServer, name: str, count: int) -> Run:
         target=0.95,
     )
     run.met = run.answered == count and run.failed == 0 and efficiency >= 0.95
-    print(_row(run), file=sys.stderr, flush=True)
-    return run
-
-
-# ----------------------------------------------------------------------------- two processes
-
-
-def child(base_url: str, key: str, count: int, start_at: float) -> None:
-    """One of the processes sharing a key: wait for the common start, send its burst, print
-    the wall-clock time of each answer and the failures as JSON."""
-    model = chat_modelslab(base_url, key)
-    _lc_abatch(chat_modelslab(base_url, new_key()), 1)  # warm, with a key of its own
-    time.sleep(max(start_at - time.time(), 0.0))
-    begin = time.time()
-    times, failed = _lc_abatch(model, count)
-    print(json.dumps({"times": [begin + t for t in times], "failed": failed}), flush=True)
-
-
-def measure_two_processes(server: QueueServer, count: int) -> Run:
-    key = new_key()
-    start_at = time.time() + 8.0  # both import LangChain and warm up first
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.burst",
-                "--child",
-                server.base_url,
-                key,
-                str(count // 2),
-                repr(start_at),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for _ in range(2)
-    ]
-    time.sleep(max(start_at - time.time() - 1.0, 0.0))
-    server.reset()
-    outputs = [json.loads(c.communicate(timeout=600)[0].strip().splitlines()[-1]) for c in children]
-    stats = server.stats()
-    times = sorted(t - start_at for out in outputs for t in out["times"])
-    failed = sum(out["failed"] for out in outputs)
-    elapsed = times[-1] if times else float("inf")
-    efficiency = len(times) * LATENCY / server.queue / elapsed
-    run = Run(
-        scenario=f"two processes, one key, Q={server.queue}",
-        subject="ChatModelsLab abatch x2",
-        ours=True,
-        queue=server.queue,
-        calls=count,
-        answered=len(times),
-        failed=failed,
-        rate_limited=int(stats["rate_limited"]),
-        max_queued=int(stats["max_queued"]),
-        elapsed_s=elapsed,
-        efficiency=efficiency,
-        times=times,
-        target=0.90,
-    )
-    run.met = run.answered == count and failed == 0 and efficiency >= 0.90
-    print(_row(run), file=sys.stderr, flush=True)
+    print(row(run), file=sys.stderr, flush=True)
     return run
 
 
 # ----------------------------------------------------------------------------- the run
 
 
-def run_all(quick: bool = False) -> list[Run]:
-    count = CALLS // 3 if quick else CALLS
+def run_all(quick: bool = False, *, fleet: bool = True) -> list[Run]:
+    """Every scenario at ModelsLab's retry_after of 30 s: one process (every subject at Q=5,
+    ours at Q=10, a 429 naming no limit, streams), then P processes sharing one key."""
+    from .fleet import run_fleet
+
+    count = CALLS // 4 if quick else CALLS
     runs: list[Run] = []
     for queue in (5, 10):
         with queue_server(queue) as server:
             scenario = f"{count} at once, Q={queue}, 429 names Q"
             for name, ours, _, _ in SUBJECTS:
-                if quick and queue == 10 and not ours:
-                    continue
+                if queue == 10 and not ours:
+                    continue  # the anchors are measured at Q=5
                 runs.append(measure(server, scenario, name, ours, count, 0.95))
-    with queue_server(5, message=UNNAMED_MESSAGE) as server:
-        scenario = f"{count} at once, Q=5, 429 names no limit"
-        for name, ours, _, _ in SUBJECTS[:2]:
-            runs.append(measure(server, scenario, name, ours, count, 0.90))
+    if not quick:
+        with queue_server(5, message=UNNAMED_MESSAGE) as server:
+            scenario = f"{count} at once, Q=5, 429 names no limit"
+            for name, ours, _, _ in SUBJECTS[:2]:
+                runs.append(measure(server, scenario, name, ours, count, 0.90))
     with queue_server(STREAM_QUEUE, stream_delay=STREAM_DELAY) as server:
         streams = STREAMS // 2 if quick else STREAMS
         for name in STREAM_SUBJECTS:
             runs.append(measure_streams(server, name, streams))
-    with queue_server(5) as server:
-        runs.append(measure_two_processes(server, count))
+    if fleet:
+        with queue_server(5) as server:
+            runs.extend(run_fleet(server, count, quick))
     return runs
 
 
-def _row(run: Run) -> str:
+def row(run: Run) -> str:
     verdict = "" if run.met is None else ("  ok" if run.met else "  MISSED")
     return (
         f"{run.scenario:<40} {run.subject:<40} {run.answered:>4}/{run.calls:<4} "
@@ -505,107 +462,16 @@ def _row(run: Run) -> str:
     )
 
 
-def table(runs: list[Run]) -> str:
-    lines = [
-        "| scenario | subject | answered | failed | 429s | server peak | time | % of Q/L "
-        "| target |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for run in runs:
-        name = f"**{run.subject}**" if run.ours else run.subject
-        if run.target is None:
-            goal = "anchor"
-        else:
-            goal = f">= {run.target:.0%} {'met' if run.met else 'MISSED'}"
-        lines.append(
-            f"| {run.scenario} | {name} | {run.answered}/{run.calls} | {run.failed} | "
-            f"{run.rate_limited} | {run.max_queued} | {run.elapsed_s:.2f} s | "
-            f"{run.efficiency:.1%} | {goal} |"
-        )
-    return "\n".join(lines)
-
-
-def chart(runs: list[Run], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    queues = sorted({r.queue for r in runs if "names Q" in r.scenario})
-    fig, axes = plt.subplots(1, len(queues), figsize=(7 * len(queues), 4.8), squeeze=False)
-    for ax, queue in zip(axes[0], queues, strict=True):
-        chosen = [r for r in runs if r.queue == queue and "names Q" in r.scenario]
-        horizon = max((r.times[-1] for r in chosen if r.times), default=1.0)
-        ideal = queue / LATENCY
-        ax.plot(
-            [0, horizon],
-            [0, ideal * horizon],
-            color="#c33",
-            linestyle="--",
-            linewidth=1,
-            label=f"the queue's most: {ideal:g} answers/s",
-        )
-        for run in chosen:
-            ys = list(range(1, len(run.times) + 1))
-            style = "-" if run.ours else ":"
-            ax.step(
-                [0.0, *run.times],
-                [0, *ys],
-                where="post",
-                linestyle=style,
-                linewidth=2 if run.ours else 1.5,
-                label=f"{run.subject}: {run.answered}/{run.calls}",
-            )
-        ax.set_ylim(0, max(r.calls for r in chosen) * 1.05)
-        ax.set_xlim(0, horizon * 1.02)
-        ax.set_title(f"{chosen[0].calls} calls at once, Q={queue}, {LATENCY:g} s per answer")
-        ax.set_xlabel("seconds since the burst")
-        ax.set_ylabel("answers received")
-        ax.legend(fontsize=8, loc="lower right")
-        ax.grid(alpha=0.3)
-    fig.suptitle("Answers over time at ModelsLab's account queue (local server, defaults)")
-    fig.tight_layout()
-    path = out / "burst.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def write(runs: list[Run], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "burst.json").write_text(json.dumps([asdict(r) for r in runs], indent=1) + "\n")
-    chart(runs, out)
-
-
-BEGIN, END = "<!-- burst:start -->", "<!-- burst:end -->"
-
-
-def update_doc(doc: Path, runs: list[Run], chart_path: Path) -> None:
-    """Rewrite the burst section of ``doc`` (between its markers) with this run's table."""
-    text = doc.read_text(encoding="utf-8")
-    if BEGIN not in text or END not in text:
-        return
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    relative = os.path.relpath(chart_path, doc.parent)
-    body = (
-        f"\nMeasured {when} on this machine, all subjects at their defaults, each in a process of"
-        f" its own.\n\n{table(runs)}\n\n![Answers over time]({relative})\n"
-    )
-    doc.write_text(head + BEGIN + body + END + tail, encoding="utf-8")
-
-
-def run(out: Path, *, quick: bool = False, doc: Path | None = None) -> int:
+def run(out: Path, *, quick: bool = False, doc: Path | None = None, fleet: bool = True) -> int:
     """Measure, print the table, write ``burst.json`` and ``burst.png`` into ``out`` (and the
     section of ``doc``); returns how many targets were missed."""
     os.environ.pop("MODELSLAB_API_KEY", None)
-    runs = run_all(quick=quick)
-    write(runs, out)
-    print(table(runs))
+    runs = run_all(quick=quick, fleet=fleet)
+    burst_report.write(runs, out)
+    print(burst_report.table(runs))
     print(f"\nwrote {out / 'burst.json'} and {out / 'burst.png'}")
     if doc is not None and not quick:
-        update_doc(doc, runs, out / "burst.png")
+        burst_report.update_doc(doc, runs, out / "burst.png")
     missed = [r for r in runs if r.met is False]
     print("every burst target met" if not missed else f"{len(missed)} burst target(s) missed")
     return len(missed)
@@ -616,7 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / ".bench")
     parser.add_argument("--quick", action="store_true", help="100 calls, fewer anchors")
     parser.add_argument("--update-doc", type=Path, default=None, help="rewrite its burst section")
-    parser.add_argument("--child", nargs=4, metavar=("URL", "KEY", "CALLS", "START_AT"))
+    parser.add_argument(
+        "--child", nargs=5, metavar=("URL", "KEY", "CALLS", "SUBJECT", "REDIS_URL_OR_-")
+    )
+    parser.add_argument("--no-fleet", action="store_true", help="one process only")
     parser.add_argument("--one", nargs=4, metavar=("KIND", "NAME", "URL", "CALLS"))
     args = parser.parse_args(argv)
     if args.one:
@@ -624,12 +493,15 @@ def main(argv: list[str] | None = None) -> int:
         one(kind, name, url, int(calls))
         return 0
     if args.child:
-        url, key, calls, start_at = args.child
-        child(url, key, int(calls), float(start_at))
+        from .fleet import child
+
+        url, key, calls, subject, redis_url = args.child
+        child(url, key, int(calls), subject, None if redis_url == "-" else redis_url)
         return 0
     out: Path = args.out if args.out.is_absolute() else ROOT / args.out
     doc = args.update_doc
-    run(out, quick=args.quick, doc=doc if doc is None or doc.is_absolute() else ROOT / doc)
+    doc = doc if doc is None or doc.is_absolute() else ROOT / doc
+    run(out, quick=args.quick, doc=doc, fleet=not args.no_fleet)
     return 0
 
 

@@ -285,17 +285,18 @@ class BaseClient(Generic[H]):
     @property
     def flow_gate(self) -> FlowGate | None:
         """The gate of this client's account (None with ``flow_control=False``), shared by every
-        client of the process: its ``stats()`` give the limit, the requests in flight, the
-        waiters and the 429s seen. A client's ``max_in_flight`` pins the account's limit when
-        the client first uses the gate (the latest one wins)."""
+        client of the process (and, with ``redis_url``, by every process using the key): its
+        ``stats()`` give the limit, the requests in flight, the waiters and the 429s seen. A
+        client's ``max_in_flight`` pins the account's limit when the client first uses the gate
+        (the latest one wins)."""
         config = self.config
         if not config.flow_control:
             return None
         if self._account is None:
             self._account = account_of(self._secret, config.base_url)
             if config.max_in_flight is not None:
-                gate_for(self._account).pin(config.max_in_flight)
-        return gate_for(self._account, pin=config.max_in_flight)
+                gate_for(self._account, redis_url=config.redis_url).pin(config.max_in_flight)
+        return gate_for(self._account, redis_url=config.redis_url)
 
     def _plan(self, gated: bool) -> CallPlan:
         """A new call's retry plan; ``gated`` unless it is no queued request (the model list)."""

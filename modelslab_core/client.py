@@ -141,7 +141,8 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
                         raise
                     raise outcome from error
                 logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
-            time.sleep(outcome)
+            if outcome:
+                time.sleep(outcome)
 
     @staticmethod
     def _admit(gate: FlowGate | None, plan: CallPlan) -> Permit:
@@ -153,7 +154,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
         if gate is None:
             return NO_PERMIT
         settle_dropped()  # places of streams dropped since the last call come back first
-        permit = gate.acquire(timeout)
+        permit = gate.acquire(timeout, retry_at=plan.take_retry_at())
         if permit is None:
             raise plan.admission_error(time.monotonic())
         return permit
@@ -359,7 +360,8 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
                         raise
                     raise outcome from error
                 logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
-            await asyncio.sleep(outcome)
+            if outcome:
+                await asyncio.sleep(outcome)
 
     @staticmethod
     async def _admit(gate: FlowGate | None, plan: CallPlan) -> Permit:
@@ -370,7 +372,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         if gate is None:
             return NO_PERMIT
         settle_dropped()  # places of streams dropped since the last call come back first
-        permit = await gate.acquire_async(timeout)
+        permit = await gate.acquire_async(timeout, retry_at=plan.take_retry_at())
         if permit is None:
             raise plan.admission_error(time.monotonic())
         return permit

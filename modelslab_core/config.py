@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_RATE_LIMIT_BUDGET",
     "DEFAULT_TIMEOUT",
     "ENDPOINT_PATHS",
+    "REDIS_URL_ENV",
     "UNCENSORED_BASE_URL",
     "ClientConfig",
     "ClientSettings",
@@ -49,10 +50,14 @@ __all__ = [
     "repr_args",
     "resolve_api_key",
     "resolve_base_url",
+    "resolve_redis_url",
     "settings_error",
 ]
 
 API_KEY_ENV = "MODELSLAB_API_KEY"
+#: A Redis URL (``redis://``, ``rediss://``, with a password as redis-py takes it): every process
+#: using the key shares one account gate through that Redis (the ``[redis]`` extra).
+REDIS_URL_ENV = "MODELSLAB_REDIS_URL"
 BASE_URL_ENV = "MODELSLAB_BASE_URL"
 #: Overrides the text-completions base (the chat base has ``MODELSLAB_BASE_URL``).
 COMPLETIONS_BASE_URL_ENV = "MODELSLAB_COMPLETIONS_BASE_URL"
@@ -181,6 +186,21 @@ def resolve_base_url(
     return normal
 
 
+def resolve_redis_url(redis_url: str | None) -> str | None:
+    """``redis_url``, else ``MODELSLAB_REDIS_URL``, else None (no shared gate). The error for a
+    URL that is no Redis URL names its scheme only: the URL may hold a password."""
+    url = (redis_url or os.environ.get(REDIS_URL_ENV, "")).strip()
+    if not url:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigurationError(
+            f"redis_url must be a redis://, rediss:// or unix:// URL, got one with scheme "
+            f"{scheme!r}"
+        )
+    return url
+
+
 def _seconds(value: Any, name: str, default: float | None) -> float | None:
     """A positive, finite number of seconds (``None`` keeps ``default``); bools are refused."""
     if value is None:
@@ -280,6 +300,14 @@ class ClientSettings(BaseModel):
         description="Seconds a call may spend waiting out the account's rate limit (HTTP 429) "
         "before it raises RateLimitError.",
     )
+    redis_url: str | None = Field(
+        default=None,
+        repr=False,  # the URL may hold a password
+        exclude=True,
+        description="A Redis URL (redis://, rediss://, unix://) through which every process "
+        "using the key shares one account gate (None: MODELSLAB_REDIS_URL, else this process's "
+        "gate). Needs the [redis] extra; never in a repr or a dump.",
+    )
 
     # A ParameterError or ConfigurationError raised in a validator would come out wrapped in
     # pydantic's ValidationError: unwrapped here, for every model with these fields.
@@ -303,6 +331,15 @@ class ClientSettings(BaseModel):
     @classmethod
     def _budget(cls, value: Any) -> float | None:
         return _seconds(value, "rate_limit_budget", DEFAULT_RATE_LIMIT_BUDGET)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ConfigurationError(f"redis_url must be a string, got {type(value).__name__}")
+        return resolve_redis_url(value)
 
     @field_validator("max_retries", mode="before")
     @classmethod
@@ -437,6 +474,7 @@ class ClientConfig(ClientSettings):
         unknown = sorted(set(settings) - set(ClientSettings.model_fields) - {"request_timeout"})
         if unknown:
             raise ConfigurationError(f"unknown client settings {unknown}")
+        settings["redis_url"] = resolve_redis_url(settings.get("redis_url"))
         return cls(
             api_key=resolve_api_key(api_key),
             base_url=resolve_base_url(base_url, default_base_url, env=base_url_env),

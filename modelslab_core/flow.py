@@ -1,39 +1,53 @@
-"""Account-aware flow control: one gate per ModelsLab account (API key and host) in a process.
+"""Account-aware flow control: one gate per ModelsLab account (API key and host).
 
 ModelsLab lets an account have only a few requests queued at once (5, 10 or 15, by plan) and
-answers the next one with HTTP 429 ``Maximum 5 queued requests allowed.``. Every client and model
-of both frameworks, sync and async, in every thread and event loop, passes through its account's
-:class:`FlowGate`. Before the first 429 the gate only paces bursts (a slow start of
-:data:`COLD_START`); a 429 sets the limit to what the server was holding of ours (and to the limit
-its message names); answers raise it again slowly (additive increase), so processes sharing a key
-settle on their shares. ``max_in_flight=N`` pins the limit; ``flow_control=False`` keeps a client
-out of the gate. docs/rate_limits.md tells the whole story.
+answers the next one with HTTP 429 ``Maximum 5 queued requests allowed.`` and ``retry_after`` 30
+(https://docs.modelslab.com). Every client and model of both frameworks, sync and async, in every
+thread and event loop, passes through its account's :class:`FlowGate`. Before the first 429 the
+gate only paces bursts (a slow start of :data:`COLD_START`); a 429 sets the limit to what the
+server was holding of ours (and to the limit its message names); answers raise it again slowly.
+
+A 429 means the account is full, not that this one request must sit out ``retry_after``: the
+turned-away request waits at the head of the gate and goes out as soon as a place of the account
+frees, or when ``retry_after`` passes, whichever comes first (and only while the gate has room).
+
+With a Redis URL (``MODELSLAB_REDIS_URL`` or ``redis_url=``) the gate is shared by every process
+and machine using the key (:mod:`modelslab_core._fleet`); without one it is this process's.
+``max_in_flight=N`` pins the limit; ``flow_control=False`` keeps a client out of the gate.
+docs/rate_limits.md tells the whole story.
 
 The controller is pure (:class:`AdaptiveLimit`); the gate is a short :class:`threading.Lock`, with
 sync waiters on a :class:`threading.Event` and async ones on a future of their own loop. Gates are
 keyed by a SHA-256 digest of the key and named by host and its first 8 hex digits: the key never
-leaves the client.
+leaves the client. Idle gates beyond :data:`MAX_GATES` are dropped; what they learned is kept a
+while in a bounded cache of :data:`MAX_LEARNED` accounts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import hashlib
 import logging
 import os
-import re
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from ._limit import COLD_START, TRUST_NAMED_LIMIT, AdaptiveLimit, parse_queue_limit
+
 __all__ = [
+    "COLD_START",
+    "MAX_GATES",
+    "MAX_LEARNED",
     "TRUST_NAMED_LIMIT",
     "AdaptiveLimit",
     "FlowGate",
     "GateStats",
+    "Outcome",
     "Permit",
     "account_of",
     "gate_for",
@@ -44,133 +58,24 @@ __all__ = [
 
 logger = logging.getLogger("modelslab_core.flow")
 
-#: Seconds a queue limit named by a 429 message is trusted before the gate probes above it.
-TRUST_NAMED_LIMIT = 600.0
-#: A probe (growth soon after a 429, or with no named limit to recover to) is this many times
-#: slower than a recovery: one place more per this many limits' worth of answers.
-PROBE_SLOWDOWN = 8.0
-#: Before the first 429 the gate lets calls out in rounds: this many at once (more than the largest
-#: plan's queue, 15, so that no plan waits a round for it), one more for each answer while they
-#: fill the round (so the round doubles), like TCP's slow start. A burst of 300 then costs a
-#: handful of 429s, not 295 requests sent only to be turned away (each told to wait
-#: ``retry_after``: 30 s on the live API).
-COLD_START = 16
-_QUEUE_LIMIT = re.compile(
-    r"(?:maximum|max\.?|at most|limit(?: of| is)?)\s*:?\s*(\d{1,6})\s+"
-    r"(?:queued|concurrent|simultaneous|parallel|pending|active|in[- ]flight)?\s*"
-    r"(?:requests?|calls?|jobs?)",
-    re.IGNORECASE,
-)
+#: Gates kept in a process before idle ones (nothing in flight, nobody waiting) are dropped.
+MAX_GATES = 1024
+#: Accounts whose learned limit outlives their dropped gate (least recently used go first).
+MAX_LEARNED = 4096
+
+#: An account: (SHA-256 hex digest of the key, ``scheme://host[:port]``).
+Account = tuple[str, str]
 
 
-# ----------------------------------------------------------------------------- pure logic
+class Outcome(enum.Enum):
+    """What a request's answer taught its gate when it gave its place back."""
 
-
-def parse_queue_limit(message: str | None) -> int | None:
-    """The queue limit a 429 message names (``Maximum 5 queued requests allowed.`` → 5), or None
-    when it names none."""
-    if not message:
-        return None
-    match = _QUEUE_LIMIT.search(message)
-    if match is None:
-        return None
-    limit = int(match.group(1))
-    return limit if limit >= 1 else None
-
-
-@dataclass
-class AdaptiveLimit:
-    """The controller of one gate, without I/O or locks: what the limit is, and how a 429 or a
-    success moves it. ``now`` is ``time.monotonic()`` seconds.
-
-    ``limit`` is None until the first 429 (no limit known): meanwhile ``window`` requests go out
-    at once, one more for each answer while they fill it (:data:`COLD_START`). ``pinned``
-    overrides everything. ``named`` is the queue limit a 429 message named, trusted until
-    ``named_until``.
-    """
-
-    pinned: int | None = None
-    limit: float | None = None
-    window: float = COLD_START
-    #: Answers since the last 429.
-    quiet: int = 0
-    named: int | None = None
-    named_until: float = 0.0
-    trust: float = TRUST_NAMED_LIMIT
-
-    def current(self) -> int | None:
-        """The number of requests admitted at once; None: no limit."""
-        if self.pinned is not None:
-            return self.pinned
-        if self.limit is None:
-            return None
-        return max(1, int(self.limit))
-
-    def admits(self, in_flight: int) -> bool:
-        """Whether one more request may go out with ``in_flight`` already out."""
-        limit = self.current()
-        if limit is None:
-            return in_flight < self.window
-        return in_flight < limit
-
-    def on_success(self, in_flight: int, waiting: int, now: float) -> bool:
-        """A request was answered. ``in_flight`` counts it; ``waiting`` counts callers held back.
-        Grows the limit only while the requests fill it (nothing is learned otherwise). Returns
-        whether :meth:`current` changed."""
-        if self.pinned is not None:
-            return False
-        if self.limit is None:  # before the first 429: the round grows by one per answer
-            if waiting or in_flight >= int(self.window):
-                self.window += 1
-            return False
-        before = self.current()
-        if waiting == 0 and in_flight < int(self.limit):
-            return False
-        ceiling = self.named if self.named is not None and now < self.named_until else None
-        self.quiet += 1
-        step = 1.0 / self.limit  # one place more per limit's worth of answers...
-        if ceiling is None or self.limit >= ceiling or self.quiet < 2 * self.limit:
-            # ...but slowly above a named limit, without one, or soon after a 429: a place more
-            # than the account's share costs a 429 (processes sharing a key collide less often)
-            step /= PROBE_SLOWDOWN
-        grown = self.limit + step
-        if ceiling is not None:
-            grown = min(grown, float(ceiling))
-        self.limit = max(self.limit, grown)
-        return self.current() != before
-
-    def on_accepted(self, in_flight: int, waiting: int) -> None:
-        """A stream's first event arrived: the server took the request, which will hold its
-        place until the stream ends. Before the first 429 the round grows as for an answer, so
-        that many concurrent streams do not wait a whole stream's length per round."""
-        if (
-            self.pinned is None
-            and self.limit is None
-            and (waiting or in_flight >= int(self.window))
-        ):
-            self.window += 1
-
-    def on_rate_limited(self, in_flight: int, named: int | None, now: float) -> bool:
-        """A request was turned away with a 429. ``in_flight`` counts it: the others are what the
-        server was holding of ours, an upper bound on our share of the account's queue. ``named``
-        is the queue limit the message named, if any. Returns whether :meth:`current` changed."""
-        if named is not None:
-            self.named = named
-            self.named_until = now + self.trust
-        self.quiet = 0
-        if self.pinned is not None:
-            return False
-        before = self.current()
-        new = float(max(in_flight - 1, 1))
-        if named is not None:
-            new = min(new, float(named))
-        if self.limit is not None:
-            new = min(new, float(int(self.limit)))
-        self.limit = new
-        return self.current() != before
-
-
-# ----------------------------------------------------------------------------- the gate
+    #: Answered: the server took the request (a place of the account freed).
+    ANSWERED = "answered"
+    #: Turned away with a 429: the account is full.
+    RATE_LIMITED = "rate_limited"
+    #: An error or a cancelled call: nothing learned (the place frees all the same).
+    NEUTRAL = "neutral"
 
 
 @dataclass(frozen=True)
@@ -186,14 +91,22 @@ class GateStats:
     pinned: bool
     #: The queue limit the last 429 message named, if any.
     named_limit: int | None
+    #: Requests of this process in flight.
     in_flight: int
+    #: Calls of this process waiting for a place.
     waiting: int
-    #: 429 answers seen by requests of this gate.
+    #: 429 answers seen by requests of this process.
     rate_limited: int
     #: Requests admitted since the gate was made.
     admitted: int
-    #: The most requests in flight at once.
+    #: The most requests of this process in flight at once.
     peak_in_flight: int
+    #: The gate is shared by a fleet through Redis (and Redis answers now).
+    shared: bool = False
+    #: Requests of the whole fleet in flight (shared gates only).
+    fleet_in_flight: int | None = None
+    #: Calls of the whole fleet waiting for a place (shared gates only).
+    fleet_waiting: int | None = None
 
 
 _WAITING, _GRANTED, _GONE = 0, 1, 2
@@ -205,21 +118,27 @@ class _Waiter:
     loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[None] | None
     state: int = _WAITING
+    #: A call turned away by a 429 waits at the head until then, or until a place frees.
+    not_before: float = 0.0
+    #: Woken because the shared gate's Redis went away (a fleet waiter goes to the local gate).
+    failed: bool = False
 
 
-def _wake_future(future: asyncio.Future[None]) -> None:
-    if not future.done():
+def _wake_future(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
         future.set_result(None)
 
 
 class Permit:
     """One place at a gate. Released exactly once: by :meth:`succeeded`, :meth:`rate_limited` or
-    :meth:`release`, whichever comes first; later calls do nothing."""
+    :meth:`release`, whichever comes first; later calls do nothing. ``lease`` names the place
+    in a shared (Redis) gate; None for a place of this process's gate."""
 
-    __slots__ = ("__weakref__", "_gate")
+    __slots__ = ("__weakref__", "_gate", "lease")
 
-    def __init__(self, gate: FlowGate | None) -> None:
+    def __init__(self, gate: FlowGate | None, lease: str | None = None) -> None:
         self._gate = gate
+        self.lease = lease
 
     @property
     def released(self) -> bool:
@@ -229,25 +148,25 @@ class Permit:
         """Give the place back, learning nothing (an error, a cancelled call)."""
         gate = self._gate
         if gate is not None:
-            gate._release(self, "neutral", None)
+            gate._release(self, Outcome.NEUTRAL, None)
 
     def succeeded(self) -> None:
         """Give the place back after an answer (the server took the request)."""
         gate = self._gate
         if gate is not None:
-            gate._release(self, "ok", None)
+            gate._release(self, Outcome.ANSWERED, None)
 
     def accepted(self) -> None:
         """The request was taken (a stream's first event arrived); the place is kept."""
         gate = self._gate
         if gate is not None:
-            gate._accepted()
+            gate._accepted(self)
 
     def rate_limited(self, named_limit: int | None = None) -> None:
         """Give the place back after a 429; ``named_limit`` is the queue limit its message named."""
         gate = self._gate
         if gate is not None:
-            gate._release(self, "429", named_limit)
+            gate._release(self, Outcome.RATE_LIMITED, named_limit)
 
 
 #: A permit of no gate (flow control off, or a request the gate does not count).
@@ -258,21 +177,34 @@ class FlowGate:
     """The gate of one account (API key and host) in this process. Thread-safe; async waiters
     wait on their own loop. Get it with :func:`gate_for`, not the constructor."""
 
-    def __init__(self, host: str, account: str, *, pinned: int | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        account: str,
+        *,
+        pinned: int | None = None,
+        key: tuple[Account, str | None] | None = None,
+    ) -> None:
         self.host = host
         self.account = account
+        #: The registry's key of this gate (None: made by hand, never dropped).
+        self._key = key
         self._lock = threading.Lock()
         self._control = AdaptiveLimit(pinned=pinned)
         self._in_flight = 0
         self._waiters: deque[_Waiter] = deque()
+        #: Calls turned away by a 429, served before every other waiter.
+        self._heads: deque[_Waiter] = deque()
         self._rate_limited = 0
         self._admitted = 0
         self._peak = 0
         self._logged: int | None = None
         self._pending_log = 0  # 429s since the limit last changed without a log line
+        #: Dropped from the registry while idle: calls that still hold it go to its successor.
+        self._retired = False
 
     def __repr__(self) -> str:
-        return f"FlowGate(host={self.host!r}, account={self.account!r})"
+        return f"{type(self).__name__}(host={self.host!r}, account={self.account!r})"
 
     # --- state ------------------------------------------------------------------------------
 
@@ -287,7 +219,7 @@ class FlowGate:
                 pinned=control.pinned is not None,
                 named_limit=control.named,
                 in_flight=self._in_flight,
-                waiting=len(self._waiters),
+                waiting=len(self._waiters) + len(self._heads),
                 rate_limited=self._rate_limited,
                 admitted=self._admitted,
                 peak_in_flight=self._peak,
@@ -309,58 +241,138 @@ class FlowGate:
             self._log_change_locked("pinned" if limit is not None else "unpinned")
         self._wake(wake)
 
+    def _idle_locked(self) -> bool:
+        return self._in_flight == 0 and not self._waiters and not self._heads
+
+    def _successor(self) -> FlowGate:
+        assert self._key is not None
+        account, redis_url = self._key
+        return gate_for(account, redis_url=redis_url)
+
     # --- admission --------------------------------------------------------------------------
 
     def try_acquire(self) -> Permit | None:
         """A place now, or None when the gate is full (or callers are already waiting)."""
         with self._lock:
-            if self._waiters or not self._control.admits(self._in_flight):
-                return None
-            return self._admit_locked()
-
-    def acquire(self, timeout: float | None = None) -> Permit | None:
-        """Wait for a place (blocking this thread); None when ``timeout`` seconds pass first."""
-        with self._lock:
-            if not self._waiters and self._control.admits(self._in_flight):
+            retired = self._retired
+            if not retired:
+                if self._waiters or self._heads or not self._control.admits(self._in_flight):
+                    return None
                 return self._admit_locked()
-            waiter = _Waiter(threading.Event(), None, None)
+        return self._successor().try_acquire()
+
+    def _enqueue_locked(self, waiter: _Waiter, retry_at: float | None) -> None:
+        if retry_at is None:
             self._waiters.append(waiter)
+        else:
+            waiter.not_before = retry_at
+            self._heads.append(waiter)
+
+    def acquire(
+        self, timeout: float | None = None, *, retry_at: float | None = None
+    ) -> Permit | None:
+        """Wait for a place (blocking this thread); None when ``timeout`` seconds pass first.
+
+        ``retry_at`` (``time.monotonic()`` seconds): the call was turned away by a 429. It waits
+        at the head of the gate, before every other caller, and goes out when a place of the
+        account frees or at ``retry_at``, whichever comes first, and only while the gate has
+        room."""
+        with self._lock:
+            retired = self._retired
+            if not retired:
+                if retry_at is None and self._ready_locked():
+                    return self._admit_locked()
+                waiter = _Waiter(threading.Event(), None, None)
+                self._enqueue_locked(waiter, retry_at)
+                woken = self._grant_locked()  # a head whose retry_at passed may go at once
+        if retired:
+            return self._successor().acquire(timeout, retry_at=retry_at)
+        self._wake(woken)
         assert waiter.event is not None
+        end = None if timeout is None else time.monotonic() + timeout
         try:
-            granted = waiter.event.wait(timeout)
+            while True:
+                wait = self._next_wait(waiter, end)
+                if waiter.event.wait(wait):
+                    return Permit(self)
+                if end is not None and time.monotonic() >= end:
+                    break
+                self._ripen(waiter)
         except BaseException:
             if not self._abandon(waiter):
-                self._release(None, "neutral", None)
+                self._release(None, Outcome.NEUTRAL, None)
             raise
-        if granted or not self._abandon(waiter):
+        if not self._abandon(waiter):
             return Permit(self)
         return None
 
-    async def acquire_async(self, timeout: float | None = None) -> Permit | None:
+    async def acquire_async(
+        self, timeout: float | None = None, *, retry_at: float | None = None
+    ) -> Permit | None:
         """Wait for a place without blocking the event loop; None when ``timeout`` seconds pass
-        first. Cancelling the wait gives back a place granted meanwhile."""
+        first. Cancelling the wait gives back a place granted meanwhile. ``retry_at``: as for
+        :meth:`acquire`."""
         with self._lock:
-            if not self._waiters and self._control.admits(self._in_flight):
-                return self._admit_locked()
-            loop = asyncio.get_running_loop()
-            waiter = _Waiter(None, loop, loop.create_future())
-            self._waiters.append(waiter)
+            retired = self._retired
+            if not retired:
+                if retry_at is None and self._ready_locked():
+                    return self._admit_locked()
+                loop = asyncio.get_running_loop()
+                waiter = _Waiter(None, loop, loop.create_future())
+                self._enqueue_locked(waiter, retry_at)
+                woken = self._grant_locked()  # a head whose retry_at passed may go at once
+                if waiter in woken:
+                    woken.remove(waiter)
+                    _wake_future(waiter.future)
+        if retired:
+            return await self._successor().acquire_async(timeout, retry_at=retry_at)
+        self._wake(woken)
         assert waiter.future is not None
-        try:
-            if timeout is None:
-                await waiter.future
-            else:
-                async with asyncio.timeout(max(timeout, 0.0)):
-                    await waiter.future
-        except TimeoutError:
-            if self._abandon(waiter):
-                return None
+        if waiter.future.done():
             return Permit(self)
+        end = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                wait = self._next_wait(waiter, end)
+                try:
+                    if wait is None:  # no deadline and no retry_at: the future alone
+                        await waiter.future
+                    else:
+                        async with asyncio.timeout(wait):
+                            await asyncio.shield(waiter.future)
+                    return Permit(self)
+                except TimeoutError:
+                    if waiter.future.done():
+                        return Permit(self)
+                if end is not None and time.monotonic() >= end:
+                    break
+                self._ripen(waiter)
         except BaseException:
             if not self._abandon(waiter):
-                self._release(None, "neutral", None)
+                self._release(None, Outcome.NEUTRAL, None)
             raise
-        return Permit(self)
+        if not self._abandon(waiter):
+            return Permit(self)
+        return None
+
+    @staticmethod
+    def _next_wait(waiter: _Waiter, end: float | None) -> float | None:
+        """How long to wait before looking again: until the end, or until a head waiter's
+        ``retry_at``."""
+        now = time.monotonic()
+        bounds = [] if end is None else [end - now]
+        if waiter.not_before > now:
+            bounds.append(waiter.not_before - now)
+        return max(min(bounds), 0.0) if bounds else None
+
+    def _ripen(self, waiter: _Waiter) -> None:
+        """A head waiter's ``retry_at`` passed: it goes out as soon as the gate has room."""
+        with self._lock:
+            wake = self._grant_locked()
+        self._wake(wake)
+
+    def _ready_locked(self) -> bool:
+        return not self._waiters and not self._heads and self._control.admits(self._in_flight)
 
     def _admit_locked(self) -> Permit:
         self._count_in_locked()
@@ -379,18 +391,33 @@ class FlowGate:
         with self._lock:
             if waiter.state == _WAITING:
                 waiter.state = _GONE
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-                return True
-            if waiter.state == _GONE:
-                return True
-        # Granted: a place is ours. A caller that raises (cancelled) must give it back.
-        return False
+                for queue in (self._waiters, self._heads):
+                    with contextlib.suppress(ValueError):
+                        queue.remove(waiter)
+                wake = self._grant_locked()  # a head that gave up may have held others back
+            else:
+                # _GONE: nothing held. _GRANTED: a place is ours, and a caller that raises
+                # (cancelled) must give it back.
+                return waiter.state == _GONE
+        self._wake(wake)
+        return True
 
     def _grant_locked(self) -> list[_Waiter]:
-        woken = []
-        while self._waiters and self._control.admits(self._in_flight):
-            waiter = self._waiters.popleft()
+        """Let waiters out while the gate has room: heads first (calls turned away by a 429),
+        in the order they were turned away; a head still waiting out its ``retry_at`` holds
+        every other caller back (the account is full)."""
+        woken: list[_Waiter] = []
+        now = time.monotonic()
+        while self._control.admits(self._in_flight):
+            if self._heads:
+                waiter = self._heads[0]
+                if waiter.state == _WAITING and waiter.not_before > now:
+                    break
+                self._heads.popleft()
+            elif self._waiters:
+                waiter = self._waiters.popleft()
+            else:
+                break
             if waiter.state != _WAITING:
                 continue
             waiter.state = _GRANTED
@@ -409,17 +436,17 @@ class FlowGate:
             except RuntimeError:  # its loop is closed: nobody will take the place
                 with self._lock:
                     waiter.state = _GONE
-                self._release(None, "neutral", None)
+                self._release(None, Outcome.NEUTRAL, None)
 
     # --- release ----------------------------------------------------------------------------
 
-    def _accepted(self) -> None:
+    def _accepted(self, permit: Permit | None = None) -> None:
         with self._lock:
-            self._control.on_accepted(self._in_flight, len(self._waiters))
+            self._control.on_accepted(self._in_flight, len(self._waiters) + len(self._heads))
             wake = self._grant_locked()
         self._wake(wake)
 
-    def _release(self, permit: Permit | None, outcome: str, named: int | None) -> None:
+    def _release(self, permit: Permit | None, outcome: Outcome, named: int | None) -> None:
         now = time.monotonic()
         with self._lock:
             if permit is not None:
@@ -427,17 +454,23 @@ class FlowGate:
                     return
                 permit._gate = None
             control = self._control
-            if outcome == "ok":
-                if control.on_success(self._in_flight, len(self._waiters), now):
+            waiting = len(self._waiters) + len(self._heads)
+            if outcome is Outcome.ANSWERED:
+                if control.on_success(self._in_flight, waiting, now):
                     self._log_change_locked("raised after answers filled it")
                 elif self._pending_log:
                     self._log_change_locked("")
-            elif outcome == "429":
+            elif outcome is Outcome.RATE_LIMITED:
                 self._rate_limited += 1
                 if control.on_rate_limited(self._in_flight, named, now):
                     self._pending_log += 1
                     if named is not None and self._logged is None:
                         self._log_change_locked(f"the 429 message names {named}")
+            if outcome is not Outcome.RATE_LIMITED:
+                # A place of the account freed: the server has room for the calls it turned
+                # away, whatever their retry_at said.
+                for waiter in self._heads:
+                    waiter.not_before = 0.0
             self._in_flight -= 1
             wake = self._grant_locked()
         self._wake(wake)
@@ -464,19 +497,36 @@ class FlowGate:
 
 # ----------------------------------------------------------------------------- the registry
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
-def account_of(api_key: str, base_url: str) -> tuple[str, str]:
-    """The registry key of an account: (SHA-256 hex digest of the key, ``scheme://host:port``)."""
+
+def account_of(api_key: str, base_url: str) -> Account:
+    """The registry key of an account: (SHA-256 hex digest of the key, ``scheme://host[:port]``).
+
+    The queue limit is per key at a host, whatever the path (the chat and completions bases of
+    one host are one account) and however the URL is spelled: the host's case, a default port
+    and a trailing slash do not matter."""
     digest = hashlib.sha256(api_key.encode("utf-8")).hexdigest()
     parts = urlsplit(base_url)
-    host = f"{parts.scheme}://{parts.netloc}".lower()
-    return digest, host
+    scheme = parts.scheme.lower()
+    hostname = (parts.hostname or "").lower()
+    if ":" in hostname:  # an IPv6 address
+        hostname = f"[{hostname}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None or port == _DEFAULT_PORTS.get(scheme):
+        return digest, f"{scheme}://{hostname}"
+    return digest, f"{scheme}://{hostname}:{port}"
 
 
 class _Registry:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.gates: dict[tuple[str, str], FlowGate] = {}
+        self.gates: dict[tuple[Account, str | None], FlowGate] = {}
+        #: Learned limits of dropped gates, least recently used first.
+        self.learned: OrderedDict[tuple[Account, str | None], AdaptiveLimit] = OrderedDict()
 
 
 _registry = _Registry()
@@ -491,18 +541,50 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def gate_for(account: tuple[str, str], *, pin: int | None = None) -> FlowGate:
-    """The gate of ``account`` (from :func:`account_of`), made on first use; ``pin`` pins a new
-    gate's limit (use :meth:`FlowGate.pin` to change an existing one)."""
+def _new_gate(key: tuple[Account, str | None]) -> FlowGate:
+    (digest, host), redis_url = key
+    if redis_url:
+        from ._fleet import FleetGate
+
+        return FleetGate(host, digest, redis_url, key=key)
+    return FlowGate(host, digest[:8], key=key)
+
+
+def _drop_idle_locked(registry: _Registry) -> None:
+    """Drop the gates with nothing in flight and nobody waiting; keep what they learned."""
+    for key, gate in list(registry.gates.items()):
+        with gate._lock:
+            if not gate._idle_locked():
+                continue
+            gate._retired = True
+            control = gate._control
+        del registry.gates[key]
+        if control.limit is not None or control.pinned is not None or control.named is not None:
+            registry.learned[key] = replace(control)
+            registry.learned.move_to_end(key)
+    while len(registry.learned) > MAX_LEARNED:
+        registry.learned.popitem(last=False)
+
+
+def gate_for(account: Account, *, redis_url: str | None = None) -> FlowGate:
+    """The gate of ``account`` (from :func:`account_of`), made on first use. With
+    ``redis_url`` it is shared through that Redis by every process using the key (a
+    :class:`~modelslab_core._fleet.FleetGate`). A new gate starts from what a dropped gate of the
+    same account had learned, if that is still remembered."""
+    key = (account, redis_url or None)
     registry = _registry
-    gate = registry.gates.get(account)
+    gate = registry.gates.get(key)
     if gate is not None:
         return gate
     with registry.lock:
-        gate = registry.gates.get(account)
+        gate = registry.gates.get(key)
         if gate is None:
-            digest, host = account
-            gate = registry.gates[account] = FlowGate(host, digest[:8], pinned=pin)
+            if len(registry.gates) >= MAX_GATES:
+                _drop_idle_locked(registry)
+            gate = registry.gates[key] = _new_gate(key)
+            learned = registry.learned.pop(key, None)
+            if learned is not None:
+                gate._control = learned
     return gate
 
 
@@ -515,7 +597,14 @@ def gate_stats() -> list[GateStats]:
 
 
 def reset_gates() -> None:
-    """Forget every gate (tests; a gate in use keeps working for the calls holding it)."""
+    """Forget every gate and what they learned (tests; a gate in use keeps working for the calls
+    holding it)."""
     registry = _registry
     with registry.lock:
         registry.gates.clear()
+        registry.learned.clear()
+
+
+def _registered() -> int:
+    """How many gates the process keeps now (tests)."""
+    return len(_registry.gates)

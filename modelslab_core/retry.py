@@ -77,10 +77,12 @@ class RetryPolicy:
     ) -> float:
         """Seconds to wait before retry number ``attempt + 1``: never less than the server's
         ``retry_after`` (up to ``max_retry_after``), with up to ``jitter`` of it on top so that
-        clients told the same wait do not all come back at once."""
+        clients told the same wait do not all come back at once. A hint of 0 (or a date in the
+        past), a negative, missing or unreadable one is no hint: the exponential backoff, so
+        that a server answering ``Retry-After: 0`` is not asked again in a hot loop."""
         uniform = rng.uniform if rng is not None else random.uniform
         retry_after = error.retry_after if isinstance(error, APIError) else None
-        if retry_after is not None and math.isfinite(retry_after) and retry_after >= 0:
+        if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
             hint = min(retry_after, self.max_retry_after)
             return float(hint * uniform(1.0, 1.0 + self.jitter))
         base = min(self.initial_delay * (2**attempt), self.max_delay)
@@ -92,9 +94,11 @@ class CallPlan:
     """One call's retry decisions, without I/O: which error is worth another attempt and after
     how long, under the retry count, the rate-limit budget and the whole-call deadline.
 
-    With the gate on (``gated``) a 429 spends no retry: the call waits the server's
-    ``retry_after`` (jitter on top; the policy's backoff without one) and asks for a place again,
-    within ``rate_limit_budget`` seconds from its first 429; a wait longer than the policy's
+    With the gate on (``gated``) a 429 spends no retry and means the account is full: the call
+    goes back to the head of its account's gate (:attr:`retry_at`), which lets it out as soon as
+    a place of the account frees, or once the server's ``retry_after`` passed (jitter on top; the
+    policy's backoff without a usable one), within ``rate_limit_budget`` seconds from its first
+    429; a wait longer than the policy's
     ``max_retry_after`` (60 s) is never waited out: the 429 is raised at once. ``max_retries=0``
     means no retry of any kind, 429 included. Other retryable errors spend one of
     ``policy.max_retries``. ``deadline`` (monotonic seconds) bounds everything: past it the call
@@ -111,6 +115,7 @@ class CallPlan:
         "rate_limited_since",
         "rate_limits",
         "retries",
+        "retry_at",
         "total_timeout",
     )
 
@@ -133,6 +138,9 @@ class CallPlan:
         self.rate_limits = 0
         self.rate_limited_since: float | None = None
         self.last_rate_limit: RateLimitError | None = None
+        #: After a gated 429: the monotonic time until which the call waits at the head of the
+        #: gate unless a place frees first (taken by the next admission, see :meth:`take_retry_at`).
+        self.retry_at: float | None = None
         #: The error that ended the call at its deadline, once it did.
         self.expired: APITimeoutError | None = None
 
@@ -166,10 +174,16 @@ class CallPlan:
         assert self.last_rate_limit is not None
         return self.last_rate_limit
 
+    def take_retry_at(self) -> float | None:
+        """The head-of-gate wait a gated 429 asked for, once (None: an ordinary admission)."""
+        retry_at, self.retry_at = self.retry_at, None
+        return retry_at
+
     def after_error(
         self, error: APIError, now: float, *, rng: random.Random | None = None
     ) -> float | APIError:
-        """After ``error``: seconds to wait before the next attempt, or the error to raise."""
+        """After ``error``: seconds to sleep before the next attempt, or the error to raise.
+        A gated 429 sleeps 0 s: the wait happens at the gate, at its head (:attr:`retry_at`)."""
         if self.deadline is not None and now >= self.deadline:
             return error if error is self.expired else self.timeout_error(error)
         if isinstance(error, RateLimitError) and self.gated:
@@ -183,10 +197,12 @@ class CallPlan:
                 # Longer than any client should sit waiting (openai-python's cap is the same
                 # 60 s): the typed error at once, with the server's message and its wait.
                 return error
-            wait = self.policy.delay(error, self.rate_limits, rng=rng)
+            # The wait happens at the gate: it may end long before ``retry_after`` (a place of
+            # the account frees), so the budget and the deadline bound it there, as
+            # admission_timeout, not here.
+            self.retry_at = now + self.policy.delay(error, self.rate_limits, rng=rng)
             self.rate_limits += 1
-            if now + wait > self.rate_limited_since + self.budget:
-                return error
+            return 0.0
         else:
             if not self.policy.should_retry(error, self.retries):
                 return error

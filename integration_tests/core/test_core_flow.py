@@ -38,7 +38,8 @@ MODEL = "meta-llama-3-8B-instruct"
 @pytest.fixture
 def server() -> Iterator[LocalModelsLab]:
     """A server of this test alone (its own port: its own account gate)."""
-    with LocalModelsLab(api_key=KEY, queue_limit=Q, latency=LATENCY) as local:
+    # retry_after=None: the hint is when the oldest request is due (well under a second).
+    with LocalModelsLab(api_key=KEY, queue_limit=Q, latency=LATENCY, retry_after=None) as local:
         yield local
 
 
@@ -303,8 +304,10 @@ def test_max_retries_zero_raises_a_429_at_once(server: LocalModelsLab) -> None:
 
 
 def test_the_rate_limit_budget_ends_with_the_servers_error(server: LocalModelsLab) -> None:
-    server.queue_limit, server.latency, server.retry_after = 1, 0.5, 30
-    client = AsyncModelsLabClient(api_key=KEY, base_url=server.base_url, rate_limit_budget=5)
+    """The turned-away call waits at the head of the gate for a place; none frees within the
+    budget (the one place is held 3 s): the server's 429, when the budget is spent."""
+    server.queue_limit, server.latency, server.retry_after = 1, 3.0, 30
+    client = AsyncModelsLabClient(api_key=KEY, base_url=server.base_url, rate_limit_budget=1)
 
     async def run() -> list[Any]:
         return await asyncio.gather(
@@ -316,7 +319,20 @@ def test_the_rate_limit_budget_ends_with_the_servers_error(server: LocalModelsLa
     assert len(errors) == 1 and isinstance(errors[0], e.RateLimitError)
     assert errors[0].message == "Rate limit exceeded. Maximum 1 queued requests allowed."
     assert errors[0].retry_after == 30
-    assert server.request_count == 2  # a wait longer than the budget is not waited at all
+    assert server.request_count == 2  # no second try: nothing freed, retry_after never came
+
+
+def test_a_freed_place_ends_a_30_s_retry_after_early(server: LocalModelsLab) -> None:
+    """The same 429 with a place that frees within the budget: both calls are answered (the
+    turned-away one on the freed place, not after 30 s)."""
+    server.queue_limit, server.latency, server.retry_after = 1, 0.5, 30
+    client = AsyncModelsLabClient(api_key=KEY, base_url=server.base_url, rate_limit_budget=5)
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(client.chat(ask(f"q{i}")) for i in range(2)))
+
+    assert len(asyncio.run(run())) == 2
+    assert server.rate_limited_count == 1 and server.request_count == 3
 
 
 def test_a_limit_change_is_logged_without_the_key(

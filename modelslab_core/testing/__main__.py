@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from ._server import QUEUE_LIMIT_MESSAGE, LocalModelsLab
+from ._server import DEFAULT_RETRY_AFTER, QUEUE_LIMIT_MESSAGE, LocalModelsLab
 
 __all__ = ["main"]
 
@@ -30,7 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--stream-delay", type=float, default=0.0, help="seconds between streamed events")
     add("--queue-limit", type=int, help="requests answered at once per key; more get HTTP 429")
     add("--latency", type=float, default=0.0, help="seconds before each answer's first byte")
-    add("--retry-after", type=float, help="a queue-limit 429's retry_after (default: when due)")
+    add(
+        "--retry-after",
+        type=float,
+        default=DEFAULT_RETRY_AFTER,
+        help="a queue-limit 429's retry_after (default: 30, as ModelsLab's)",
+    )
     add("--rate-limit-message", default=QUEUE_LIMIT_MESSAGE, help="a queue-limit 429's message")
     return parser
 

@@ -57,6 +57,8 @@ from ._wire import (
 
 __all__ = ["QUEUE_LIMIT_MESSAGE", "LocalModelsLab"]
 
+#: The ``retry_after`` of a queue-limit 429, in seconds, as ModelsLab answers it.
+DEFAULT_RETRY_AFTER = 30.0
 #: The 429 message of the queue limit, as ModelsLab words it.
 QUEUE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum {limit} queued requests allowed."
 
@@ -163,7 +165,8 @@ class LocalModelsLab:
     completion requests being answered at once; the next gets HTTP 429 with
     ``rate_limit_message`` (``{limit}`` becomes N), a ``retry_after`` field and a ``Retry-After``
     header. ``latency`` is how long each answer takes before its first byte; ``retry_after``
-    fixes the hint (by default: when the key's oldest request is due).
+    is the hint, 30 s by default as ModelsLab's own (https://docs.modelslab.com); None makes it
+    the time until the key's oldest request is due.
 
     The counters (since the start or :meth:`reset_stats`) are attributes: ``request_count``,
     ``connections_opened``, ``in_flight`` and ``max_in_flight_seen``, ``queued`` and
@@ -183,7 +186,7 @@ class LocalModelsLab:
         ssl_context: ssl.SSLContext | None = None,
         queue_limit: int | None = None,
         latency: float = 0.0,
-        retry_after: float | None = None,
+        retry_after: float | None = DEFAULT_RETRY_AFTER,
         rate_limit_message: str = QUEUE_LIMIT_MESSAGE,
     ) -> None:
         """Configure the server; nothing listens until :meth:`start`."""

@@ -184,9 +184,11 @@ def test_a_429_spends_no_retry_while_the_budget_lasts() -> None:
     plan = CallPlan(RetryPolicy(max_retries=2), rate_limit_budget=10.0, now=0.0)
     now = 0.0
     for _ in range(7):
-        wait = plan.after_error(_rate_limit(1.0), now)
-        assert isinstance(wait, float) and 1.0 <= wait <= 1.25
-        now += wait
+        assert plan.after_error(_rate_limit(1.0), now) == 0.0  # the wait is at the gate
+        retry_at = plan.take_retry_at()
+        assert retry_at is not None and 1.0 <= retry_at - now <= 1.25
+        assert plan.take_retry_at() is None  # taken once
+        now = retry_at
     assert plan.retries == 0
     # A server error still spends the retry count.
     assert isinstance(plan.after_error(ServerError("boom", status_code=500), now), float)
@@ -199,7 +201,9 @@ def test_the_budget_ends_with_the_servers_rate_limit_error() -> None:
     plan = CallPlan(RetryPolicy(), rate_limit_budget=5.0, now=0.0)
     assert isinstance(plan.after_error(_rate_limit(3.0), 0.0), float)
     last = _rate_limit(3.0)
-    assert plan.after_error(last, 3.5) is last  # 3.5 + 3 > 0 + 5
+    assert plan.after_error(last, 3.5) == 0.0  # a place may free before the 3 s: wait at the gate
+    assert plan.admission_timeout(3.5) == 1.5  # ... for what is left of the budget
+    assert plan.admission_error(5.0) is last
     # A wait longer than the whole budget is not waited out at all.
     fresh = CallPlan(RetryPolicy(), rate_limit_budget=5.0, now=0.0)
     long = _rate_limit(600.0)
@@ -222,7 +226,9 @@ def test_without_the_gate_a_429_spends_a_retry() -> None:
 def test_the_deadline_ends_the_call_with_a_timeout_error() -> None:
     plan = CallPlan(RetryPolicy(), total_timeout=2.0, now=0.0)
     assert plan.remaining(0.5) == 1.5
-    outcome = plan.after_error(_rate_limit(5.0), 0.5)
+    assert plan.after_error(_rate_limit(5.0), 0.5) == 0.0  # the wait is at the gate...
+    assert plan.admission_timeout(0.5) == 1.5  # ... up to the deadline
+    outcome = plan.admission_error(2.0)
     assert isinstance(outcome, APITimeoutError)
     assert "total_timeout=2 s" in str(outcome) and "RateLimitError" in str(outcome)
 
@@ -484,7 +490,7 @@ def _scripted(statuses: list[int]) -> tuple[Any, list[int]]:
             body = {
                 "status": "error",
                 "message": "Maximum 3 queued requests allowed.",
-                "retry_after": 0,
+                "retry_after": 0.01,  # short (0 would be no hint: the backoff)
             }
             return httpx.Response(429, json=body)
         if status >= 500:

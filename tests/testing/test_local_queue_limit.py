@@ -36,14 +36,22 @@ async def _fill_then_ask(server: LocalModelsLab, key: str, fill: int) -> httpx.R
     return extra
 
 
+async def test_a_full_queue_answers_429_with_modelslabs_30_seconds_by_default() -> None:
+    with LocalModelsLab(queue_limit=1, latency=1.0) as server:
+        response = await _fill_then_ask(server, "key-a", 1)
+    assert response.status_code == 429
+    assert response.json()["retry_after"] == 30
+    assert response.headers["retry-after"] == "30"
+
+
 async def test_a_full_queue_answers_429_with_header_and_body_field() -> None:
-    with LocalModelsLab(queue_limit=2, latency=1.0) as server:
+    with LocalModelsLab(queue_limit=2, latency=1.0, retry_after=None) as server:
         response = await _fill_then_ask(server, "key-a", 2)
         assert response.status_code == 429
         payload = response.json()
         assert payload["status"] == "error"
         assert payload["message"] == "Rate limit exceeded. Maximum 2 queued requests allowed."
-        assert 0 < payload["retry_after"] <= 1.0  # when the oldest request is due
+        assert 0 < payload["retry_after"] <= 1.0  # retry_after=None: when the oldest is due
         assert float(response.headers["retry-after"]) == payload["retry_after"]
         assert server.rate_limited_count == 1
         assert server.max_queued_seen == 2
@@ -85,7 +93,7 @@ def test_queue_settings_are_attributes_and_reset_restores_them() -> None:
         server.queue_limit = None
         server.latency = 0.5
         server.reset()
-        assert (server.queue_limit, server.latency, server.retry_after) == (3, 0.0, None)
+        assert (server.queue_limit, server.latency, server.retry_after) == (3, 0.0, 30.0)
     with pytest.raises(ValueError):
         LocalModelsLab(queue_limit=0)
     with pytest.raises(ValueError):
