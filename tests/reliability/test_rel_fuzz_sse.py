@@ -39,7 +39,7 @@ from tests.reliability.strategies import CHUNK_KEYS, ERROR_FIELDS, envelopes, js
 
 KEY = "fuzz-key-123"
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
