@@ -4,17 +4,17 @@
 the sizes that make them soak tests: 2,000 calls instead of 200, and the memory probe.
 
 - 200 async calls (2,000 under ``load``), 64 in flight, through ``ChatModelsLab.abatch`` and
-  LlamaIndex ``achat``, 10 % of them meeting an injected 429 or 500 first: with ``max_retries=2`` every call answers
-  with its own answer; with retries off every failed call is a typed error, and every other call
-  its own answer.
+  LlamaIndex ``achat``, 10 % of them meeting an injected 429 or 500 first: with
+  ``max_retries=2`` every call answers with its own answer; with retries off every failed call
+  is a typed error, and every other call its own answer.
 - ``max_in_flight=5``: the server never sees more than 5 requests at once (and, without the
   cap, it does: the check can tell).
 - Open sockets return to their starting count. The shared pools keep idle keep-alive connections
   by design, so "return" is measured where a pool ends: an async pool when its event loop shuts
   down (each run below has its own loop), the sync pool at ``close_shared_pools()``. Before that,
   no connection may be held beyond the pool's own.
-- Memory stays flat over 10,000 streamed calls (``load`` only) (RSS and live objects, measured after the first
-  2,000 calls and after the last).
+- Memory stays flat over 10,000 streamed calls (``load`` only; RSS and live objects, measured
+  after the first 2,000 calls and after the last).
 
 Each test prints its figures (``pytest -s`` shows them).
 """

@@ -66,7 +66,7 @@ def test_the_pytest_configuration_needs_no_optional_plugin_and_fails_a_hang(
     hang.write_text(
         "import threading\n"
         "import pytest\n\n"
-        "@pytest.mark.timeout(1)\n"
+        "@pytest.mark.timeout(0.5)\n"
         "def test_deadlock():\n"
         "    threading.Event().wait()\n\n"
         "def test_after_it():\n"
