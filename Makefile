@@ -24,15 +24,15 @@ lint: venv-dev
 typecheck: venv-dev
 	$(BIN)/mypy modelslab_core langchain_modelslab llama_index_modelslab
 
-# Every behaviour, at a size that keeps `make test` within a few minutes: a pairwise sample of the
-# large matrices, 30 derandomized examples per fuzz test, the load tests at their small size.
+# Every behaviour, at a size that keeps `make test` within a few minutes: a covering sample of the
+# large matrices (conftest.py), 30 derandomized examples per fuzz test, the load tests at their small size.
 pytest: venv-dev
 	$(BIN)/python -m pytest -q -W error::ResourceWarning -m "not load" tests integration_tests
 
 # The soak work `make test` leaves out: the load and memory tests at full size, every case of
 # the sampled matrices, and 400 random examples per fuzz test (.ci/run runs it after make test).
 test-load: venv-dev
-	$(BIN)/python -m pytest -q -W error::ResourceWarning -m "load or pairwise or hypothesis" \
+	$(BIN)/python -m pytest -q -W error::ResourceWarning -m "load or covering or hypothesis" \
 		--full-matrix --hypothesis-profile=thorough tests integration_tests
 
 # The API reference (docs/reference/) and the pages, built from the docstrings into .site/
