@@ -18,6 +18,9 @@ from itertools import combinations
 import pytest
 from hypothesis import settings
 
+#: ``pytester`` runs pytest inside a test (the pytest plugin's own tests).
+pytest_plugins = ["pytester"]
+
 settings.register_profile("fast", max_examples=30, derandomize=True)
 settings.register_profile("thorough", max_examples=400)
 settings.load_profile("fast")  # the hypothesis plugin loads --hypothesis-profile after this

@@ -19,7 +19,7 @@ from modelslab_core.testing import LocalModelsLab, Reply
 from modelslab_core.types import ChatCompletionChunk
 
 KEY = "Zq8wK3vN5pR7tY9uB2xC4mL6h"  # 25 characters, as ModelsLab's keys
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+REQUEST = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def leaks(text: str) -> bool:

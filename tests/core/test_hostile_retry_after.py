@@ -22,7 +22,7 @@ from modelslab_core.retry import RetryPolicy, parse_retry_after
 from modelslab_core.testing import LocalModelsLab, Reply
 
 KEY = "retry-test-key"
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+REQUEST = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGE = "Rate limit exceeded. Maximum 5 queued requests allowed."
 
 

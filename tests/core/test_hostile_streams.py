@@ -30,7 +30,7 @@ from modelslab_core.streaming import iter_sse_data
 from modelslab_core.testing import LocalModelsLab, Reply
 
 KEY = "stream-test-key"
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+REQUEST = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
