@@ -1,4 +1,4 @@
-"""Bad parameters refused before any request (issue 12), over real sockets: a bool or a
+"""Bad parameters refused before any request, over real sockets: a bool or a
 non-finite number where a number is expected, and a tool without a name, each raise
 ``ParameterError`` naming the field or the tool's position; the server sees nothing."""
 

@@ -337,7 +337,7 @@ def test_malformed_answers_raise_only_typed_errors(
         close(clients)
 
 
-# ----------------------------------------------------------------------------- issue 12
+# ----------------------------------------------------------------------------- bad input
 # Bad numbers and nameless tools refused before any request on every path; the JSON-mode
 # fallback of structured output triggered by a refused response format and nothing else.
 

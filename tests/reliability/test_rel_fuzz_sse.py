@@ -399,7 +399,7 @@ def test_known_cuts_are_incomplete_stream_errors(stream: bytes) -> None:
 
 
 # ----------------------------------------------------------------------------- hostile servers
-# Issue 12: a byte-order mark, invalid UTF-8, error bodies and events of every shape, usage chunks
+# A byte-order mark, invalid UTF-8, error bodies and events of every shape, usage chunks
 # with "choices": null, echoed keys and Retry-After values of every kind.
 
 
