@@ -25,9 +25,13 @@ typecheck: venv-dev
 	$(BIN)/mypy modelslab_core langchain_modelslab llama_index_modelslab
 
 # Every behaviour, at a size that keeps `make test` within a few minutes: a covering sample of the
-# large matrices (conftest.py), 30 derandomized examples per fuzz test, the load tests at their small size.
+# large matrices (conftest.py), 30 derandomized examples per fuzz test, the load tests at their
+# small size, on $(WORKERS) pytest-xdist workers, a test file per worker at a time (WORKERS=0: in
+# one process).
+WORKERS ?= 2
 pytest: venv-dev
-	$(BIN)/python -m pytest -q -W error::ResourceWarning -m "not load" tests integration_tests
+	$(BIN)/python -m pytest -q -W error::ResourceWarning -m "not load" -n $(WORKERS) \
+		--dist loadfile tests integration_tests
 
 # The soak work `make test` leaves out: the load and memory tests at full size, every case of
 # the sampled matrices, and 400 random examples per fuzz test (.ci/run runs it after make test).

@@ -1,7 +1,7 @@
 """Shared by the docs tests: run every example and every documentation page at once.
 
-Each example and each page runs in a subprocess of its own (as a user would run it), all of them
-started together on first use so that the whole docs suite takes about as long as its slowest
+Each example and each page runs in a subprocess of its own (as a user would run it), all of a
+module's started together on first use so that the module takes about as long as its slowest
 script. With ``MODELSLAB_API_KEY`` and the base-URL variables removed, the examples start their
 own local server and the pages get one from ``run_snippets.py``.
 """
@@ -93,12 +93,16 @@ class Runs:
         return self._futures[name].result()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def offline_runs(request: pytest.FixtureRequest) -> Iterator[Runs]:
-    """Starts, at once, the runs that the selected tests will ask for (their ``name``)."""
+    """Starts, at once, the runs that the selected tests of this module will ask for (their
+    ``name``): per module, so that a pytest-xdist worker starts only the runs of the modules it
+    was given."""
     with ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1)) as pool:
         runs = Runs(pool)
         for item in request.session.items:
+            if item.path != request.node.path:
+                continue
             callspec = getattr(item, "callspec", None)
             name = callspec.params.get("name") if callspec is not None else None
             if name in runs.names and "offline_runs" in getattr(item, "fixturenames", ()):
