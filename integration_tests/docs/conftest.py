@@ -3,8 +3,9 @@
 Each example and each page runs in a process of its own (as a user would run it), all of a
 module's started together on first use so that the module takes about as long as its slowest
 script. Those processes are forked from one that made the heavy imports once
-(``forked_runs.py``): the imports cost one interpreter, not one per script. With ``MODELSLAB_API_KEY`` and the base-URL variables removed, the examples start their
-own local server and the pages get one from ``run_snippets.py``.
+(``forked_runs.py``): the imports cost one interpreter, not one per script. With
+``MODELSLAB_API_KEY`` and the base-URL variables removed, the examples start their own local
+server and the pages get one from ``run_snippets.py``.
 """
 
 from __future__ import annotations
