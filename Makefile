@@ -4,9 +4,9 @@
 # adds the test, lint, type-check and docs tools.
 VENV := .venv
 BIN := $(VENV)/bin
-SOURCES := modelslab_core langchain_modelslab llama_index_modelslab tests integration_tests examples benchmarks
+SOURCES := modelslab_core langchain_modelslab llama_index_modelslab tests integration_tests examples benchmarks conftest.py
 
-.PHONY: demo test lint typecheck pytest docs bench bench-docs venv-demo venv-dev clean redis-server bench-burst
+.PHONY: demo test test-load lint typecheck pytest docs bench bench-docs venv-demo venv-dev clean redis-server bench-burst
 
 venv-demo:
 	@.ci/venv all
@@ -30,8 +30,20 @@ redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } || true
 
+# Every behaviour, at a size that keeps `make test` within a few minutes: a covering sample of the
+# large matrices (conftest.py), 30 derandomized examples per fuzz test, the load tests at their
+# small size, on $(WORKERS) pytest-xdist workers, a test file per worker at a time (WORKERS=0: in
+# one process).
+WORKERS ?= 2
 pytest: venv-dev redis-server
-	$(BIN)/python -m pytest -q -W error::ResourceWarning tests integration_tests
+	$(BIN)/python -m pytest -q -W error::ResourceWarning -m "not load" -n $(WORKERS) \
+		--dist loadfile tests integration_tests
+
+# The soak work `make test` leaves out: the load and memory tests at full size, every case of
+# the sampled matrices, and 400 random examples per fuzz test (.ci/run runs it after make test).
+test-load: venv-dev redis-server
+	$(BIN)/python -m pytest -q -W error::ResourceWarning -m "load or covering or hypothesis" \
+		--full-matrix --hypothesis-profile=thorough tests integration_tests
 
 # The API reference (docs/reference/) and the pages, built from the docstrings into .site/
 # (untracked); --strict fails on a broken reference or link. Offline: no theme or plugin

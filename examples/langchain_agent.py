@@ -2,7 +2,7 @@
 ChatModelsLab through a tool loop until it can answer.
 
 Run: ``python examples/langchain_agent.py`` (offline against a local server without a key).
-Needs ``pip install langchain`` besides ``modelslab-integrations[langchain]``.
+The ``[langchain]`` extra installs ``langchain`` along with ``langchain-core``.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ try:
     import langchain_core.language_models.chat_models  # noqa: F401
 except ImportError as exc:  # pragma: no cover - exercised by a test that hides langchain_core
     raise ImportError(
-        "langchain_modelslab needs langchain-core. Install it with: "
-        'pip install "modelslab-integrations[langchain]"'
+        "langchain_modelslab needs langchain-core (and langchain for agents), which the "
+        '[langchain] extra brings. Install them with: pip install "langchain-core>=1.0" '
+        '"langchain>=1.0"'
     ) from exc
 
 from modelslab_core._version import __version__

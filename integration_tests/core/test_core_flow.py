@@ -5,7 +5,8 @@ ModelsLab's HTTP 429 (``Maximum 5 queued requests allowed.``, ``retry_after`` an
 ``Retry-After``). A burst through each framework, sync and async, ends with every call answered;
 once the gate has learned Q the server never sees more than Q at once; the gate is one per
 account, across model instances, frameworks, threads and event loops; a dropped stream gives its
-place back; ``max_in_flight`` pins; ``flow_control=False`` restores the old behaviour.
+place back; ``max_in_flight`` pins; ``flow_control=False`` turns the gate off (every call goes
+out at once).
 """
 
 from __future__ import annotations
@@ -267,7 +268,7 @@ def test_max_in_flight_pins_above_the_queue(server: LocalModelsLab) -> None:
     assert (stats.limit, stats.pinned, stats.named_limit) == (8, True, Q)
 
 
-def test_flow_control_off_restores_the_old_behaviour(server: LocalModelsLab) -> None:
+def test_flow_control_off_sends_every_call_at_once(server: LocalModelsLab) -> None:
     """Every call goes out at once; 429s spend the retries: most of a burst fails."""
     results = lc_abatch(server, prompts(), flow_control=False)
     failures = [r for r in results if isinstance(r, BaseException)]

@@ -29,7 +29,10 @@ async def test_every_concurrent_stream_gets_its_own_connection(flow_control: boo
             api_key="k", base_url=server.base_url, timeout=30, flow_control=flow_control
         )
         words = [f"w{i}" for i in range(400)]
-        request = {"model": "m", "messages": [{"role": "user", "content": " ".join(words)}]}
+        request = {
+            "model": "meta-llama-3-8B-instruct",
+            "messages": [{"role": "user", "content": " ".join(words)}],
+        }
         started = asyncio.Event()
         open_now = 0
 

@@ -1,13 +1,16 @@
 """Shared by the docs tests: run every example and every documentation page at once.
 
-Each example and each page runs in a subprocess of its own (as a user would run it), all of them
-started together on first use so that the whole docs suite takes about as long as its slowest
-script. With ``MODELSLAB_API_KEY`` and the base-URL variables removed, the examples start their
-own local server and the pages get one from ``run_snippets.py``.
+Each example and each page runs in a process of its own (as a user would run it), all of a
+module's started together on first use so that the module takes about as long as its slowest
+script. Those processes are forked from one that made the heavy imports once
+(``forked_runs.py``): the imports cost one interpreter, not one per script. With
+``MODELSLAB_API_KEY`` and the base-URL variables removed, the examples start their own local
+server and the pages get one from ``run_snippets.py``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +24,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 RUNNER = Path(__file__).with_name("run_snippets.py")
+FORKED = Path(__file__).with_name("forked_runs.py")
 #: The README and every page in docs/: a new page is run without being listed anywhere.
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 SCRIPTS = sorted(p for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
@@ -64,8 +68,39 @@ def run_python(*args: str, env: dict[str, str] | None = None) -> Run:
         timeout=TIMEOUT,
         check=False,
     )
-    name = " ".join(Path(a).name if a.endswith((".py", ".md")) else a for a in args)
-    return Run(f"python {name}", done.returncode, done.stdout, done.stderr)
+    return Run(_label(args), done.returncode, done.stdout, done.stderr)
+
+
+def _label(args: tuple[str, ...] | list[str]) -> str:
+    return "python " + " ".join(Path(a).name if a.endswith((".py", ".md")) else a for a in args)
+
+
+def run_forked(commands: dict[str, tuple[str, ...]]) -> dict[str, Run]:
+    """Run each command (``name: (script, *args)``) as ``python -W error::ResourceWarning
+    script args`` would, each in a process forked after the heavy imports (forked_runs.py)."""
+    lines = "".join(json.dumps([name, *args]) + "\n" for name, args in commands.items())
+    done = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", str(FORKED)],
+        input=lines,
+        cwd=REPO,
+        env=offline_env(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=TIMEOUT * 2,
+        check=False,
+    )
+    runs: dict[str, Run] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            found = json.loads(line)
+            command = _label(commands[found["name"]])
+            runs[found["name"]] = Run(
+                command, found["returncode"], found["stdout"], found["stderr"]
+            )
+    for name, args in commands.items():  # the runner itself failed before this one ran
+        runs.setdefault(name, Run(_label(args), done.returncode, done.stdout, done.stderr))
+    return runs
 
 
 class Runs:
@@ -75,6 +110,7 @@ class Runs:
     def __init__(self, pool: ThreadPoolExecutor) -> None:
         self._pool = pool
         self._futures: dict[str, Future[Run]] = {}
+        self._forked: dict[str, Future[dict[str, Run]]] = {}
         self._commands = {
             page.relative_to(REPO).as_posix(): (str(RUNNER), str(page)) for page in PAGES
         }
@@ -85,24 +121,39 @@ class Runs:
         return set(self._commands)
 
     def start(self, name: str) -> None:
-        if name not in self._futures:
+        if name not in self._futures and name not in self._forked:
             self._futures[name] = self._pool.submit(run_python, *self._commands[name])
 
+    def start_forked(self, names: list[str]) -> None:
+        """Start these runs together, each forked from one process that made the heavy
+        imports once (run_forked)."""
+        commands = {name: self._commands[name] for name in names}
+        future = self._pool.submit(run_forked, commands)
+        self._forked.update(dict.fromkeys(names, future))
+
     def get(self, name: str) -> Run:
+        if name in self._forked:
+            return self._forked[name].result()[name]
         self.start(name)
         return self._futures[name].result()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def offline_runs(request: pytest.FixtureRequest) -> Iterator[Runs]:
-    """Starts, at once, the runs that the selected tests will ask for (their ``name``)."""
+    """Starts, at once, the runs that the selected tests of this module will ask for (their
+    ``name``): per module, so that a pytest-xdist worker starts only the runs of the modules it
+    was given."""
     with ThreadPoolExecutor(max_workers=max(4, os.cpu_count() or 1)) as pool:
         runs = Runs(pool)
+        wanted: list[str] = []
         for item in request.session.items:
+            if item.path != request.node.path:
+                continue
             callspec = getattr(item, "callspec", None)
             name = callspec.params.get("name") if callspec is not None else None
             if name in runs.names and "offline_runs" in getattr(item, "fixturenames", ()):
-                runs.start(name)
+                wanted.append(name)
+        runs.start_forked(list(dict.fromkeys(wanted)))
         yield runs
 
 

@@ -20,7 +20,10 @@ from modelslab_core import AsyncModelsLabClient, ModelsLabClient, RetryPolicy
 from modelslab_core.testing import LocalModelsLab, Reply
 
 KEY = "claims-key-123"
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "one two three four five"}]}
+REQUEST = {
+    "model": "meta-llama-3-8B-instruct",
+    "messages": [{"role": "user", "content": "one two three four five"}],
+}
 
 
 @pytest.fixture
@@ -143,8 +146,12 @@ def test_chat_openai_against_modelslab_quirks(server: LocalModelsLab, quiet: Non
 
     from langchain_modelslab import ChatModelsLab
 
-    theirs = ChatOpenAI(model="m", base_url=server.base_url, api_key=KEY, max_retries=0)
-    ours = ChatModelsLab(model="m", base_url=server.base_url, api_key=KEY, max_retries=0)
+    theirs = ChatOpenAI(
+        model="meta-llama-3-8B-instruct", base_url=server.base_url, api_key=KEY, max_retries=0
+    )
+    ours = ChatModelsLab(
+        model="meta-llama-3-8B-instruct", base_url=server.base_url, api_key=KEY, max_retries=0
+    )
 
     server.enqueue(Reply.invalid_key_envelope())
     with pytest.raises(TypeError, match="null value for 'choices'"):
@@ -190,6 +197,7 @@ async def test_openai_like_as_llama_index_llms_modelslab_builds_it(
     from llama_index.llms.openai_like import OpenAILike
     from openai import NotFoundError
 
+    server.allow_models("llama-3.1-8b-uncensored")  # its default id, not on ModelsLab's list
     async with httpx.AsyncClient() as http:  # closed here: the SDK would leave its sockets open
 
         def theirs(api_base: str) -> OpenAILike:

@@ -16,6 +16,10 @@ from typing import Any
 
 import pytest
 
+#: These tests wait for scripts that run in the background, many at once (each may take up to
+#: conftest.TIMEOUT): longer than the suite's default timeout.
+pytestmark = pytest.mark.timeout(300)
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 Runs = Any  # conftest.Runs: the session's background runs (conftest is not importable here)
 

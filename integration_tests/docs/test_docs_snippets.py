@@ -17,6 +17,10 @@ from typing import Any
 
 import pytest
 
+#: These tests wait for scripts that run in the background, many at once (each may take up to
+#: conftest.TIMEOUT): longer than the suite's default timeout.
+pytestmark = pytest.mark.timeout(300)
+
 REPO = Path(__file__).resolve().parents[2]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 PAGE_NAMES = [page.relative_to(REPO).as_posix() for page in PAGES]

@@ -192,6 +192,29 @@ def test_create_agent_with_the_demo_model(chat: ChatModelsLab, server: LocalMode
     assert (server.requests[-1].body or {})["messages"][-1]["role"] == "tool"
 
 
+class CityPopulation(BaseModel):
+    """A city and how many people live there."""
+
+    name: str
+    population: int
+
+
+def test_create_agent_with_a_response_format_on_the_demo_model(
+    chat: ChatModelsLab, server: LocalModelsLab
+) -> None:
+    """Unscripted, as a user's offline test would run it: after the tool's result the agent
+    forces a tool call (its structured-output tool), and the demo model makes it, so the agent
+    ends with a structured response built from the tool's result."""
+    from langchain.agents import create_agent
+
+    agent = create_agent(chat, tools=[get_population], response_format=CityPopulation)
+    state = agent.invoke({"messages": [HumanMessage("population of Paris")]})
+    assert state["structured_response"] == CityPopulation(name="Paris", population=2_100_000)
+    forced = [(r.body or {}).get("tool_choice") for r in server.requests]
+    assert forced == ["required", "required"]  # the second request came after the tool result
+    assert (server.requests[-1].body or {})["messages"][-1]["role"] == "tool"
+
+
 def test_stream_and_invoke_agree_on_tool_calls(chat: ChatModelsLab, server: LocalModelsLab) -> None:
     answer = Reply.tool_call("get_population", {"city": "Paris"}, id="call_paris")
     server.enqueue(answer, answer)

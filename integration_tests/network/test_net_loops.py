@@ -1,6 +1,7 @@
-"""200 ``asyncio.run`` calls in a row, each making a call through one client or model built
-once: every event loop is freed once it is closed (its pool lets go of it), its connection is
-closed with it, and nothing is left for the garbage collector to warn about."""
+"""``asyncio.run`` calls in a row (36; 200 under ``make test-load``), each making a call through
+one client or model built once: every event loop is freed once it is closed (its pool lets go of
+it), its connection is closed with it, and nothing is left for the garbage collector to warn
+about."""
 
 from __future__ import annotations
 
@@ -20,13 +21,17 @@ from modelslab_core.testing import LocalModelsLab
 KEY = "msl-NET-5f2a9c-SECRET-KEY-7781"
 ASYNC = ["core:achat", "core:achat_stream", "lc:ainvoke", "lc:astream", "li:achat"]
 ASYNC += ["li:astream_chat"]
-RUNS = 200
+#: asyncio.run calls, each surface in turn: enough for a leak of one loop a run to show (more
+#: than 2 alive), and the soak size (``make test-load``).
+RUNS = [36, pytest.param(200, marks=pytest.mark.load)]
 
 
+@pytest.mark.parametrize("runs", RUNS)
 def test_event_loops_are_freed_after_asyncio_run(
     server: LocalModelsLab,
     ask: Any,
     caplog: pytest.LogCaptureFixture,
+    runs: int,
 ) -> None:
     options = {"api_key": KEY, "base_url": server.base_url, "timeout": 5, "max_retries": 0}
     targets = {
@@ -44,14 +49,14 @@ def test_event_loops_are_freed_after_asyncio_run(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         answers = []
-        for i in range(RUNS):
+        for i in range(runs):
             surface = ASYNC[i % len(ASYNC)]
             answers.append(asyncio.run(one(surface, f"run {i} via {surface}")))
         gc.collect()
-    assert answers == [f"run {i} via {ASYNC[i % len(ASYNC)]}" for i in range(RUNS)]
-    assert len(loops) == RUNS
+    assert answers == [f"run {i} via {ASYNC[i % len(ASYNC)]}" for i in range(runs)]
+    assert len(loops) == runs
     alive = sum(ref() is not None for ref in loops)
-    assert alive <= 2, f"{alive} of {RUNS} event loops are still referenced"
+    assert alive <= 2, f"{alive} of {runs} event loops are still referenced"
     assert len(_pools._shared.by_loop) <= 1
     leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaks == []
@@ -61,4 +66,4 @@ def test_event_loops_are_freed_after_asyncio_run(
     while server.open_connections > 1 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert server.open_connections <= 1
-    assert server.request_count == RUNS
+    assert server.request_count == runs

@@ -183,7 +183,11 @@ RETRYABLE = [
 
 def _raw_exchange(server: LocalModelsLab, stream: bool) -> tuple[bytes, bytes]:
     body = json.dumps(
-        {"model": "m", "messages": [{"role": "user", "content": "ask"}], "stream": stream}
+        {
+            "model": "meta-llama-3-8B-instruct",
+            "messages": [{"role": "user", "content": "ask"}],
+            "stream": stream,
+        }
     ).encode()
     request = (
         b"POST /api/v7/llm/chat/completions HTTP/1.1\r\nHost: x\r\n"

@@ -1,18 +1,20 @@
-"""Load, in-flight cap, leaked connections and memory, over real sockets (marker ``load``;
-``make test`` runs them).
+"""Load, in-flight cap, leaked connections and memory, over real sockets.
 
-- 2,000 async calls, 64 in flight, through ``ChatModelsLab.abatch`` and LlamaIndex ``achat``,
-  10 % of them meeting an injected 429 or 500 first: with ``max_retries=2`` every call answers
-  with its own answer; with retries off every failed call is a typed error, and every other call
-  its own answer.
+``make test`` runs every check here at a small size; the marker ``load`` (``make test-load``) marks
+the sizes that make them soak tests: 2,000 calls instead of 200, and the memory probe.
+
+- 200 async calls (2,000 under ``load``), 64 in flight, through ``ChatModelsLab.abatch`` and
+  LlamaIndex ``achat``, 10 % of them meeting an injected 429 or 500 first: with
+  ``max_retries=2`` every call answers with its own answer; with retries off every failed call
+  is a typed error, and every other call its own answer.
 - ``max_in_flight=5``: the server never sees more than 5 requests at once (and, without the
   cap, it does: the check can tell).
 - Open sockets return to their starting count. The shared pools keep idle keep-alive connections
   by design, so "return" is measured where a pool ends: an async pool when its event loop shuts
   down (each run below has its own loop), the sync pool at ``close_shared_pools()``. Before that,
   no connection may be held beyond the pool's own.
-- Memory stays flat over 10,000 streamed calls (RSS and live objects, measured after the first
-  2,000 calls and after the last).
+- Memory stays flat over 10,000 streamed calls (``load`` only; RSS and live objects, measured
+  after the first 2,000 calls and after the last).
 
 Each test prints its figures (``pytest -s`` shows them).
 """
@@ -41,12 +43,11 @@ from modelslab_core import errors as e
 from modelslab_core.flow import reset_gates
 from modelslab_core.testing import LocalModelsLab, Reply
 
-pytestmark = pytest.mark.load
-
 KEY = "msl-REL-7f3c9e1d-SECRET-KEY-0042"  # the conftest's server accepts this key only
 T = TypeVar("T")
 
-CALLS = 2_000
+#: The calls of the fault-injection run: a quick size, and the soak size (``make test-load``).
+CALLS = [200, pytest.param(2_000, marks=[pytest.mark.load, pytest.mark.timeout(300)], id="2000")]
 IN_FLIGHT = 64
 FAULT_RATE = 0.1
 
@@ -101,6 +102,7 @@ def quiet_sockets(server: LocalModelsLab, sockets: Any) -> frozenset[str]:
 RUNNERS = {"langchain abatch": lc_calls, "llama_index achat": li_calls}
 
 
+@pytest.mark.parametrize("calls", CALLS)
 @pytest.mark.parametrize("max_retries", [2, 0], ids=["retries=2", "retries=0"])
 @pytest.mark.parametrize("runner", list(RUNNERS))
 def test_load_with_injected_faults(
@@ -109,9 +111,10 @@ def test_load_with_injected_faults(
     retry_delays: list[tuple[BaseException, float]],
     runner: str,
     max_retries: int,
+    calls: int,
 ) -> None:
     sockets_before = quiet_sockets(server, sockets)
-    prompts = [f"call number {i}" for i in range(CALLS)]
+    prompts = [f"call number {i}" for i in range(calls)]
     inject_faults(server, seed=2024)
     results = arun(RUNNERS[runner](server, prompts, max_retries))
 
@@ -122,16 +125,16 @@ def test_load_with_injected_faults(
     for prompt, result in zip(prompts, results, strict=True):
         if not isinstance(result, BaseException):
             assert result == prompt
-    assert 0.05 * CALLS < faults < 0.15 * CALLS  # about 10 % of the calls met a fault
+    assert 0.05 * calls < faults < 0.15 * calls  # about 10 % of the calls met a fault
     if max_retries:
         assert failed == []
-        assert len(answered) == CALLS
+        assert len(answered) == calls
         assert len(retry_delays) == faults
-        assert server.request_count == CALLS + faults
+        assert server.request_count == calls + faults
     else:
         # Exactly the calls that met a fault failed, each with a typed error naming its status.
-        assert len(failed) == faults and len(answered) == CALLS - faults
-        assert server.request_count == CALLS
+        assert len(failed) == faults and len(answered) == calls - faults
+        assert server.request_count == calls
         assert retry_delays == []
         for error in failed:
             assert isinstance(error, e.RateLimitError | e.ServerError), repr(error)
@@ -151,7 +154,7 @@ def test_load_with_injected_faults(
         sockets_before
     )
     print(
-        f"\n[load] {runner} max_retries={max_retries}: calls={CALLS} in_flight={IN_FLIGHT} "
+        f"\n[load] {runner} max_retries={max_retries}: calls={calls} in_flight={IN_FLIGHT} "
         f"faults_injected={faults} answers={len(answered)} typed_errors={len(failed)} "
         f"requests={server.request_count} peak_open_sockets={peak} "
         f"peak_in_flight={server.max_in_flight_seen}"
@@ -354,6 +357,8 @@ def test_async_paths_under_faults_leak_no_socket(server: LocalModelsLab, sockets
 # ----------------------------------------------------------------------------- memory
 
 
+@pytest.mark.load
+@pytest.mark.timeout(900)
 def test_memory_flat_over_10000_streams(server: LocalModelsLab) -> None:
     """10,000 streamed calls, half through LangChain ``astream`` and half through LlamaIndex
     ``astream_chat``, 16 at a time, in a fresh interpreter (``memory_probe.py``: the figures are

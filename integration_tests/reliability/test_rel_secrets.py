@@ -448,6 +448,7 @@ def check_request_log(server: LocalModelsLab, in_body: bool) -> None:
 # ----------------------------------------------------------------------------- answers
 
 
+@pytest.mark.covering(2)  # each path with each key source and placement; all of them: --full-matrix
 @pytest.mark.parametrize("path", list(PATHS))
 def test_no_path_shows_the_key(
     server: LocalModelsLab, models: Models, witness: Witness, path: str, in_body: bool
@@ -567,6 +568,7 @@ ERROR_PATHS = [
 ]
 
 
+@pytest.mark.covering(2)  # each echo on each path; every combination: --full-matrix
 @pytest.mark.parametrize("path", ERROR_PATHS)
 @pytest.mark.parametrize("echo", list(ECHOES))
 def test_errors_do_not_show_the_key(

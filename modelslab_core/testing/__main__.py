@@ -1,8 +1,8 @@
 """Run the local ModelsLab server from the command line.
 
 ``python -m modelslab_core.testing [--host 127.0.0.1] [--port 0] [--api-key KEY]
-[--queue-limit N] [--latency SECONDS]`` prints the base URLs, one per line, then ``READY``, and
-serves until Ctrl-C or SIGTERM.
+[--queue-limit N] [--latency SECONDS] [--model ID ...]`` prints the base URLs, one per line,
+then ``READY``, and serves until Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import threading
 from collections.abc import Sequence
 
 from ._server import DEFAULT_RETRY_AFTER, QUEUE_LIMIT_MESSAGE, LocalModelsLab
+from ._wire import POPULAR_MODELS
 
 __all__ = ["main"]
 
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
         help="a queue-limit 429's retry_after (default: 30, as ModelsLab's)",
     )
     add("--rate-limit-message", default=QUEUE_LIMIT_MESSAGE, help="a queue-limit 429's message")
+    add(
+        "--model",
+        action="append",
+        default=[],
+        dest="models",
+        help="a model id to accept besides ModelsLab's (repeatable); others get HTTP 404",
+    )
     return parser
 
 
@@ -53,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api_key=args.api_key,
         host=args.host,
         port=args.port,
+        models=[*POPULAR_MODELS, *args.models],
         stream_delay=args.stream_delay,
         queue_limit=args.queue_limit,
         latency=args.latency,

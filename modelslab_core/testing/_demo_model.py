@@ -1,11 +1,13 @@
 """The demo model: what the local server answers when no reply is scripted (pure functions).
 
 It echoes the last user message; calls the offered tools with arguments taken from the user's
-words; answers a tool turn with the tools' results; fills a ``json_schema`` response format (or
-the keys a ``json_object`` request names) from the user's words; plays ReAct turns when the
-system prompt asks for them; adds a ``reasoning_content`` for reasoning models; continues a text
-completion with its prompt's last line. ``stop`` and ``max_tokens`` (in words) are honoured.
-That is what ``make demo``, the examples and agents need; tests wanting more script replies.
+words; answers a tool turn with the tools' results (unless ``tool_choice`` forces a tool: then
+it calls one it has not called yet, with the results' values); fills a ``json_schema`` response
+format (or the keys a ``json_object`` request names) from the user's words; plays ReAct turns
+when the system prompt asks for them; adds a ``reasoning_content`` for reasoning models;
+continues a text completion with its prompt's last line. ``stop`` and ``max_tokens`` (in
+words) are honoured. That is what ``make demo``, the examples and agents need; tests wanting
+more script replies.
 """
 
 from __future__ import annotations
@@ -187,6 +189,19 @@ def select_tool_calls(
     ]
 
 
+def _called_tools(messages: Sequence[Mapping[str, Any]]) -> set[str]:
+    """The names of the tools the assistant called earlier in the conversation."""
+    names: set[str] = set()
+    for message in messages:
+        calls = message.get("tool_calls") if message.get("role") == "assistant" else None
+        for call in calls if isinstance(calls, list) else []:
+            function = call.get("function") if isinstance(call, Mapping) else None
+            name = function.get("name") if isinstance(function, Mapping) else None
+            if isinstance(name, str):
+                names.add(name)
+    return names
+
+
 def _json_object(text: str) -> dict[str, Any]:
     """JSON mode: the quoted words, or the words after "keys" ("the keys city and country"),
     as keys of the text; else ``{"response": text}``."""
@@ -235,14 +250,21 @@ def chat_choice(body: Mapping[str, Any]) -> Choice:
     response_format = response_format if isinstance(response_format, Mapping) else {}
     spec = response_format.get("json_schema")
     schema = spec.get("schema") if isinstance(spec, Mapping) else None
+    results = "\n".join(filter(None, (message_text(m.get("content")) for m in reversed(trailing))))
+    forced = tool_choice in ("required", "any", True) or _forced_name(tool_choice) is not None
     calls: list[tuple[str, str]] = []
     if "Thought:" in system and "Action Input:" in system and "Answer:" in system:
         text = _react_turn(messages, system, question)
-    elif trailing:
-        text = "\n".join(filter(None, (message_text(m.get("content")) for m in reversed(trailing))))
-        text = text if text.strip() else "The tool returned no text."
-    elif tools and tool_choice != "none" and messages[-1].get("role") == "user":
-        calls = select_tool_calls(tools, tool_choice, question)
+    elif trailing and not (tools and forced):
+        text = results if results.strip() else "The tool returned no text."
+    elif tools and tool_choice != "none" and (messages[-1].get("role") == "user" or forced):
+        source = question
+        if trailing:  # a tool must be called again, with the results' values
+            source = f"{results}\n{question}"
+        if trailing and _forced_name(tool_choice) is None:  # "required": one not called yet
+            called = _called_tools(messages)
+            tools = [tool for tool in tools if tool[0] not in called] or tools
+        calls = select_tool_calls(tools, tool_choice, source)
         calls = calls[:1] if body.get("parallel_tool_calls") is False else calls
     elif response_format.get("type") == "json_schema" and isinstance(schema, Mapping):
         text = json.dumps(fill_schema(schema, Values(question)), ensure_ascii=False)

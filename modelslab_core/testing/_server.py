@@ -26,7 +26,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
-from aiohttp.http import HttpVersion11
 
 from ._demo_model import chat_choice, completion_choices
 from ._faults import EVENT_STREAM, JSON, SERVER, reset_after, send_half
@@ -42,6 +41,7 @@ from ._replies import (
     StreamErrorReply,
 )
 from ._routing import ROUTES, RecordedRequest, find_key, redacted
+from ._webserver import WebServer
 from ._wire import (
     DONE_EVENT,
     POPULAR_MODELS,
@@ -51,6 +51,7 @@ from ._wire import (
     prompts,
     request_error,
     stream_events,
+    unknown_model,
     wants_stream,
     wants_usage,
 )
@@ -63,13 +64,7 @@ DEFAULT_RETRY_AFTER = 30.0
 QUEUE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum {limit} queued requests allowed."
 
 logger = logging.getLogger(__name__)
-#: aiohttp's own complaints (malformed requests, which it answers 400) are not ours to log.
-_aiohttp_logger = logging.getLogger(f"{__name__}.aiohttp")
-_aiohttp_logger.addHandler(logging.NullHandler())
-_aiohttp_logger.propagate = False
 
-_READ_LIMIT = 1024 * 1024
-_MAX_BODY = 64 * 1024 * 1024
 #: SSE events are written in batches of about this many characters (fewer writes, same bytes).
 _BATCH = 32 * 1024
 _KNOWN_STATUSES = frozenset(HTTPStatus)
@@ -106,47 +101,6 @@ def _error(status: int, message: str) -> web.Response:
     return _response(status, {"status": "error", "message": message})
 
 
-class _WebServer(web.Server):
-    """aiohttp's low-level server, answering in HTTP/1.1 and counting connections."""
-
-    def __init__(self, owner: LocalModelsLab) -> None:
-        super().__init__(
-            owner._handle,
-            request_factory=self._request,
-            keepalive_timeout=24 * 3600.0,  # idle keep-alive connections stay open
-            max_line_size=_READ_LIMIT,
-            max_field_size=_READ_LIMIT,
-            access_log=None,
-            logger=_aiohttp_logger,
-        )
-        self._owner = owner
-
-    def _request(
-        self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any
-    ) -> web.BaseRequest:
-        # Every answer is HTTP/1.1 (an HTTP/1.0 request's connection still closes after it).
-        message = message._replace(version=HttpVersion11)
-        loop = asyncio.get_running_loop()
-        return web.BaseRequest(
-            message, payload, protocol, writer, task, loop, client_max_size=_MAX_BODY
-        )
-
-    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
-        super().connection_made(handler, transport)
-        owner = self._owner
-        owner._transports[handler] = transport
-        owner.connections_opened += 1
-        owner.max_open_connections_seen = max(
-            owner.max_open_connections_seen, len(owner._transports)
-        )
-
-    def connection_lost(
-        self, handler: web.RequestHandler, exc: BaseException | None = None
-    ) -> None:
-        super().connection_lost(handler, exc)
-        self._owner._transports.pop(handler, None)
-
-
 class LocalModelsLab:
     """A real HTTP server on loopback that speaks ModelsLab's LLM API (aiohttp).
 
@@ -156,7 +110,10 @@ class LocalModelsLab:
             server.enqueue(Reply.text("hello"))
             ...  # point a client at server.base_url
 
-    ``api_key=None`` accepts any non-empty key. ``stream_delay`` (seconds) paces SSE events
+    ``api_key=None`` accepts any non-empty key. ``models`` are the model ids the server lists
+    and accepts (default: ModelsLab's model list, any case); a chat or completion request naming
+    another id gets ModelsLab's 404, so a misspelled id fails offline too (:meth:`allow_models`
+    adds ids for one test). ``stream_delay`` (seconds) paces SSE events
     one by one instead of batching them. The request log keeps the last
     ``max_recorded_requests`` requests. ``ssl_context`` (a server-side ``ssl.SSLContext``)
     serves HTTPS.
@@ -206,6 +163,7 @@ class LocalModelsLab:
         self._requested_port = port
         self._port = 0
         self._models = tuple(models) if models is not None else POPULAR_MODELS
+        self._accepted = self._known = frozenset(model.lower() for model in self._models)
         self._created = int(time.time())
         self._lock = threading.Lock()
         self._replies: deque[Reply] = deque()
@@ -259,6 +217,11 @@ class LocalModelsLab:
                 raise TypeError(f"expected a Reply, got {type(reply).__name__}")
         with self._lock:
             self._replies.extend(replies)
+
+    def allow_models(self, *models: str) -> None:
+        """Accept these model ids too, until :meth:`reset` (the pytest fixture resets after
+        each test)."""
+        self._accepted = self._accepted | {model.lower() for model in models}
 
     @property
     def pending_replies(self) -> int:
@@ -327,6 +290,7 @@ class LocalModelsLab:
             self._queue_settings
         )
         self.set_fault_rate(0.0)
+        self._accepted = self._known
         with self._lock:
             self._replies.clear()
             self._log.clear()
@@ -387,7 +351,7 @@ class LocalModelsLab:
         return f"LocalModelsLab({self.url if self._port else 'not started'})"
 
     async def _open(self) -> None:
-        runner = web.ServerRunner(_WebServer(self), shutdown_timeout=0.1)
+        runner = web.ServerRunner(WebServer(self), shutdown_timeout=0.1)
         await runner.setup()
         site = web.TCPSite(
             runner, self.host, self._requested_port, ssl_context=self._ssl, backlog=2048
@@ -466,6 +430,9 @@ class LocalModelsLab:
         if problem is not None:
             errors = {"messages" if chat else "prompt": [problem]}
             return _response(422, {"status": "error", "message": problem, "errors": errors})
+        problem = unknown_model(body, self._accepted)
+        if problem is not None:
+            return _error(404, problem)
         call = _Call(request, body, chat, uncensored, wants_stream(body))
         identity = target.encode() + b"\n" + raw
         if self.queue_limit is None and self.latency <= 0:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..profiles import PROFILES
+
 #: One choice of an answer: the assistant message (``content``, and maybe ``reasoning_content``
 #: and ``tool_calls``, whose ids may be None) and its finish reason.
 Choice = tuple[dict[str, Any], str]
@@ -22,21 +24,9 @@ _TEXT_PARTS = (None, "text", "input_text", "output_text")
 
 DEFAULT_CHAT_MODEL = "meta-llama-3-8B-instruct"
 DEFAULT_COMPLETION_MODEL = "ModelsLab/Llama-3.1-8b-Uncensored-Dare"
-POPULAR_MODELS: tuple[str, ...] = (
-    "meta-llama-3-8B-instruct",
-    "meta-llama-Llama-3.3-70B-Instruct-Turbo",
-    "meta-llama-Meta-Llama-3.1-405B-Instruct-Turbo",
-    "deepseek-ai-DeepSeek-R1-Distill-Llama-70B",
-    "deepseek-ai-DeepSeek-V3",
-    "gemini-2.0-flash-001",
-    "gemini-2.5-pro",
-    "Qwen-Qwen2.5-72B-Instruct-Turbo",
-    "Qwen-Qwen2.5-Coder-32B-Instruct",
-    "mistralai-Mixtral-8x7B-Instruct-v0.1",
-    "mistralai-Mistral-Small-24B-Instruct-2501",
-    "Qwen/Qwen2.5-VL-72B-Instruct-together",
-    "ModelsLab/Llama-3.1-8b-Uncensored-Dare",
-)
+#: The ids the server knows: ModelsLab's models in the project's profiles table
+#: (:mod:`modelslab_core.profiles`, from https://modelslab.com/models).
+POPULAR_MODELS: tuple[str, ...] = tuple(PROFILES)
 KEEP_ALIVE = ": keep-alive\n\n"
 PROCESSING = ": OPENROUTER PROCESSING\n\n"
 DONE_EVENT = "data: [DONE]\n\n"
@@ -94,6 +84,21 @@ def requested_model(body: Mapping[str, Any], chat: bool) -> str:
     found = [body.get(key) for key in ("model", "model_id")]
     default = DEFAULT_CHAT_MODEL if chat else DEFAULT_COMPLETION_MODEL
     return next((value for value in found if isinstance(value, str) and value), default)
+
+
+def unknown_model(body: Mapping[str, Any], known: frozenset[str]) -> str | None:
+    """The 404 message for a request naming a model id not in ``known`` (lower-case ids), as
+    ModelsLab answers an unknown model; ``None`` when the model is known or not named."""
+    found = [body.get(key) for key in ("model", "model_id")]
+    model = next((value for value in found if isinstance(value, str) and value), None)
+    if model is None or model.lower() in known:
+        return None
+    return (
+        f"The model {model!r} does not exist on ModelsLab's LLM API: see "
+        "https://modelslab.com/models for the model ids (the local server knows the ids of "
+        "ModelsLab's model list; allow your own with LocalModelsLab(models=[...]) or "
+        "server.allow_models(...))."
+    )
 
 
 def wants_stream(body: Mapping[str, Any]) -> bool:

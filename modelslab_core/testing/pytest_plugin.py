@@ -1,7 +1,8 @@
 """Pytest fixtures for the local ModelsLab server (registered as the ``modelslab`` plugin).
 
 - ``modelslab_server_session``: one :class:`LocalModelsLab` for the whole session (accepts
-  any non-empty key).
+  any non-empty key, and the model ids of ModelsLab's list plus those of the ini option
+  ``modelslab_models``).
 - ``modelslab_server``: the same server for one test, with its reply queue, fault rate,
   request log and stats reset before the test (and its ``api_key`` restored after it), and
   the process's account gates (:mod:`modelslab_core.flow`) forgotten.
@@ -23,12 +24,23 @@ if TYPE_CHECKING:
 __all__ = ["modelslab_server", "modelslab_server_session"]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "modelslab_models",
+        "model ids the local ModelsLab server accepts besides ModelsLab's own (one a line)",
+        type="linelist",
+        default=[],
+    )
+
+
 @pytest.fixture(scope="session")
-def modelslab_server_session() -> Iterator[LocalModelsLab]:
+def modelslab_server_session(request: pytest.FixtureRequest) -> Iterator[LocalModelsLab]:
     """Start one local ModelsLab server for the test session and stop it at the end."""
     from ._server import LocalModelsLab
+    from ._wire import POPULAR_MODELS
 
-    with LocalModelsLab() as server:
+    extra = [str(model) for model in request.config.getini("modelslab_models")]
+    with LocalModelsLab(models=[*POPULAR_MODELS, *extra]) as server:
         yield server
 
 

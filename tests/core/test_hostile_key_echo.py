@@ -1,6 +1,6 @@
-"""A server that echoes the key into text an error quotes (issue 12): the key is masked before the
-text is cut, so no part of it survives. Cutting first left the head of a key (20 of 25
-characters) that the mask no longer matched."""
+"""A server that echoes the key into text an error quotes: the key is masked before the text is
+cut, so no part of it survives (a cut key's head, 20 of its 25 characters, would no longer match
+the mask)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from modelslab_core.testing import LocalModelsLab, Reply
 from modelslab_core.types import ChatCompletionChunk
 
 KEY = "Zq8wK3vN5pR7tY9uB2xC4mL6h"  # 25 characters, as ModelsLab's keys
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+REQUEST = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def leaks(text: str) -> bool:

@@ -1,4 +1,4 @@
-"""Bad parameters refused before any request (issue 12), over real sockets: a bool or a
+"""Bad parameters refused before any request, over real sockets: a bool or a
 non-finite number where a number is expected, and a tool without a name, each raise
 ``ParameterError`` naming the field or the tool's position; the server sees nothing."""
 
@@ -85,7 +85,9 @@ def test_bools_and_non_finite_numbers_are_refused_before_any_request(
 ) -> None:
     """NaN went out as a bare ``NaN`` token (not JSON); ``max_tokens=True`` went out as 1."""
     with pytest.raises(ParameterError, match=says) as caught:
-        CALLS[call](server, {"model": "m", "messages": MESSAGES, field: value})
+        CALLS[call](
+            server, {"model": "meta-llama-3-8B-instruct", "messages": MESSAGES, field: value}
+        )
     assert caught.value.field == field
     assert field in str(caught.value)
     assert server.request_count == 0
@@ -129,7 +131,13 @@ def test_check_params_refuses_them_too() -> None:
 
 
 def test_good_numbers_still_go_out(server: LocalModelsLab) -> None:
-    request = {"model": "m", "messages": MESSAGES, "temperature": 0, "max_tokens": 5, "top_p": 1}
+    request = {
+        "model": "meta-llama-3-8B-instruct",
+        "messages": MESSAGES,
+        "temperature": 0,
+        "max_tokens": 5,
+        "top_p": 1,
+    }
     answer = sync_chat(server, request)
     assert answer.choices
     assert server.requests[-1].body["temperature"] == 0
@@ -156,7 +164,11 @@ GOOD_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters
 def test_a_tool_without_a_name_is_refused_naming_its_position(
     server: LocalModelsLab, call: str, tool: Any, says: str
 ) -> None:
-    request = {"model": "m", "messages": MESSAGES, "tools": [GOOD_TOOL, tool]}
+    request = {
+        "model": "meta-llama-3-8B-instruct",
+        "messages": MESSAGES,
+        "tools": [GOOD_TOOL, tool],
+    }
     with pytest.raises(ParameterError, match=rf"tools\[1\].*{says}") as caught:
         CALLS[call](server, request)
     assert caught.value.field == "tools"
@@ -165,5 +177,5 @@ def test_a_tool_without_a_name_is_refused_naming_its_position(
 
 def test_named_tools_and_other_tool_kinds_go_out(server: LocalModelsLab) -> None:
     tools = [GOOD_TOOL, {"type": "web_search"}]
-    sync_chat(server, {"model": "m", "messages": MESSAGES, "tools": tools})
+    sync_chat(server, {"model": "meta-llama-3-8B-instruct", "messages": MESSAGES, "tools": tools})
     assert server.requests[-1].body["tools"] == tools

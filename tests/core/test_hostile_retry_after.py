@@ -1,4 +1,4 @@
-"""Hostile ``Retry-After`` values and the retry budget (issue 12), over real sockets.
+"""Hostile ``Retry-After`` values and the retry budget, over real sockets.
 
 Every value a server may send has a defined outcome: NaN, negative and garbage hints are ignored
 (the normal backoff applies), infinity and any wait above ``max_retry_after`` (60 s, as
@@ -22,7 +22,7 @@ from modelslab_core.retry import RetryPolicy, parse_retry_after
 from modelslab_core.testing import LocalModelsLab, Reply
 
 KEY = "retry-test-key"
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+REQUEST = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGE = "Rate limit exceeded. Maximum 5 queued requests allowed."
 
 
@@ -174,8 +174,8 @@ def test_delay_is_a_finite_number_whatever_the_error_holds() -> None:
 def test_a_meaningless_hint_is_retried_with_the_normal_backoff(
     server: LocalModelsLab, mode: str, header: str
 ) -> None:
-    """``Retry-After: nan`` raised a bare ValueError from ``time.sleep`` (sync) and made
-    ``asyncio.sleep`` wait for some other timer (async)."""
+    """A hint that is no number of seconds (``nan``, negative, garbage) falls back to the normal
+    backoff, sync and async: no bare ValueError from ``time.sleep``, no wait on another timer."""
     server.enqueue(limited(header=header), Reply.text("after the backoff"))
     assert CALLS[mode](server, max_retries=1) == "after the backoff"
     assert server.request_count == 2
@@ -202,7 +202,8 @@ def test_a_nan_body_field_as_a_string_is_ignored_too(server: LocalModelsLab, mod
 def test_a_wait_above_the_cap_raises_at_once_with_message_and_wait(
     server: LocalModelsLab, mode: str, header: str | None, body_field: Any, asked: float | None
 ) -> None:
-    """``Retry-After: 3600`` with ``timeout=1`` used to cost two waits of 60 s."""
+    """A wait above the cap (``Retry-After: 3600``) is raised after the first request, not
+    waited for (capped) once per retry."""
     server.enqueue(limited(header=header, body_field=body_field), Reply.text("never reached"))
     with pytest.raises(e.RateLimitError) as caught:
         CALLS[mode](server, max_retries=2)

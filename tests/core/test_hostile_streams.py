@@ -1,4 +1,4 @@
-"""Hostile streams (issue 12), over real sockets: each ends in the answer it spells or in a typed
+"""Hostile streams, over real sockets: each ends in the answer it spells or in a typed
 error that says what happened, never in a silently changed answer or an untyped failure.
 
 - a usage chunk with ``"choices": null`` keeps the answer;
@@ -30,7 +30,7 @@ from modelslab_core.streaming import iter_sse_data
 from modelslab_core.testing import LocalModelsLab, Reply
 
 KEY = "stream-test-key"
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+REQUEST = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
@@ -255,7 +255,7 @@ def test_only_a_leading_byte_order_mark_is_dropped() -> None:
 
 
 def test_a_line_longer_than_the_cap_raises_at_the_cap() -> None:
-    """One endless line used to grow memory until it failed; now the parser stops at 16 MiB."""
+    """An endless line does not grow memory without bound: the parser stops at 16 MiB."""
     piece = b"x" * (1024 * 1024)
     fed = 0
 

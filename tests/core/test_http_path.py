@@ -238,7 +238,7 @@ async def test_the_user_agent_names_the_transport_that_carried_the_call(
     modelslab_server: LocalModelsLab,
 ) -> None:
     """The shared async pool runs on aiohttp (named); the sync pool on httpx's own transport."""
-    request = {"model": "m", "messages": [{"role": "user", "content": "ua"}]}
+    request = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "ua"}]}
     ModelsLabClient(api_key=KEY, base_url=modelslab_server.base_url).chat(request)
     await AsyncModelsLabClient(api_key=KEY, base_url=modelslab_server.base_url).chat(request)
     sync_agent, async_agent = (r.headers["user-agent"] for r in modelslab_server.requests)

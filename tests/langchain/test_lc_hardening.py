@@ -1,7 +1,7 @@
-"""Issue 12 through LangChain: the JSON-mode fallback of ``with_structured_output`` answers only
-a refused response format; bad numbers and nameless tools are refused before any request; a usage
-chunk with ``"choices": null`` keeps the streamed answer; the two retry flags agree except where a
-comment says why."""
+"""Hostile servers and bad input through LangChain: the JSON-mode fallback of
+``with_structured_output`` answers only a refused response format; bad numbers and nameless
+tools are refused before any request; a usage chunk with ``"choices": null`` keeps the streamed
+answer; the two retry flags agree except where a comment says why."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ MODES = ["sync", "async", "stream", "astream"]
 async def test_a_context_length_error_is_not_retried_in_json_mode(
     make_chat: MakeChat, mock: Mock, mode: str
 ) -> None:
-    """Any BadRequestError used to trigger the fallback: the prompt went out again, longer."""
+    """Only a refused response format triggers the JSON-mode fallback: a context-length 400 is
+    raised, not sent again with a longer prompt."""
     structured = make_chat(OVERFLOW, JSON_ANSWER).with_structured_output(City, method="json_schema")
     with pytest.raises(_errors.ModelsLabContextOverflowError, match="maximum context length"):
         await run(structured, mode, "Paris")

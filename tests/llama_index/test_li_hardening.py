@@ -1,6 +1,7 @@
-"""Issue 12 through LlamaIndex, over the local server's sockets: the JSON-mode fallback of
-structured output answers only a refused response format, bad numbers and nameless tools are
-refused before any request, and a usage chunk with ``"choices": null`` keeps the answer."""
+"""Hostile servers and bad input through LlamaIndex, over the local server's sockets: the
+JSON-mode fallback of structured output answers only a refused response format, bad numbers and
+nameless tools are refused before any request, and a usage chunk with ``"choices": null`` keeps
+the answer."""
 
 from __future__ import annotations
 

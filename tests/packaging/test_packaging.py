@@ -56,20 +56,39 @@ def test_lazy_package_names_resolve_to_the_real_objects() -> None:
     assert set(modelslab_core.__all__) <= set(dir(modelslab_core))
 
 
-def test_pytest_runs_without_pytest_benchmark() -> None:
-    """The project's pytest options must not need an optional plugin (``--benchmark-disable``
-    made pytest refuse to start without pytest-benchmark)."""
+def test_the_pytest_configuration_needs_no_optional_plugin_and_fails_a_hang(
+    tmp_path: Path,
+) -> None:
+    """pytest starts with the project's configuration without pytest-benchmark (an option such as
+    ``--benchmark-disable`` there made it refuse to start), every test has a default timeout,
+    and a test that hangs (a deadlock) fails at its timeout instead of stopping the run."""
+    hang = tmp_path / "test_hang.py"
+    hang.write_text(
+        "import threading\n"
+        "import pytest\n\n"
+        "@pytest.mark.timeout(0.5)\n"
+        "def test_deadlock():\n"
+        "    threading.Event().wait()\n\n"
+        "def test_after_it():\n"
+        "    pass\n",
+        encoding="utf-8",
+    )
     done = subprocess.run(
         [
             *(sys.executable, "-m", "pytest", "-p", "no:benchmark", "-p", "no:cacheprovider"),
-            *("--collect-only", "-q", "tests/core/test_retry.py"),
+            *("-c", str(REPO / "pyproject.toml"), "--rootdir", str(tmp_path), str(hang)),
         ],
-        cwd=REPO,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
+        timeout=120,
         check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output  # tests failed, pytest itself ran
+    assert "timeout: 60.0s" in output, output  # the configured default for every test
+    assert "1 failed, 1 passed" in output, output
+    assert "Timeout" in output, output
 
 
 def test_the_mit_licence_ships_with_the_package() -> None:

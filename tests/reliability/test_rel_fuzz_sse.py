@@ -39,7 +39,7 @@ from tests.reliability.strategies import CHUNK_KEYS, ERROR_FIELDS, envelopes, js
 
 KEY = "fuzz-key-123"
 REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 class Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -399,7 +399,7 @@ def test_known_cuts_are_incomplete_stream_errors(stream: bytes) -> None:
 
 
 # ----------------------------------------------------------------------------- hostile servers
-# Issue 12: a byte-order mark, invalid UTF-8, error bodies and events of every shape, usage chunks
+# A byte-order mark, invalid UTF-8, error bodies and events of every shape, usage chunks
 # with "choices": null, echoed keys and Retry-After values of every kind.
 
 

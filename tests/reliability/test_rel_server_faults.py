@@ -24,7 +24,7 @@ def server() -> Iterator[LocalModelsLab]:
 
 
 def post(http: httpx.Client, server: LocalModelsLab, text: str) -> httpx.Response:
-    body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    body = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": text}]}
     return http.post(
         f"{server.base_url}/chat/completions",
         content=json.dumps(body),

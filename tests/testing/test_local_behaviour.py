@@ -210,6 +210,23 @@ def test_tool_call_ids_follow_earlier_calls_and_results_are_the_answer() -> None
     assert new_call["id"] == "call_3"
 
 
+def test_a_forced_tool_wins_after_a_tool_result_too() -> None:
+    """After a tool result, a forced ``tool_choice`` still gets a tool call (a tool not called
+    yet, from the result's values): an agent's structured-output tool is called, not skipped."""
+    call = {"id": "x", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    earlier = {"role": "assistant", "content": None, "tool_calls": [call]}
+    result = {"role": "tool", "tool_call_id": "x", "content": "Oslo has 700000 people"}
+    answer = tool("Answer", {"city": {"type": "string"}, "people": {"type": "integer"}})
+    request = chat(user("people in Oslo?"), earlier, result, tools=[tool("lookup"), answer])
+    expected = [("Answer", {"city": "Oslo", "people": 700000})]
+    assert calls_of({**request, "tool_choice": "required"}) == expected
+    named = {"type": "function", "function": {"name": "Answer"}}
+    assert calls_of({**request, "tool_choice": named}) == expected
+    assert calls_of({**request, "tool_choice": "lookup"})[0][0] == "lookup"  # named: even again
+    assert content(request) == "Oslo has 700000 people"  # "auto": the result is the answer
+    assert content({**request, "tool_choice": "none"}) == "Oslo has 700000 people"
+
+
 def test_json_schema_and_json_object_response_formats() -> None:
     schema = {
         "type": "object",

@@ -56,23 +56,39 @@ def running_cli(*args: str) -> Iterator[dict[str, str]]:
 
 
 def test_cli_prints_urls_then_ready_and_serves() -> None:
-    with running_cli("--api-key", "cli-key") as urls:
+    with running_cli("--api-key", "cli-key", "--model", "my-fine-tune") as urls:
         assert urls["chat"].endswith("/api/v7/llm")
         assert urls["completions"].endswith("/api/v6")
         assert urls["uncensored"].endswith("/api/uncensored-chat/v1")
         with httpx.Client(headers={"Authorization": "Bearer cli-key"}) as http:
             response = http.post(
                 f"{urls['chat']}/chat/completions",
-                json={"model": "m", "messages": [{"role": "user", "content": "from cli"}]},
+                json={
+                    "model": "meta-llama-3-8B-instruct",
+                    "messages": [{"role": "user", "content": "from cli"}],
+                },
+            )
+            mine = http.post(
+                f"{urls['chat']}/chat/completions",
+                json={"model": "my-fine-tune", "messages": [{"role": "user", "content": "mine"}]},
+            )
+            unknown = http.post(
+                f"{urls['chat']}/chat/completions",
+                json={"model": "gpt-4o", "messages": [{"role": "user", "content": "no"}]},
             )
         assert response.json()["choices"][0]["message"]["content"] == "from cli"
+        assert mine.json()["choices"][0]["message"]["content"] == "mine"
+        assert unknown.status_code == 404
 
 
 def test_cli_queue_limit_and_latency() -> None:
     message = "Slow down: maximum {limit} queued requests"
     args = ("--queue-limit", "1", "--latency", "1.0", "--rate-limit-message", message)
     with running_cli(*args) as urls:
-        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        body = {
+            "model": "meta-llama-3-8B-instruct",
+            "messages": [{"role": "user", "content": "hi"}],
+        }
 
         async def both() -> list[httpx.Response]:
             headers = {"Authorization": "Bearer k"}

@@ -17,7 +17,11 @@ COMPLETIONS = "/api/v6/completions"
 
 
 def chat_body(text: str = "Hello there", **fields: Any) -> dict[str, Any]:
-    return {"model": "m", "messages": [{"role": "user", "content": text}], **fields}
+    return {
+        "model": "meta-llama-3-8B-instruct",
+        "messages": [{"role": "user", "content": text}],
+        **fields,
+    }
 
 
 def post(server: LocalModelsLab, body: dict[str, Any], path: str = CHAT) -> httpx.Response:

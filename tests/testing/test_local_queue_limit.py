@@ -15,7 +15,11 @@ CHAT = "/api/v7/llm/chat/completions"
 
 
 def body(text: str = "hi", **fields: Any) -> dict[str, Any]:
-    return {"model": "m", "messages": [{"role": "user", "content": text}], **fields}
+    return {
+        "model": "meta-llama-3-8B-instruct",
+        "messages": [{"role": "user", "content": text}],
+        **fields,
+    }
 
 
 async def _until(condition: Any) -> None:

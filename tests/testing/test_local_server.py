@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from modelslab_core import ModelsLabClient
+from modelslab_core.errors import NotFoundError
 from modelslab_core.testing import LocalModelsLab, Reply
 from tests.testing.reassemble import (
     flatten_chat,
@@ -24,6 +26,7 @@ UNCENSORED_CHAT = "/api/uncensored-chat/v1/chat/completions"
 COMPLETIONS = "/api/v6/completions"
 UNCENSORED_COMPLETIONS = "/api/uncensored-chat/v1/completions"
 INVALID_KEY = {"status": "error", "message": "Invalid Api Key"}
+DEFAULT_COMPLETION_MODEL = "ModelsLab/Llama-3.1-8b-Uncensored-Dare"
 
 
 def chat_body(text: str = "Hello there", **fields: Any) -> dict[str, Any]:
@@ -65,7 +68,9 @@ def test_chat_routes(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("path", [COMPLETIONS, UNCENSORED_COMPLETIONS])
 def test_completion_routes(client: httpx.Client, path: str) -> None:
-    response = client.post(path, json={"model": "ModelsLab/x", "prompt": "Write a tagline"})
+    response = client.post(
+        path, json={"model": DEFAULT_COMPLETION_MODEL, "prompt": "Write a tagline"}
+    )
     body = response.json()
     assert body["object"] == "text_completion"
     assert body["choices"][0]["text"] == " Write a tagline"
@@ -81,6 +86,71 @@ def test_model_list(client: httpx.Client, path: str) -> None:
     assert "meta-llama-3-8B-instruct" in ids
     assert "deepseek-ai-DeepSeek-R1-Distill-Llama-70B" in ids
     assert set(body["data"][0]) == {"id", "object", "created", "owned_by"}
+
+
+@pytest.mark.parametrize("path", [CHAT, UNCENSORED_CHAT, COMPLETIONS, UNCENSORED_COMPLETIONS])
+def test_an_unknown_model_is_a_404_naming_it(client: httpx.Client, path: str) -> None:
+    """A misspelled or foreign model id fails offline as on ModelsLab, not only on the live API."""
+    body = {"messages": [{"role": "user", "content": "hi"}], "prompt": "hi"}
+    for field in ("model", "model_id"):
+        response = client.post(path, json={**body, field: "gpt-4o"})
+        assert response.status_code == 404
+        answer = response.json()
+        assert answer["status"] == "error" and "'gpt-4o'" in answer["message"]
+    known = client.post(path, json={**body, "model": "META-LLAMA-3-8B-INSTRUCT"})
+    assert known.status_code == 200  # ids are matched in any case
+    assert client.post(path, json=body).status_code == 200  # no model: the route's default
+
+
+def test_an_unknown_model_is_a_typed_error_and_allowed_ids_pass(
+    modelslab_server: LocalModelsLab,
+) -> None:
+    client = ModelsLabClient(api_key="k", base_url=modelslab_server.base_url, max_retries=0)
+    request = {"model": "my-fine-tune", "messages": [{"role": "user", "content": "hi"}]}
+    with client, pytest.raises(NotFoundError, match="my-fine-tune"):
+        client.chat(request)
+    modelslab_server.allow_models("my-fine-tune")
+    with ModelsLabClient(api_key="k", base_url=modelslab_server.base_url) as client:
+        assert client.chat(request).choices[0].message.content == "hi"
+    modelslab_server.reset()  # what the fixture does after each test
+    client = ModelsLabClient(api_key="k", base_url=modelslab_server.base_url)
+    with client, pytest.raises(NotFoundError):
+        client.chat(request)
+    with (
+        LocalModelsLab(models=["my-fine-tune"]) as own,
+        ModelsLabClient(api_key="k", base_url=own.base_url) as client,
+    ):
+        assert client.chat(request).choices[0].message.content == "hi"
+        assert [m.id for m in client.list_models().data] == ["my-fine-tune"]
+        with pytest.raises(NotFoundError):
+            client.chat({**request, "model": "meta-llama-3-8B-instruct"})
+
+
+def test_the_fixture_accepts_the_model_ids_of_the_ini_option(pytester: pytest.Pytester) -> None:
+    pytester.makeini(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+        "modelslab_models =\n    my-fine-tune\n    other-model\n"
+    )
+    pytester.makepyfile(
+        """
+        import pytest
+        from modelslab_core import ModelsLabClient
+        from modelslab_core.errors import NotFoundError
+
+        def ask(server, model):
+            with ModelsLabClient(api_key="k", base_url=server.base_url, max_retries=0) as c:
+                body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+                return c.chat(body).choices[0].message.content
+
+        def test_models(modelslab_server):
+            assert ask(modelslab_server, "my-fine-tune") == "hi"
+            assert ask(modelslab_server, "other-model") == "hi"
+            assert ask(modelslab_server, "meta-llama-3-8B-instruct") == "hi"
+            with pytest.raises(NotFoundError):
+                ask(modelslab_server, "gpt-4o")
+        """
+    )
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(
@@ -184,8 +254,11 @@ def test_echo_stop_max_tokens_n_over_http(client: httpx.Client) -> None:
     cut = client.post(CHAT, json=chat_body("alpha beta gamma", max_tokens=1)).json()
     assert cut["choices"][0]["message"]["content"] == "alpha"
     assert cut["choices"][0]["finish_reason"] == "length"
-    aliased = client.post(CHAT, json={"model_id": "x", "messages": chat_body()["messages"]}).json()
-    assert aliased["model"] == "x"
+    aliased = client.post(
+        CHAT, json={"model_id": "gemini-2.5-pro", "messages": chat_body()["messages"]}
+    )
+    aliased = aliased.json()
+    assert aliased["model"] == "gemini-2.5-pro"
 
 
 def test_tool_call_then_tool_result(client: httpx.Client) -> None:
@@ -340,7 +413,7 @@ def test_http10_chunked_request_body_and_malformed_requests(
 def test_a_body_over_the_limit_is_413_and_odd_statuses_have_a_reason(
     modelslab_server: LocalModelsLab, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("modelslab_core.testing._server._MAX_BODY", 1000)
+    monkeypatch.setattr("modelslab_core.testing._webserver._MAX_BODY", 1000)
     assert client.post(CHAT, json=chat_body("x" * 2000)).status_code == 413
     modelslab_server.enqueue(Reply.raw(599, "odd"))
     odd = client.post(CHAT, json=chat_body())
