@@ -26,7 +26,7 @@ from modelslab_core import AsyncModelsLabClient, ModelsLabClient
 from modelslab_core import errors as e
 
 KEY = "msl-ROUND2-4b1d-SECRET-KEY-77"
-REQUEST = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+REQUEST = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
 MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 ANSWER = {
     "id": "c1",
@@ -316,7 +316,7 @@ def worker(base_url, count, failures):
     try:
         for _ in range(count):
             chunks = client.chat_stream(
-                {"model": "m", "messages": [{"role": "user", "content": "one two three"}]}
+                {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "one two three"}]}
             )
             next(iter(chunks))
             drop_in_a_cycle(chunks)

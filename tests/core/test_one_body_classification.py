@@ -23,8 +23,8 @@ from modelslab_core.testing import LocalModelsLab, Reply
 from modelslab_core.types import ChatCompletionChunk
 
 KEY = "classify-test-key-0123456789"
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-TEXT = {"model": "m", "prompt": "hi"}
+CHAT = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
+TEXT = {"model": "meta-llama-3-8B-instruct", "prompt": "hi"}
 MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 
 
@@ -127,7 +127,7 @@ CHAT_ANSWER = {
     "id": "c1",
     "object": "chat.completion",
     "created": 1,
-    "model": "m",
+    "model": "meta-llama-3-8B-instruct",
     "choices": [
         {"index": 0, "message": {"role": "assistant", "content": "Hello there"},
          "finish_reason": "stop"}
@@ -138,7 +138,7 @@ TEXT_ANSWER = {
     "id": "t1",
     "object": "text_completion",
     "created": 1,
-    "model": "m",
+    "model": "meta-llama-3-8B-instruct",
     "choices": [{"index": 0, "text": "Hello there", "finish_reason": "stop"}],
     "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
 }
