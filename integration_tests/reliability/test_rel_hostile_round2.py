@@ -316,7 +316,10 @@ def worker(base_url, count, failures):
     try:
         for _ in range(count):
             chunks = client.chat_stream(
-                {**REQUEST, "messages": [{"role": "user", "content": "one two three"}]}
+                {
+                    "model": "meta-llama-3-8B-instruct",
+                    "messages": [{"role": "user", "content": "one two three"}],
+                }
             )
             next(iter(chunks))
             drop_in_a_cycle(chunks)
