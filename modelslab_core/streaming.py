@@ -322,14 +322,6 @@ class _Events(Generic[T]):
         return _Signal.ENDED if self._ended else _Signal.MORE
 
 
-def _broke_off(status_code: int, exc: BaseException) -> IncompleteStreamError:
-    error = IncompleteStreamError(
-        f"the stream broke off: {type(exc).__name__}: {exc}", status_code=status_code
-    )
-    error.__cause__ = exc
-    return error
-
-
 def _cut_off(status_code: int) -> IncompleteStreamError:
     return IncompleteStreamError(
         "the stream ended without [DONE]: the answer was cut off", status_code=status_code
@@ -367,7 +359,12 @@ class _StreamBase(Generic[T, C]):
         if isinstance(exc, APIError):
             redact_error(exc, self._secret)
         if isinstance(exc, Exception) and is_transport_error(exc):
-            return _broke_off(self.response.status_code, exc)
+            error = IncompleteStreamError(
+                f"the stream broke off: {type(exc).__name__}: {exc}",
+                status_code=self.response.status_code,
+            )
+            error.__cause__ = exc
+            return error
         return exc
 
 
