@@ -8,7 +8,7 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 import httpx
 from pydantic import (
@@ -89,7 +89,7 @@ DEFAULT_RATE_LIMIT_BUDGET = 300.0
 #: body (ModelsLab's documented legacy style, used by its official CLI and SDK), or an
 #: ``x-api-key`` header (ModelsLab's OpenAPI spec).
 KeyPlacement = Literal["bearer", "body", "x-api-key"]
-_PLACEMENTS = ("bearer", "body", "x-api-key")
+_PLACEMENTS = get_args(KeyPlacement)
 
 
 def check_header_value(value: str, what: str) -> None:
