@@ -501,6 +501,14 @@ class FleetGate(FlowGate):
         except (RedisError, OSError):
             pass  # the waiter and any place granted to it expire
 
+    async def _give_back_async(self, lease: str, waiter: _Waiter) -> None:
+        granted = self._settle(lease, waiter)
+        try:
+            if await self._run_async("abandon", lease) or granted:
+                await self._run_async("release", lease, Outcome.NEUTRAL.value)
+        except (RedisError, OSError):
+            pass
+
     async def acquire_async(
         self, timeout: float | None = None, *, retry_at: float | None = None
     ) -> Permit | None:
@@ -528,29 +536,19 @@ class FleetGate(FlowGate):
         try:
             granted = bool(await self._run_async("acquire", lease, self._head_ms(retry_at)))
             while not granted:
-                wait = self._wait_for(end, retry_at)
-                try:
-                    if wait is None:
-                        await future
-                    else:
-                        await asyncio.wait_for(asyncio.shield(future), wait)
+                await asyncio.wait([future], timeout=self._wait_for(end, retry_at))
+                if future.done():
                     if waiter.failed:
                         raise RedisConnectionError("Redis went away")
                     granted = True
-                except TimeoutError:
-                    if end is not None and time.monotonic() >= end:
-                        granted = bool(await self._run_async("abandon", lease))
-                        break
-                    if retry_at is not None and time.monotonic() >= retry_at:
-                        retry_at = None
-                        granted = bool(await self._run_async("acquire", lease, -1))
+                elif end is not None and time.monotonic() >= end:
+                    granted = bool(await self._run_async("abandon", lease))
+                    break
+                elif retry_at is not None and time.monotonic() >= retry_at:
+                    retry_at = None  # its retry_after passed: out as soon as there is room
+                    granted = bool(await self._run_async("acquire", lease, -1))
         except BaseException:
-            granted = self._settle(lease, waiter)
-            try:
-                if await self._run_async("abandon", lease) or granted:
-                    await self._run_async("release", lease, Outcome.NEUTRAL.value)
-            except (RedisError, OSError):
-                pass  # the waiter and any place granted to it expire
+            await self._give_back_async(lease, waiter)
             raise
         granted = self._settle(lease, waiter) or granted
         return self._granted(lease) if granted else None

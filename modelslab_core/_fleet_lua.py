@@ -68,16 +68,18 @@ local function grant()
   end
 end
 
+local function on_accepted(in_flight, waiting)
+  if pinned > 0 or num('limit') then return end
+  local window = num('window') or cold
+  if waiting > 0 or in_flight >= math.floor(window) then
+    redis.call('HSET', state, 'window', window + 1)
+  end
+end
+
 local function on_success(in_flight, waiting)
   if pinned > 0 then return end
   local limit = num('limit')
-  if not limit then
-    local window = num('window') or cold
-    if waiting > 0 or in_flight >= math.floor(window) then
-      redis.call('HSET', state, 'window', window + 1)
-    end
-    return
-  end
+  if not limit then return on_accepted(in_flight, waiting) end
   if waiting == 0 and in_flight < math.floor(limit) then return end
   local named = num('named')
   local ceiling = nil
@@ -152,12 +154,7 @@ elseif op == 'release' then
   keep()
   return 1
 elseif op == 'accepted' then
-  if pinned == 0 and not num('limit') then
-    local window = num('window') or cold
-    if redis.call('ZCARD', queue) > 0 or redis.call('ZCARD', leases) >= math.floor(window) then
-      redis.call('HSET', state, 'window', window + 1)
-    end
-  end
+  on_accepted(redis.call('ZCARD', leases), redis.call('ZCARD', queue))
   grant()
   return 1
 elseif op == 'abandon' then

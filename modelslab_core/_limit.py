@@ -81,9 +81,7 @@ class AdaptiveLimit:
     def admits(self, in_flight: int) -> bool:
         """Whether one more request may go out with ``in_flight`` already out."""
         limit = self.current()
-        if limit is None:
-            return in_flight < self.window
-        return in_flight < limit
+        return in_flight < (self.window if limit is None else limit)
 
     def on_success(self, in_flight: int, waiting: int, now: float) -> bool:
         """A request was answered. ``in_flight`` counts it; ``waiting`` counts callers held back.
@@ -92,8 +90,7 @@ class AdaptiveLimit:
         if self.pinned is not None:
             return False
         if self.limit is None:  # before the first 429: the round grows by one per answer
-            if waiting or in_flight >= int(self.window):
-                self.window += 1
+            self.on_accepted(in_flight, waiting)
             return False
         before = self.current()
         if waiting == 0 and in_flight < int(self.limit):

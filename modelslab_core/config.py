@@ -8,7 +8,7 @@ import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, get_args
 
 import httpx
 from pydantic import (
@@ -89,7 +89,7 @@ DEFAULT_RATE_LIMIT_BUDGET = 300.0
 #: body (ModelsLab's documented legacy style, used by its official CLI and SDK), or an
 #: ``x-api-key`` header (ModelsLab's OpenAPI spec).
 KeyPlacement = Literal["bearer", "body", "x-api-key"]
-_PLACEMENTS = ("bearer", "body", "x-api-key")
+_PLACEMENTS = get_args(KeyPlacement)
 
 
 def check_header_value(value: str, what: str) -> None:
@@ -213,6 +213,14 @@ def _seconds(value: Any, name: str, default: float | None) -> float | None:
     return seconds
 
 
+#: The settings in seconds, and what ``None`` stands for.
+_SECONDS = {
+    "timeout": DEFAULT_TIMEOUT,
+    "total_timeout": None,
+    "rate_limit_budget": DEFAULT_RATE_LIMIT_BUDGET,
+}
+
+
 def _count(value: Any, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}")
@@ -317,20 +325,11 @@ class ClientSettings(BaseModel):
         except ValidationError as exc:
             raise settings_error(exc) from None
 
-    @field_validator("timeout", mode="before")
+    @field_validator(*_SECONDS, mode="before")
     @classmethod
-    def _timeout(cls, value: Any) -> float | None:
-        return _seconds(value, "timeout", DEFAULT_TIMEOUT)
-
-    @field_validator("total_timeout", mode="before")
-    @classmethod
-    def _total_timeout(cls, value: Any) -> float | None:
-        return _seconds(value, "total_timeout", None)
-
-    @field_validator("rate_limit_budget", mode="before")
-    @classmethod
-    def _budget(cls, value: Any) -> float | None:
-        return _seconds(value, "rate_limit_budget", DEFAULT_RATE_LIMIT_BUDGET)
+    def _in_seconds(cls, value: Any, info: ValidationInfo) -> float | None:
+        name = str(info.field_name)
+        return _seconds(value, name, _SECONDS[name])
 
     @field_validator("redis_url", mode="before")
     @classmethod

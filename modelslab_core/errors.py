@@ -261,7 +261,7 @@ def excerpt(text: str, secret: str | None = None, *, limit: int = EXCERPT_LIMIT)
 
 def _redact_value(value: Any, secret: str) -> Any:
     if isinstance(value, str):
-        return value.replace(secret, "***") if secret in value else value
+        return redact(value, secret)
     if isinstance(value, Mapping):
         return {_redact_value(k, secret): _redact_value(v, secret) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -415,17 +415,16 @@ def error_from_body(
     if message is None:
         message = fallback_text or "the server gave no error message"
 
-    cls = _class_for(status_code, message)
-    kwargs: dict[str, Any] = {
-        "status_code": status_code,
-        "request_id": request_id,
-        "body": body,
-        "code": code,
-        "error_type": error_type,
-        "retry_after": retry_after,
-        "endpoint": endpoint,
-    }
-    return cls(message, **kwargs)
+    return _class_for(status_code, message)(
+        message,
+        status_code=status_code,
+        request_id=request_id,
+        body=body,
+        code=code,
+        error_type=error_type,
+        retry_after=retry_after,
+        endpoint=endpoint,
+    )
 
 
 def body_error(

@@ -292,8 +292,7 @@ class FlowGate:
         end = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                wait = self._next_wait(waiter, end)
-                if waiter.event.wait(wait):
+                if waiter.event.wait(self._next_wait(waiter, end)):
                     return Permit(self)
                 if end is not None and time.monotonic() >= end:
                     break
@@ -302,9 +301,7 @@ class FlowGate:
             if not self._abandon(waiter):
                 self._release(None, Outcome.NEUTRAL, None)
             raise
-        if not self._abandon(waiter):
-            return Permit(self)
-        return None
+        return None if self._abandon(waiter) else Permit(self)
 
     async def acquire_async(
         self, timeout: float | None = None, *, retry_at: float | None = None
@@ -333,17 +330,9 @@ class FlowGate:
         end = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                wait = self._next_wait(waiter, end)
-                try:
-                    if wait is None:  # no deadline and no retry_at: the future alone
-                        await waiter.future
-                    else:
-                        async with asyncio.timeout(wait):
-                            await asyncio.shield(waiter.future)
+                await asyncio.wait([waiter.future], timeout=self._next_wait(waiter, end))
+                if waiter.future.done():
                     return Permit(self)
-                except TimeoutError:
-                    if waiter.future.done():
-                        return Permit(self)
                 if end is not None and time.monotonic() >= end:
                     break
                 self._ripen(waiter)
@@ -351,9 +340,7 @@ class FlowGate:
             if not self._abandon(waiter):
                 self._release(None, Outcome.NEUTRAL, None)
             raise
-        if not self._abandon(waiter):
-            return Permit(self)
-        return None
+        return None if self._abandon(waiter) else Permit(self)
 
     @staticmethod
     def _next_wait(waiter: _Waiter, end: float | None) -> float | None:

@@ -31,40 +31,22 @@ class ModelProfile:
 
 DEFAULT_PROFILE = ModelProfile()
 
+#: Each model: context window, output limit, then what differs from the defaults.
 PROFILES: dict[str, ModelProfile] = {
-    "meta-llama-3-8B-instruct": ModelProfile(context_window=8192, max_output_tokens=4096),
-    "meta-llama-Llama-3.3-70B-Instruct-Turbo": ModelProfile(
-        context_window=131072, max_output_tokens=8192
-    ),
-    "meta-llama-Meta-Llama-3.1-405B-Instruct-Turbo": ModelProfile(
-        context_window=131072, max_output_tokens=8192
-    ),
-    "deepseek-ai-DeepSeek-R1-Distill-Llama-70B": ModelProfile(
-        context_window=131072, max_output_tokens=8192, reasoning=True
-    ),
-    "deepseek-ai-DeepSeek-V3": ModelProfile(context_window=131072, max_output_tokens=8192),
-    "gemini-2.0-flash-001": ModelProfile(
-        context_window=1_048_576, max_output_tokens=8192, vision=True
-    ),
-    "gemini-2.5-pro": ModelProfile(
-        context_window=1_048_576, max_output_tokens=65536, vision=True, reasoning=True
-    ),
-    "Qwen-Qwen2.5-72B-Instruct-Turbo": ModelProfile(context_window=32768, max_output_tokens=8192),
-    "Qwen-Qwen2.5-Coder-32B-Instruct": ModelProfile(context_window=32768, max_output_tokens=8192),
-    "mistralai-Mixtral-8x7B-Instruct-v0.1": ModelProfile(
-        context_window=32768, max_output_tokens=4096
-    ),
-    "mistralai-Mistral-Small-24B-Instruct-2501": ModelProfile(
-        context_window=32768, max_output_tokens=8192
-    ),
-    "Qwen/Qwen2.5-VL-72B-Instruct-together": ModelProfile(
-        context_window=32768, max_output_tokens=8192, vision=True
-    ),
+    "meta-llama-3-8B-instruct": ModelProfile(8192, 4096),
+    "meta-llama-Llama-3.3-70B-Instruct-Turbo": ModelProfile(131072, 8192),
+    "meta-llama-Meta-Llama-3.1-405B-Instruct-Turbo": ModelProfile(131072, 8192),
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-70B": ModelProfile(131072, 8192, reasoning=True),
+    "deepseek-ai-DeepSeek-V3": ModelProfile(131072, 8192),
+    "gemini-2.0-flash-001": ModelProfile(1_048_576, 8192, vision=True),
+    "gemini-2.5-pro": ModelProfile(1_048_576, 65536, vision=True, reasoning=True),
+    "Qwen-Qwen2.5-72B-Instruct-Turbo": ModelProfile(32768, 8192),
+    "Qwen-Qwen2.5-Coder-32B-Instruct": ModelProfile(32768, 8192),
+    "mistralai-Mixtral-8x7B-Instruct-v0.1": ModelProfile(32768, 4096),
+    "mistralai-Mistral-Small-24B-Instruct-2501": ModelProfile(32768, 8192),
+    "Qwen/Qwen2.5-VL-72B-Instruct-together": ModelProfile(32768, 8192, vision=True),
     "ModelsLab/Llama-3.1-8b-Uncensored-Dare": ModelProfile(
-        context_window=131072,
-        max_output_tokens=44000,
-        tool_calling=False,
-        chat=False,
+        131072, 44000, tool_calling=False, chat=False
     ),
 }
 

@@ -192,10 +192,7 @@ class CallPlan:
             self.last_rate_limit = error
             if self.rate_limited_since is None:
                 self.rate_limited_since = now
-            hint = error.retry_after
-            if hint is not None and not hint <= self.policy.max_retry_after:
-                # Longer than any client should sit waiting (openai-python's cap is the same
-                # 60 s): the typed error at once, with the server's message and its wait.
+            if self.policy.exceeds_cap(error):  # as openai-python: the typed error at once
                 return error
             # The wait happens at the gate: it may end long before ``retry_after`` (a place of
             # the account frees), so the budget and the deadline bound it there, as
@@ -203,11 +200,10 @@ class CallPlan:
             self.retry_at = now + self.policy.delay(error, self.rate_limits, rng=rng)
             self.rate_limits += 1
             return 0.0
-        else:
-            if not self.policy.should_retry(error, self.retries):
-                return error
-            wait = self.policy.delay(error, self.retries, rng=rng)
-            self.retries += 1
+        if not self.policy.should_retry(error, self.retries):
+            return error
+        wait = self.policy.delay(error, self.retries, rng=rng)
+        self.retries += 1
         if self.deadline is not None and now + wait >= self.deadline:
             return self.timeout_error(error)
         return wait

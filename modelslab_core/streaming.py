@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=BaseModel)
+C = TypeVar("C")  # the body's bytes: an iterator, sync or async
 
 DONE = "[DONE]"
 
@@ -267,7 +268,9 @@ def answer_as_chunk(answer: BaseModel) -> BaseModel:
     return ChatCompletionChunk.model_validate(data)
 
 
-#: Events read after ``[DONE]`` at most, to reach the end of the body (see ``Stream._drain``).
+#: Events read after ``[DONE]`` at most (normally only the end of the chunked body is left), so
+#: that the connection goes back to the pool: closing a response that was not read to its end
+#: drops the connection, and the next call would open a new one. A failure there changes nothing.
 _DRAIN_EVENTS = 16
 
 
@@ -319,37 +322,24 @@ class _Events(Generic[T]):
         return _Signal.ENDED if self._ended else _Signal.MORE
 
 
-def _broke_off(status_code: int, exc: BaseException) -> IncompleteStreamError:
-    error = IncompleteStreamError(
-        f"the stream broke off: {type(exc).__name__}: {exc}", status_code=status_code
-    )
-    error.__cause__ = exc
-    return error
-
-
 def _cut_off(status_code: int) -> IncompleteStreamError:
     return IncompleteStreamError(
         "the stream ended without [DONE]: the answer was cut off", status_code=status_code
     )
 
 
-class Stream(Generic[T]):
-    """An iterator of chunks over one HTTP response: it reads the body's bytes, decodes the
-    events and closes the response when done, broken off by the caller, or failed.
+class _StreamBase(Generic[T, C]):
+    """What :class:`Stream` and :class:`AsyncStream` share: their state and the errors of a read.
 
-    The client opens it with :meth:`open`, which reads the first event at once, so that a
-    failure before it can still be retried. A stream dropped unclosed is no error: the client
+    The client opens a stream with ``open``, which reads the first event at once, so that a failure
+    before it can still be retried; ``of_answer`` gives a whole answer (a server that ignored
+    ``stream``) as a stream of its one chunk. A stream dropped unclosed is no error: the client
     gives its connection and its place at the gate back (never from a finalizer's own thread
     state: see ``modelslab_core._call``).
     """
 
     def __init__(
-        self,
-        response: httpx.Response,
-        events: _Events[T],
-        chunks: Iterator[bytes],
-        *,
-        secret: str = "",
+        self, response: httpx.Response, events: _Events[T], chunks: C, *, secret: str = ""
     ) -> None:
         self.response = response
         self._events = events
@@ -359,25 +349,46 @@ class Stream(Generic[T]):
         self._closed = False
         self._done = False
 
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once, when the stream closes."""
+        self._on_close = callback
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """What a failed read raises: an :class:`APIError` with the key masked, a transport
+        error as :class:`IncompleteStreamError`, anything else as it came."""
+        if isinstance(exc, APIError):
+            redact_error(exc, self._secret)
+        if isinstance(exc, Exception) and is_transport_error(exc):
+            error = IncompleteStreamError(
+                f"the stream broke off: {type(exc).__name__}: {exc}",
+                status_code=self.response.status_code,
+            )
+            error.__cause__ = exc
+            return error
+        return exc
+
+
+class Stream(_StreamBase[T, Iterator[bytes]]):
+    """An iterator of chunks over one HTTP response: it reads the body's bytes, decodes the
+    events and closes the response when done, broken off by the caller, or failed."""
+
     @classmethod
     def open(
-        cls, response: httpx.Response, model: type[T], chunks: Iterable[bytes], *, secret: str = ""
+        cls,
+        response: httpx.Response,
+        model: type[T],
+        chunks: Iterable[bytes],
+        *,
+        secret: str = "",
     ) -> Stream[T]:
-        """A stream over ``chunks`` (the body's bytes) whose first event is already read: what
-        fails before it raises here, as it came."""
         stream = cls(response, _Events(model, response.status_code), iter(chunks), secret=secret)
         stream._events.put_back(stream._pull())
         return stream
 
     @classmethod
     def of_answer(cls, response: httpx.Response, answer: T) -> Stream[T]:
-        """A whole answer (a server that ignored ``stream``) as a stream of its one chunk."""
         events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
         return cls(response, events, iter(()))
-
-    def when_closed(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once, when the stream closes."""
-        self._on_close = callback
 
     def _pull(self) -> T | _Signal:
         events = self._events
@@ -399,18 +410,9 @@ class Stream(Generic[T]):
             raise StopIteration
         try:
             item = self._pull()
-        except APIError as error:
+        except BaseException as exc:
             self.close()
-            redact_error(error, self._secret)
-            raise
-        except Exception as exc:
-            self.close()
-            if is_transport_error(exc):
-                raise _broke_off(self.response.status_code, exc) from exc
-            raise
-        except BaseException:
-            self.close()
-            raise
+            raise self._failure(exc)  # noqa: B904 (a transport error's cause is set)
         if item is _Signal.ENDED:
             self.close()
             raise _cut_off(self.response.status_code)
@@ -423,10 +425,6 @@ class Stream(Generic[T]):
         return item
 
     def _drain(self) -> None:
-        """Read what follows ``[DONE]`` (normally only the end of the chunked body), a few
-        events at most, so that the connection goes back to the pool: closing a response that
-        was not read to its end drops the connection, and the next call would open a new TCP
-        and TLS connection. A failure there changes nothing: the answer is complete."""
         with contextlib.suppress(Exception):
             for _ in range(_DRAIN_EVENTS):
                 if self._pull() is _Signal.ENDED:
@@ -458,24 +456,8 @@ class Stream(Generic[T]):
         self.close()
 
 
-class AsyncStream(Generic[T]):
+class AsyncStream(_StreamBase[T, AsyncIterator[bytes]]):
     """Async twin of :class:`Stream`."""
-
-    def __init__(
-        self,
-        response: httpx.Response,
-        events: _Events[T],
-        chunks: AsyncIterator[bytes],
-        *,
-        secret: str = "",
-    ) -> None:
-        self.response = response
-        self._events = events
-        self._chunks = chunks
-        self._on_close: Callable[[], None] | None = None
-        self._secret = secret  # masked in the errors of events (a server may echo it back)
-        self._closed = False
-        self._done = False
 
     @classmethod
     async def open(
@@ -486,20 +468,14 @@ class AsyncStream(Generic[T]):
         *,
         secret: str = "",
     ) -> AsyncStream[T]:
-        """Async twin of :meth:`Stream.open`."""
         stream = cls(response, _Events(model, response.status_code), aiter(chunks), secret=secret)
         stream._events.put_back(await stream._pull())
         return stream
 
     @classmethod
     def of_answer(cls, response: httpx.Response, answer: T) -> AsyncStream[T]:
-        """Async twin of :meth:`Stream.of_answer`."""
         events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
         return cls(response, events, _no_bytes())
-
-    def when_closed(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` once, when the stream closes."""
-        self._on_close = callback
 
     async def _pull(self) -> T | _Signal:
         events = self._events
@@ -521,18 +497,9 @@ class AsyncStream(Generic[T]):
             raise StopAsyncIteration
         try:
             item = await self._pull()
-        except APIError as error:
+        except BaseException as exc:
             await self.aclose()
-            redact_error(error, self._secret)
-            raise
-        except Exception as exc:
-            await self.aclose()
-            if is_transport_error(exc):
-                raise _broke_off(self.response.status_code, exc) from exc
-            raise
-        except BaseException:
-            await self.aclose()
-            raise
+            raise self._failure(exc)  # noqa: B904 (a transport error's cause is set)
         if item is _Signal.ENDED:
             await self.aclose()
             raise _cut_off(self.response.status_code)
@@ -545,7 +512,6 @@ class AsyncStream(Generic[T]):
         return item
 
     async def _drain(self) -> None:
-        """Async twin of :meth:`Stream._drain`."""
         with contextlib.suppress(Exception):
             for _ in range(_DRAIN_EVENTS):
                 if await self._pull() is _Signal.ENDED:

@@ -103,10 +103,7 @@ def check_params(params: Mapping[str, Any]) -> None:
         # An int is whole already (float() of a huge one would overflow).
         if name in _INTEGERS and isinstance(value, float) and not value.is_integer():
             raise ParameterError(f"{name} must be a whole number, got {value!r}", field=name)
-    for name, (low, high) in _RANGES.items():
-        value = params.get(name)
-        if value is None:
-            continue
+        low, high = _RANGES.get(name, (None, None))
         if (low is not None and value < low) or (high is not None and value > high):
             raise ParameterError(
                 f"{name} must be {_describe(low, high)}, got {value!r}", field=name

@@ -23,7 +23,7 @@ import redis
 
 from langchain_modelslab import ChatModelsLab
 from modelslab_core import AsyncModelsLabClient, ClientConfig, ModelsLabClient, _fleet
-from modelslab_core.flow import FlowGate, gate_stats
+from modelslab_core.flow import COLD_START, FlowGate, gate_stats
 from modelslab_core.testing import LocalModelsLab
 
 from .conftest import RedisServer
@@ -338,3 +338,26 @@ def test_a_redis_that_never_answers_holds_no_call(
         hung.close()
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and "does not answer (TimeoutError)" in messages[0]
+
+
+def test_before_the_first_429_the_fleet_round_grows_by_one_per_accepted_stream_and_answer(
+    redis_server: RedisServer,
+) -> None:
+    gate = _gate("https://modelslab.com/api/v7/llm", redis_server.url)
+    held = [gate.acquire(5) for _ in range(COLD_START)]
+    assert all(permit is not None for permit in held)
+    assert gate.acquire(0.05) is None  # the first round is full
+    first = held[0]
+    assert first is not None
+    first.accepted()  # a stream's first event, with the round full: one place more
+    held.append(gate.acquire(5))
+    assert held[-1] is not None
+    assert gate.acquire(0.05) is None
+    first.succeeded()  # an answer, with the round full: one place more, and its own back
+    held += [gate.acquire(5), gate.acquire(5)]
+    assert all(permit is not None for permit in held)
+    assert gate.acquire(0.05) is None
+    assert gate.stats().fleet_in_flight == COLD_START + 2
+    for permit in held:
+        assert permit is not None
+        permit.release()
