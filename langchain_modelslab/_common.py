@@ -229,10 +229,18 @@ class ModelsLabFields(ClientSettings):
         self.base_url = self._config().base_url
         return self
 
+    def _cache(self) -> ClientCache:
+        """``self._clients``, read where pydantic keeps it: pydantic finds a private attribute
+        only after a failed normal lookup (~2 us), and every call needs it twice."""
+        private = self.__pydantic_private__
+        assert private is not None
+        cache: ClientCache = private["_clients"]
+        return cache
+
     def _config(self) -> ClientConfig:
         """The model's one settings object (built again only when a field changed); its clients
         are cached by it."""
-        return self._clients.config(
+        return self._cache().config(
             self,
             self.api_key,
             self.base_url,

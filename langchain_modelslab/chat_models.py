@@ -94,10 +94,10 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     _ls_model_type = "chat"
 
     def _client(self) -> ModelsLabClient:
-        return self._clients.get(ModelsLabClient, self._config(), self.http_client)
+        return self._cache().get(ModelsLabClient, self._config(), self.http_client)
 
     def _async_client(self) -> AsyncModelsLabClient:
-        return self._clients.get(AsyncModelsLabClient, self._config(), self.http_async_client)
+        return self._cache().get(AsyncModelsLabClient, self._config(), self.http_async_client)
 
     @model_validator(mode="after")
     def _check_streaming_n(self) -> Self:

@@ -61,10 +61,10 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
     _ls_model_type = "llm"
 
     def _client(self) -> ModelsLabCompletionsClient:
-        return self._clients.get(ModelsLabCompletionsClient, self._config(), self.http_client)
+        return self._cache().get(ModelsLabCompletionsClient, self._config(), self.http_client)
 
     def _async_client(self) -> AsyncModelsLabCompletionsClient:
-        return self._clients.get(
+        return self._cache().get(
             AsyncModelsLabCompletionsClient, self._config(), self.http_async_client
         )
 
