@@ -274,7 +274,7 @@ class BaseClient(Generic[H]):
         self._urls: dict[str, httpx.URL] = {}
         self._timeout = httpx.Timeout(self.config.timeout)
         self._timeout_extension = self._timeout.as_dict()
-        self._pool_headers: tuple[H, httpx.Headers, httpx.Headers] | None = None
+        self._pool_headers: tuple[httpx.Headers, httpx.Headers, httpx.Headers] | None = None
         self._account: tuple[str, str] | None = None
 
     @property
@@ -328,10 +328,11 @@ class BaseClient(Generic[H]):
     def _request(self, http: H, method: str, path: str, body: bytes | None) -> httpx.Request:
         if self._http_client is None:
             # The shared pool has no base URL, params or cookies, and its headers never change:
-            # its merge with ours is done once, not per call as build_request does.
+            # its merge with ours is done once, not per call as build_request does. (Keyed by
+            # the pool's headers, not the pool: a client must not keep a closed loop's pool.)
             merged = self._pool_headers
-            if merged is None or merged[0] is not http:
-                merged = self._pool_headers = (http, *self._merged_headers(http))
+            if merged is None or merged[0] is not http.headers:
+                merged = self._pool_headers = (http.headers, *self._merged_headers(http))
             return httpx.Request(
                 method,
                 self._url(path),
