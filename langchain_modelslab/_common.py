@@ -3,6 +3,7 @@ adapter clients (never pickled or copied: a copy builds its own) and LangChain's
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
@@ -54,7 +55,16 @@ _NOT_SHOWN = frozenset(
 _LANGCHAIN_KWARGS = ("ls_structured_output_format", "stream")
 
 W = TypeVar("W")
+F = TypeVar("F", bound=Callable[..., Any])
 G = TypeVar("G", GenerationChunk, ChatGenerationChunk)
+
+
+def signature_once(func: F) -> F:
+    """LangChain reads the signature of ``_generate`` and ``_agenerate`` on every call (to see
+    whether they take ``run_manager``): it is computed once, here, and read from
+    ``__signature__`` (a subclass's own override is inspected as usual)."""
+    setattr(func, "__signature__", inspect.signature(func))  # noqa: B010 - a function attribute
+    return func
 
 
 def relay(
@@ -219,10 +229,18 @@ class ModelsLabFields(ClientSettings):
         self.base_url = self._config().base_url
         return self
 
+    def _cache(self) -> ClientCache:
+        """``self._clients``, read where pydantic keeps it: pydantic finds a private attribute
+        only after a failed normal lookup (~2 us), and every call needs it twice."""
+        private = self.__pydantic_private__
+        assert private is not None
+        cache: ClientCache = private["_clients"]
+        return cache
+
     def _config(self) -> ClientConfig:
         """The model's one settings object (built again only when a field changed); its clients
         are cached by it."""
-        return self._clients.config(
+        return self._cache().config(
             self,
             self.api_key,
             self.base_url,

@@ -44,7 +44,7 @@ from modelslab_core.accumulate import ToolCallSlots
 from modelslab_core.config import InvalidSettingError
 from modelslab_core.structured import JSON_OBJECT_FORMAT, json_schema_format, schema_instruction
 
-from ._common import ModelsLabFields, approximate_tokens, arelay, relay
+from ._common import ModelsLabFields, approximate_tokens, arelay, relay, signature_once
 from ._convert import (
     chunk_to_generation,
     completion_to_result,
@@ -94,10 +94,10 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     _ls_model_type = "chat"
 
     def _client(self) -> ModelsLabClient:
-        return self._clients.get(ModelsLabClient, self._config(), self.http_client)
+        return self._cache().get(ModelsLabClient, self._config(), self.http_client)
 
     def _async_client(self) -> AsyncModelsLabClient:
-        return self._clients.get(AsyncModelsLabClient, self._config(), self.http_async_client)
+        return self._cache().get(AsyncModelsLabClient, self._config(), self.http_async_client)
 
     @model_validator(mode="after")
     def _check_streaming_n(self) -> Self:
@@ -150,6 +150,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         body["messages"] = [message_to_wire(m) for m in messages]
         return ChatRequest.model_validate(body)
 
+    @signature_once
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -162,6 +163,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
             completion = self._client().chat(request)
         return completion_to_result(completion, model=request.model)
 
+    @signature_once
     async def _agenerate(
         self,
         messages: list[BaseMessage],

@@ -21,7 +21,7 @@ from modelslab_core import (
     ModelsLabCompletionsClient,
 )
 
-from ._common import ModelsLabFields, approximate_tokens, arelay, relay
+from ._common import ModelsLabFields, approximate_tokens, arelay, relay, signature_once
 from ._convert import (
     completion_chunk_to_generation,
     completion_to_generations,
@@ -61,10 +61,10 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
     _ls_model_type = "llm"
 
     def _client(self) -> ModelsLabCompletionsClient:
-        return self._clients.get(ModelsLabCompletionsClient, self._config(), self.http_client)
+        return self._cache().get(ModelsLabCompletionsClient, self._config(), self.http_client)
 
     def _async_client(self) -> AsyncModelsLabCompletionsClient:
-        return self._clients.get(
+        return self._cache().get(
             AsyncModelsLabCompletionsClient, self._config(), self.http_async_client
         )
 
@@ -87,6 +87,7 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
 
     # --- the four paths -----------------------------------------------------------------------
 
+    @signature_once
     def _generate(
         self,
         prompts: list[str],
@@ -105,6 +106,7 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
             generations.append(completion_to_generations(completion, model=request.model))
         return LLMResult(generations=generations, llm_output=llm_output(generations, self.model))
 
+    @signature_once
     async def _agenerate(
         self,
         prompts: list[str],

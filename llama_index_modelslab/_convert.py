@@ -205,7 +205,11 @@ def usage_kwargs(usage: Usage | None) -> dict[str, Any]:
     """Token counts under the names LlamaIndex's token counter reads."""
     if usage is None:
         return {}
-    return usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
 
 
 def response_to_chat(completion: ChatCompletion) -> ChatResponse:

@@ -69,6 +69,7 @@ from modelslab_core import (
     get_profile,
 )
 from modelslab_core._cache import ClientCache
+from modelslab_core.client import AsyncModelsLabClientBase, ModelsLabClientBase
 from modelslab_core.config import (
     BASE_URL_ENV,
     COMPLETIONS_BASE_URL_ENV,
@@ -110,6 +111,7 @@ class UnknownArgumentError(InvalidSettingError, TypeError):
 
 M = TypeVar("M", bound=BaseModel)
 R = TypeVar("R")
+C = TypeVar("C", bound=ModelsLabClientBase | AsyncModelsLabClientBase)
 
 
 class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
@@ -251,31 +253,39 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
 
     # --- clients and requests ------------------------------------------------------------------
 
+    def _private(self, name: str) -> Any:
+        # Read where pydantic keeps it: ``self._clients`` is found only after a failed normal
+        # lookup (~2 us), and every call needs three.
+        return self.__pydantic_private__[name]  # type: ignore[index]
+
     def _config(self) -> ClientConfig:
         """The settings from the current fields, built again only when one changed (a changed
         field takes effect at the next call)."""
         completions = not self.is_chat_model
-        return self._clients.config(
+        cache: ClientCache = self._private("_clients")
+        return cache.config(
             self,
-            self._api_key,
+            self._private("_api_key"),
             self.base_url,
             default_base_url=COMPLETIONS_BASE_URL if completions else CHAT_BASE_URL,
             base_url_env=COMPLETIONS_BASE_URL_ENV if completions else BASE_URL_ENV,
         )
 
+    def _cached(self, cls: type[C], http_client: str) -> C:
+        cache: ClientCache = self._private("_clients")
+        return cache.get(cls, self._config(), self._private(http_client))
+
     def _client(self) -> ModelsLabClient:
-        return self._clients.get(ModelsLabClient, self._config(), self._http_client)
+        return self._cached(ModelsLabClient, "_http_client")
 
     def _aclient(self) -> AsyncModelsLabClient:
-        return self._clients.get(AsyncModelsLabClient, self._config(), self._async_http_client)
+        return self._cached(AsyncModelsLabClient, "_async_http_client")
 
     def _text_client(self) -> ModelsLabCompletionsClient:
-        return self._clients.get(ModelsLabCompletionsClient, self._config(), self._http_client)
+        return self._cached(ModelsLabCompletionsClient, "_http_client")
 
     def _atext_client(self) -> AsyncModelsLabCompletionsClient:
-        return self._clients.get(
-            AsyncModelsLabCompletionsClient, self._config(), self._async_http_client
-        )
+        return self._cached(AsyncModelsLabCompletionsClient, "_async_http_client")
 
     def _body(self, kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
         """The request body: the model's fields, ``additional_kwargs``, then the call's."""

@@ -13,7 +13,8 @@
   ``TransferEncodingError`` unmapped. The response's body here ends with ``httpx.ReadError`` in
   every case: a read left waiting is woken when the connection closes before the body ended.
 
-Everything else (TLS, proxies, pooling, HTTP framing) is aiohttp's and httpx's.
+Its aiohttp session keeps no cookies (the pools serve every account of the process). Everything
+else (TLS, proxies, pooling, HTTP framing) is aiohttp's and httpx's.
 """
 
 from __future__ import annotations
@@ -92,6 +93,17 @@ def _cut_short(content: aiohttp.StreamReader, _closed: asyncio.Future[None]) -> 
 
 
 class _Transport(AiohttpTransport):
+    def get_client(self) -> aiohttp.ClientSession:
+        """``httpx-aiohttp``'s session with a cookie jar that keeps nothing: the shared pools
+        serve every account of the process (its connector is taken over, its session dropped
+        unused)."""
+        built = super().get_client()
+        if built is self.client or callable(self.client):
+            return built  # a session (or factory) given to the transport is used as given
+        connector = built.connector
+        built.detach()
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         write = request.extensions.get("timeout", {}).get("write")
         content = getattr(request, "_content", None)  # set when the body is bytes (ours)

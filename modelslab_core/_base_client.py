@@ -273,6 +273,8 @@ class BaseClient(Generic[H]):
             self._bodyless_headers = httpx.Headers({**self._headers, "x-api-key": self._secret})
         self._urls: dict[str, httpx.URL] = {}
         self._timeout = httpx.Timeout(self.config.timeout)
+        self._timeout_extension = self._timeout.as_dict()
+        self._pool_headers: tuple[httpx.Headers, httpx.Headers, httpx.Headers] | None = None
         self._account: tuple[str, str] | None = None
 
     @property
@@ -325,6 +327,20 @@ class BaseClient(Generic[H]):
         return httpx.Headers(headers)
 
     def _request(self, http: H, method: str, path: str, body: bytes | None) -> httpx.Request:
+        if self._http_client is None:
+            # The shared pool has no base URL, params or cookies, and its headers never change:
+            # its merge with ours is done once, not per call as build_request does. (Keyed by
+            # the pool's headers, not the pool: a client must not keep a closed loop's pool.)
+            merged = self._pool_headers
+            if merged is None or merged[0] is not http.headers:
+                merged = self._pool_headers = (http.headers, *self._merged_headers(http))
+            return httpx.Request(
+                method,
+                self._url(path),
+                content=body,
+                headers=merged[1] if body is not None else merged[2],
+                extensions={"timeout": self._timeout_extension},
+            )
         return http.build_request(
             method,
             self._url(path),
@@ -332,6 +348,14 @@ class BaseClient(Generic[H]):
             headers=self._headers if body is not None else self._bodyless_headers,
             timeout=self._timeout,
         )
+
+    def _merged_headers(self, http: H) -> tuple[httpx.Headers, httpx.Headers]:
+        """The pool's headers with ours on top, as build_request merges them: with a body and
+        without."""
+        with_body, bodyless = httpx.Headers(http.headers), httpx.Headers(http.headers)
+        with_body.update(self._headers)
+        bodyless.update(self._bodyless_headers)
+        return with_body, bodyless
 
     @staticmethod
     def _log(response: httpx.Response, model: str | None, started: float, retries: int) -> None:

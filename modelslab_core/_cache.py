@@ -9,6 +9,7 @@ is never pickled, copied or serialized: a copy starts empty and builds its own.
 from __future__ import annotations
 
 import threading
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from pydantic import SecretStr
@@ -25,6 +26,8 @@ _BUILD_LOCK = threading.Lock()
 
 
 _SETTINGS = tuple(ClientSettings.model_fields)
+#: Every setting of a model in one C-level call (read on every call of the model).
+_settings_of = attrgetter(*_SETTINGS)
 
 
 def _same(old: ClientConfig, new: ClientConfig) -> bool:
@@ -58,7 +61,7 @@ class ClientCache:
         mutable (``llm.timeout = 5`` takes effect at the next call)."""
         secret = api_key.get_secret_value() if isinstance(api_key, SecretStr) else api_key
         # Headers as items: a dict changed in place must not compare equal to its old self.
-        key = (secret, base_url, *(_frozen(getattr(model, name)) for name in _SETTINGS))
+        key = (secret, base_url, *[_frozen(value) for value in _settings_of(model)])
         cached = self._config
         if cached is not None and cached[0] == key:
             return cached[1]

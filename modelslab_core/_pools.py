@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import os
 import threading
 import weakref
@@ -50,19 +51,64 @@ def pool_limits(max_connections: int | None = None) -> httpx.Limits:
     )
 
 
+class _NoCookies(httpx.Cookies):
+    """The shared pools' cookies: none, ever. A pool serves every account of the process, so a
+    cookie that one key's answer sets must not ride on another key's requests (and the API's
+    authentication is the key alone). Keeping none also spares each answer httpx's cookie
+    parsing."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise TypeError("the shared ModelsLab pools keep no cookies")
+
+
+_NO_COOKIES = _NoCookies()
+
+
+class SharedSyncClient(httpx.Client):
+    """The process-wide sync pool: an ``httpx.Client`` that keeps no cookies."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: httpx._types.CookieTypes) -> None:
+        raise TypeError("the shared ModelsLab pools keep no cookies")
+
+
 def new_sync_client() -> httpx.Client:
-    """A sync httpx client as the shared pool builds it (environment proxies and CAs honoured).
-    Timeouts are set per request by the ModelsLab clients."""
-    return httpx.Client(limits=pool_limits(), timeout=None)
+    """A sync httpx client as the shared pool builds it (environment proxies and CAs honoured,
+    no cookies kept). Timeouts are set per request by the ModelsLab clients."""
+    return SharedSyncClient(limits=pool_limits(), timeout=None)
 
 
 def new_async_client() -> httpx.AsyncClient:
     """An async httpx client on the aiohttp transport, as the shared per-loop pools build it
-    (with the write timeout and the end of a broken body it misses: :mod:`._aiohttp`)."""
-    from ._aiohttp import PacedAiohttpClient
-
+    (with the write timeout and the end of a broken body it misses: :mod:`._aiohttp`; no
+    cookies kept at httpx's level)."""
     limits = pool_limits(ASYNC_MAX_CONNECTIONS)
-    return PacedAiohttpClient(limits=limits, timeout=None)
+    return _shared_async_class()(limits=limits, timeout=None)
+
+
+@functools.cache
+def _shared_async_class() -> type[httpx.AsyncClient]:
+    from ._aiohttp import PacedAiohttpClient  # aiohttp is imported on the first async call
+
+    class SharedAsyncClient(PacedAiohttpClient):
+        """A shared per-loop async pool: keeps no cookies, as :class:`SharedSyncClient`."""
+
+        @property
+        def cookies(self) -> httpx.Cookies:
+            return _NO_COOKIES
+
+        @cookies.setter
+        def cookies(self, cookies: httpx._types.CookieTypes) -> None:
+            raise TypeError("the shared ModelsLab pools keep no cookies")
+
+    return SharedAsyncClient
 
 
 class _Shared:
