@@ -67,8 +67,8 @@ class _NoCookies(httpx.Cookies):
 _NO_COOKIES = _NoCookies()
 
 
-class SharedSyncClient(httpx.Client):
-    """The process-wide sync pool: an ``httpx.Client`` that keeps no cookies."""
+class _KeepsNoCookies:
+    """Put before an httpx client class: its cookie jar is :data:`_NO_COOKIES`."""
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -77,6 +77,10 @@ class SharedSyncClient(httpx.Client):
     @cookies.setter
     def cookies(self, cookies: httpx._types.CookieTypes) -> None:
         raise TypeError("the shared ModelsLab pools keep no cookies")
+
+
+class SharedSyncClient(_KeepsNoCookies, httpx.Client):
+    """The process-wide sync pool: an ``httpx.Client`` that keeps no cookies."""
 
 
 def new_sync_client() -> httpx.Client:
@@ -97,16 +101,8 @@ def new_async_client() -> httpx.AsyncClient:
 def _shared_async_class() -> type[httpx.AsyncClient]:
     from ._aiohttp import PacedAiohttpClient  # aiohttp is imported on the first async call
 
-    class SharedAsyncClient(PacedAiohttpClient):
+    class SharedAsyncClient(_KeepsNoCookies, PacedAiohttpClient):
         """A shared per-loop async pool: keeps no cookies, as :class:`SharedSyncClient`."""
-
-        @property
-        def cookies(self) -> httpx.Cookies:
-            return _NO_COOKIES
-
-        @cookies.setter
-        def cookies(self, cookies: httpx._types.CookieTypes) -> None:
-            raise TypeError("the shared ModelsLab pools keep no cookies")
 
     return SharedAsyncClient
 
