@@ -8,7 +8,7 @@ usage as the non-streamed one.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
@@ -238,6 +238,12 @@ def stream_step(acc: StreamAccumulator, chunk: ChatCompletionChunk) -> ChatRespo
         raw=chunk,
         additional_kwargs=extra,
     )
+
+
+def chat_stream_step() -> Callable[[object, ChatCompletionChunk], ChatResponse]:
+    """The ``step`` that relays one chat stream: :func:`stream_step` over a fresh accumulator."""
+    acc = StreamAccumulator()
+    return lambda _previous, chunk: stream_step(acc, chunk)
 
 
 def completion_to_response(completion: Completion) -> CompletionResponse:

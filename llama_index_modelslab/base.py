@@ -64,7 +64,6 @@ from modelslab_core import (
     CompletionRequest,
     ModelsLabClient,
     ModelsLabCompletionsClient,
-    StreamAccumulator,
     check_params,
     get_profile,
 )
@@ -234,11 +233,11 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
 
     def list_models(self) -> list[str]:
         """The ids of the models the API serves (``GET {base_url}/v1/models``)."""
-        return [m.id for m in self._client().list_models().data]
+        return [m.id for m in self._client(ModelsLabClient).list_models().data]
 
     async def alist_models(self) -> list[str]:
         """Async twin of :meth:`list_models`."""
-        return [m.id for m in (await self._aclient().list_models()).data]
+        return [m.id for m in (await self._client(AsyncModelsLabClient).list_models()).data]
 
     # --- pickling: keep the key, drop the clients ----------------------------------------------
 
@@ -271,21 +270,12 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             base_url_env=COMPLETIONS_BASE_URL_ENV if completions else BASE_URL_ENV,
         )
 
-    def _cached(self, cls: type[C], http_client: str) -> C:
+    def _client(self, cls: type[C]) -> C:
+        """The model's client of class ``cls``, over the matching (sync or async) http client."""
+        is_async = issubclass(cls, AsyncModelsLabClientBase)
+        http_client = self._private("_async_http_client" if is_async else "_http_client")
         cache: ClientCache = self._private("_clients")
-        return cache.get(cls, self._config(), self._private(http_client))
-
-    def _client(self) -> ModelsLabClient:
-        return self._cached(ModelsLabClient, "_http_client")
-
-    def _aclient(self) -> AsyncModelsLabClient:
-        return self._cached(AsyncModelsLabClient, "_async_http_client")
-
-    def _text_client(self) -> ModelsLabCompletionsClient:
-        return self._cached(ModelsLabCompletionsClient, "_http_client")
-
-    def _atext_client(self) -> AsyncModelsLabCompletionsClient:
-        return self._cached(AsyncModelsLabCompletionsClient, "_async_http_client")
+        return cache.get(cls, self._config(), http_client)
 
     def _body(self, kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
         """The request body: the model's fields, ``additional_kwargs``, then the call's."""
@@ -384,47 +374,46 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
     # --- the native calls ------------------------------------------------------------------------
 
     def _chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
-        return conv.response_to_chat(self._client().chat(self._chat_request(messages, kwargs)))
+        request = self._chat_request(messages, kwargs)
+        return conv.response_to_chat(self._client(ModelsLabClient).chat(request))
 
     async def _achat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
         request = self._chat_request(messages, kwargs)
-        return conv.response_to_chat(await self._aclient().chat(request))
+        return conv.response_to_chat(await self._client(AsyncModelsLabClient).chat(request))
 
     def _stream_chat(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> ChatResponseGen:
         request = self._chat_request(messages, kwargs, stream=True)
-        acc = StreamAccumulator()
-        return _relay(
-            partial(self._client().chat_stream, request), lambda _, c: conv.stream_step(acc, c)
-        )
+        open_stream = partial(self._client(ModelsLabClient).chat_stream, request)
+        return _relay(open_stream, conv.chat_stream_step())
 
     def _astream_chat(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> ChatResponseAsyncGen:
         request = self._chat_request(messages, kwargs, stream=True)
-        acc = StreamAccumulator()
-        return _arelay(
-            partial(self._aclient().chat_stream, request), lambda _, c: conv.stream_step(acc, c)
-        )
+        open_stream = partial(self._client(AsyncModelsLabClient).chat_stream, request)
+        return _arelay(open_stream, conv.chat_stream_step())
 
     def _complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
         request = self._completion_request(prompt, kwargs)
-        return conv.completion_to_response(self._text_client().complete(request))
+        client = self._client(ModelsLabCompletionsClient)
+        return conv.completion_to_response(client.complete(request))
 
     async def _acomplete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
         request = self._completion_request(prompt, kwargs)
-        return conv.completion_to_response(await self._atext_client().complete(request))
+        client = self._client(AsyncModelsLabCompletionsClient)
+        return conv.completion_to_response(await client.complete(request))
 
     def _stream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseGen:
         request = self._completion_request(prompt, kwargs, stream=True)
-        open_stream = partial(self._text_client().complete_stream, request)
-        return _relay(open_stream, conv.stream_completion_step)
+        client = self._client(ModelsLabCompletionsClient)
+        return _relay(partial(client.complete_stream, request), conv.stream_completion_step)
 
     def _astream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseAsyncGen:
         request = self._completion_request(prompt, kwargs, stream=True)
-        open_stream = partial(self._atext_client().complete_stream, request)
-        return _arelay(open_stream, conv.stream_completion_step)
+        client = self._client(AsyncModelsLabCompletionsClient)
+        return _arelay(partial(client.complete_stream, request), conv.stream_completion_step)
 
     # --- tools -----------------------------------------------------------------------------------
 
