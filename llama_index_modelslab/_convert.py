@@ -33,6 +33,7 @@ from llama_index.core.output_parsers import PydanticOutputParser
 from pydantic import BaseModel
 
 from modelslab_core import (
+    BadRequestError,
     ChatCompletion,
     ChatCompletionChunk,
     ChoiceDelta,
@@ -44,7 +45,7 @@ from modelslab_core import (
     Usage,
 )
 from modelslab_core import ChatMessage as WireMessage
-from modelslab_core.structured import JSON_OBJECT_FORMAT, json_schema_format
+from modelslab_core.structured import JSON_OBJECT_FORMAT, json_mode_fallback, json_schema_format
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -157,6 +158,28 @@ def json_response_format(output_cls: type[BaseModel], *, schema: bool = True) ->
     if not schema:
         return dict(JSON_OBJECT_FORMAT)
     return json_schema_format(output_cls.model_json_schema(), name=output_cls.__name__)
+
+
+def json_messages(
+    output_cls: type[BaseModel], messages: Sequence[ChatMessage]
+) -> list[ChatMessage]:
+    """``messages`` after a system message with the format instructions for ``output_cls``."""
+    instructions = PydanticOutputParser(output_cls).get_format_string(escape_json=False)
+    return [ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip()), *messages]
+
+
+def json_kwargs(output_cls: type[BaseModel], kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The call's ``kwargs`` with the ``json_schema`` response format for ``output_cls``."""
+    return {**(kwargs or {}), "response_format": json_response_format(output_cls)}
+
+
+def json_fallback_kwargs(error: BadRequestError, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` asking again in JSON mode when ``error`` refused the ``json_schema`` format;
+    raises ``error`` again when it stands."""
+    fallback = json_mode_fallback(error)
+    if fallback is None:
+        raise error
+    return {**kwargs, "response_format": fallback}
 
 
 # --- wire -> LlamaIndex ------------------------------------------------------------------------

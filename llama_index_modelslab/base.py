@@ -49,8 +49,6 @@ from llama_index.core.constants import DEFAULT_TEMPERATURE
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
-from llama_index.core.output_parsers import PydanticOutputParser
-from llama_index.core.program.streaming_utils import process_streaming_content_incremental
 from llama_index.core.types import PydanticProgramMode
 from pydantic import BaseModel, SecretStr
 
@@ -82,11 +80,11 @@ from modelslab_core.config import (
     resolve_api_key,
     resolve_base_url,
 )
-from modelslab_core.structured import json_mode_fallback, request_body
+from modelslab_core.structured import request_body
 from modelslab_core.validation import check_numbers
 
 from . import _convert as conv
-from ._relay import _arelay, _relay
+from ._relay import _aparse, _arelay, _chain, _parse, _relay
 
 if TYPE_CHECKING:
     from llama_index.core.prompts import PromptTemplate
@@ -472,50 +470,35 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             and self.pydantic_program_mode == PydanticProgramMode.DEFAULT
         )
 
-    def _json_messages(
-        self, output_cls: type[BaseModel], prompt: PromptTemplate, prompt_args: dict[str, Any]
-    ) -> list[ChatMessage]:
+    def _json_request(
+        self,
+        output_cls: type[BaseModel],
+        prompt: PromptTemplate,
+        prompt_args: dict[str, Any],
+        llm_kwargs: dict[str, Any] | None,
+    ) -> tuple[list[ChatMessage], dict[str, Any]]:
         messages = self._extend_messages(prompt.format_messages(llm=self, **prompt_args))
-        instructions = PydanticOutputParser(output_cls).get_format_string(escape_json=False)
-        return [ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip()), *messages]
+        return conv.json_messages(output_cls, messages), conv.json_kwargs(output_cls, llm_kwargs)
 
     def _json_call(
-        self,
-        send: Callable[..., R],
-        output_cls: type[BaseModel],
-        prompt: PromptTemplate,
-        prompt_args: dict[str, Any],
-        llm_kwargs: dict[str, Any] | None,
+        self, send: Callable[..., R], messages: list[ChatMessage], kwargs: dict[str, Any]
     ) -> R:
-        """``send(messages, **llm_kwargs)`` with a JSON response format (see above)."""
-        messages = self._json_messages(output_cls, prompt, prompt_args)
-        fmt = conv.json_response_format(output_cls)
+        """``send(messages, **kwargs)``, once more in JSON mode if the schema is refused."""
         try:
-            return send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+            return send(messages, **kwargs)
         except BadRequestError as error:
-            fallback = json_mode_fallback(error)
-            if fallback is None:
-                raise
-        return send(messages, **{**(llm_kwargs or {}), "response_format": fallback})
+            kwargs = conv.json_fallback_kwargs(error, kwargs)
+        return send(messages, **kwargs)
 
     async def _ajson_call(
-        self,
-        send: Callable[..., Awaitable[R]],
-        output_cls: type[BaseModel],
-        prompt: PromptTemplate,
-        prompt_args: dict[str, Any],
-        llm_kwargs: dict[str, Any] | None,
+        self, send: Callable[..., Awaitable[R]], messages: list[ChatMessage], kwargs: dict[str, Any]
     ) -> R:
         """Async twin of :meth:`_json_call`."""
-        messages = self._json_messages(output_cls, prompt, prompt_args)
-        fmt = conv.json_response_format(output_cls)
         try:
-            return await send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+            return await send(messages, **kwargs)
         except BadRequestError as error:
-            fallback = json_mode_fallback(error)
-            if fallback is None:
-                raise
-        return await send(messages, **{**(llm_kwargs or {}), "response_format": fallback})
+            kwargs = conv.json_fallback_kwargs(error, kwargs)
+        return await send(messages, **kwargs)
 
     def structured_predict(
         self,
@@ -527,7 +510,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         if not self._json_mode():
             result = super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
             return cast(M, result)
-        response = self._json_call(self.chat, output_cls, prompt, prompt_args, llm_kwargs)
+        request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+        response = self._json_call(self.chat, *request)
         return conv.parse_output(output_cls, response)
 
     async def astructured_predict(
@@ -542,7 +526,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 output_cls, prompt, llm_kwargs, **prompt_args
             )
             return cast(M, result)
-        response = await self._ajson_call(self.achat, output_cls, prompt, prompt_args, llm_kwargs)
+        request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+        response = await self._ajson_call(self.achat, *request)
         return conv.parse_output(output_cls, response)
 
     def _structured_stream_call(
@@ -560,13 +545,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             return chain(list(islice(responses, 1)), responses)  # a refusal raises here
 
         def gen() -> Generator[Any, None, None]:
-            responses = self._json_call(started, output_cls, prompt, prompt_args, llm_kwargs)
-            current = last = None
-            for last in responses:
-                current = process_streaming_content_incremental(last, output_cls, current)
-                yield current
-            if last is not None and not isinstance(current, output_cls):
-                yield conv.parse_output(output_cls, last)  # e.g. JSON inside prose
+            request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+            yield from _parse(self._json_call(started, *request), output_cls)
 
         return gen()
 
@@ -582,24 +562,13 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 output_cls, prompt, llm_kwargs, **prompt_args
             )
 
-        async def started(
-            messages: list[ChatMessage], **kwargs: Any
-        ) -> tuple[ChatResponse | None, ChatResponseAsyncGen]:
+        async def started(messages: list[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
             responses = await self.astream_chat(messages, **kwargs)
-            return await anext(responses, None), responses  # a refusal raises here
+            return _chain(await anext(responses, None), responses)  # a refusal raises here
 
         async def gen() -> AsyncGenerator[Any, None]:
-            first, responses = await self._ajson_call(
-                started, output_cls, prompt, prompt_args, llm_kwargs
-            )
-            current, last = None, first
-            if first is not None:
-                current = process_streaming_content_incremental(first, output_cls, current)
-                yield current
-            async for last in responses:
-                current = process_streaming_content_incremental(last, output_cls, current)
-                yield current
-            if last is not None and not isinstance(current, output_cls):
-                yield conv.parse_output(output_cls, last)
+            request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+            async for value in _aparse(await self._ajson_call(started, *request), output_cls):
+                yield value
 
         return gen()
