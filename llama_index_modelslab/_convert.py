@@ -121,6 +121,18 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
     )
 
 
+def with_user_message(
+    chat_history: Sequence[ChatMessage] | None, user_msg: str | ChatMessage | None
+) -> list[ChatMessage]:
+    """The history, then ``user_msg`` (a string as a user message) if given."""
+    if isinstance(user_msg, str):
+        user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+    messages = list(chat_history or ())
+    if user_msg is not None:
+        messages.append(user_msg)
+    return messages
+
+
 def tool_specs(tools: Sequence[BaseTool], *, strict: bool = False) -> list[dict[str, Any]]:
     """OpenAI-style function specs for ``tools``; ``strict`` asks for exact schema adherence."""
     specs = []
@@ -296,6 +308,13 @@ def parse_output(output_cls: type[M], response: ChatResponse) -> M:
     if not isinstance(parsed, output_cls):
         raise ValueError(f"Expected a {output_cls.__name__}, got {type(parsed).__name__}")
     return parsed
+
+
+def keep_first_tool_call(response: ChatResponse) -> None:
+    """Drop every tool call of ``response`` but the first (in place)."""
+    blocks = response.message.blocks
+    calls = [b for b in blocks if isinstance(b, ToolCallBlock)]
+    response.message.blocks = [b for b in blocks if not isinstance(b, ToolCallBlock)] + calls[:1]
 
 
 def tool_calls_to_selections(

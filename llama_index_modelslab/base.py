@@ -42,7 +42,6 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
     MessageRole,
-    ToolCallBlock,
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_TEMPERATURE
@@ -427,11 +426,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         strict: bool | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        messages = list(chat_history or [])
-        if isinstance(user_msg, str):
-            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
-        if user_msg is not None:
-            messages.append(user_msg)
+        messages = conv.with_user_message(chat_history, user_msg)
         specs = conv.tool_specs(tools, strict=self.strict if strict is None else strict)
         if specs:
             kwargs["tools"] = specs
@@ -447,9 +442,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         **kwargs: Any,
     ) -> ChatResponse:
         if not allow_parallel_tool_calls:
-            calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
-            others = [b for b in response.message.blocks if not isinstance(b, ToolCallBlock)]
-            response.message.blocks = others + calls[:1]
+            conv.keep_first_tool_call(response)
         return response
 
     def get_tool_calls_from_response(
