@@ -100,6 +100,13 @@ _NOT_SHOWN = frozenset({
 })  # fmt: skip
 
 
+def _default_url(chat: bool) -> tuple[str, str]:
+    """The default base URL, chat's or text completions', and the variable that overrides it."""
+    if chat:
+        return CHAT_BASE_URL, BASE_URL_ENV
+    return COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
+
+
 class UnknownArgumentError(InvalidSettingError, TypeError):
     """An argument ``ModelsLabLLM`` does not take: a configuration error, and the ``TypeError``
     Python raises for an unexpected keyword argument."""
@@ -185,10 +192,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 "(is_chat_model=False, or a completions-only model): tools need the chat endpoint",
                 field="is_function_calling_model",
             )
-        if chat:
-            url = resolve_base_url(base_url, CHAT_BASE_URL, env=BASE_URL_ENV)
-        else:
-            url = resolve_base_url(base_url, COMPLETIONS_BASE_URL, env=COMPLETIONS_BASE_URL_ENV)
+        default_url, url_env = _default_url(chat)
+        url = resolve_base_url(base_url, default_url, env=url_env)
         if is_function_calling_model is None:
             is_function_calling_model = chat and profile.tool_calling
         super().__init__(
@@ -257,14 +262,11 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
     def _config(self) -> ClientConfig:
         """The settings from the current fields, built again only when one changed (a changed
         field takes effect at the next call)."""
-        completions = not self.is_chat_model
+        default_url, url_env = _default_url(self.is_chat_model)
         cache: ClientCache = self._private("_clients")
+        key = self._private("_api_key")
         return cache.config(
-            self,
-            self._private("_api_key"),
-            self.base_url,
-            default_base_url=COMPLETIONS_BASE_URL if completions else CHAT_BASE_URL,
-            base_url_env=COMPLETIONS_BASE_URL_ENV if completions else BASE_URL_ENV,
+            self, key, self.base_url, default_base_url=default_url, base_url_env=url_env
         )
 
     def _client(self, cls: type[C]) -> C:
