@@ -256,7 +256,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
 
     def _private(self, name: str) -> Any:
         # Read where pydantic keeps it: ``self._clients`` is found only after a failed normal
-        # lookup (~2 us), and every call needs three.
+        # lookup (~2 us), and every call reads four.
         return self.__pydantic_private__[name]  # type: ignore[index]
 
     def _config(self) -> ClientConfig:
