@@ -8,7 +8,7 @@ usage as the non-streamed one.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from llama_index.core.base.llms.types import (
@@ -33,6 +33,7 @@ from llama_index.core.output_parsers import PydanticOutputParser
 from pydantic import BaseModel
 
 from modelslab_core import (
+    BadRequestError,
     ChatCompletion,
     ChatCompletionChunk,
     ChoiceDelta,
@@ -44,7 +45,7 @@ from modelslab_core import (
     Usage,
 )
 from modelslab_core import ChatMessage as WireMessage
-from modelslab_core.structured import JSON_OBJECT_FORMAT, json_schema_format
+from modelslab_core.structured import JSON_OBJECT_FORMAT, json_mode_fallback, json_schema_format
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -120,6 +121,18 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
     )
 
 
+def with_user_message(
+    chat_history: Sequence[ChatMessage] | None, user_msg: str | ChatMessage | None
+) -> list[ChatMessage]:
+    """The history, then ``user_msg`` (a string as a user message) if given."""
+    if isinstance(user_msg, str):
+        user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+    messages = list(chat_history or ())
+    if user_msg is not None:
+        messages.append(user_msg)
+    return messages
+
+
 def tool_specs(tools: Sequence[BaseTool], *, strict: bool = False) -> list[dict[str, Any]]:
     """OpenAI-style function specs for ``tools``; ``strict`` asks for exact schema adherence."""
     specs = []
@@ -157,6 +170,28 @@ def json_response_format(output_cls: type[BaseModel], *, schema: bool = True) ->
     if not schema:
         return dict(JSON_OBJECT_FORMAT)
     return json_schema_format(output_cls.model_json_schema(), name=output_cls.__name__)
+
+
+def json_messages(
+    output_cls: type[BaseModel], messages: Sequence[ChatMessage]
+) -> list[ChatMessage]:
+    """``messages`` after a system message with the format instructions for ``output_cls``."""
+    instructions = PydanticOutputParser(output_cls).get_format_string(escape_json=False)
+    return [ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip()), *messages]
+
+
+def json_kwargs(output_cls: type[BaseModel], kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """The call's ``kwargs`` with the ``json_schema`` response format for ``output_cls``."""
+    return {**(kwargs or {}), "response_format": json_response_format(output_cls)}
+
+
+def json_fallback_kwargs(error: BadRequestError, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` asking again in JSON mode when ``error`` refused the ``json_schema`` format;
+    raises ``error`` again when it stands."""
+    fallback = json_mode_fallback(error)
+    if fallback is None:
+        raise error
+    return {**kwargs, "response_format": fallback}
 
 
 # --- wire -> LlamaIndex ------------------------------------------------------------------------
@@ -240,6 +275,12 @@ def stream_step(acc: StreamAccumulator, chunk: ChatCompletionChunk) -> ChatRespo
     )
 
 
+def chat_stream_step() -> Callable[[object, ChatCompletionChunk], ChatResponse]:
+    """The ``step`` that relays one chat stream: :func:`stream_step` over a fresh accumulator."""
+    acc = StreamAccumulator()
+    return lambda _previous, chunk: stream_step(acc, chunk)
+
+
 def completion_to_response(completion: Completion) -> CompletionResponse:
     """A non-streamed text completion as a ``CompletionResponse`` (first choice)."""
     text = completion.choices[0].text if completion.choices else ""
@@ -267,6 +308,13 @@ def parse_output(output_cls: type[M], response: ChatResponse) -> M:
     if not isinstance(parsed, output_cls):
         raise ValueError(f"Expected a {output_cls.__name__}, got {type(parsed).__name__}")
     return parsed
+
+
+def keep_first_tool_call(response: ChatResponse) -> None:
+    """Drop every tool call of ``response`` but the first (in place)."""
+    blocks = response.message.blocks
+    calls = [b for b in blocks if isinstance(b, ToolCallBlock)]
+    response.message.blocks = [b for b in blocks if not isinstance(b, ToolCallBlock)] + calls[:1]
 
 
 def tool_calls_to_selections(

@@ -42,15 +42,12 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
     MessageRole,
-    ToolCallBlock,
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_TEMPERATURE
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
-from llama_index.core.output_parsers import PydanticOutputParser
-from llama_index.core.program.streaming_utils import process_streaming_content_incremental
 from llama_index.core.types import PydanticProgramMode
 from pydantic import BaseModel, SecretStr
 
@@ -64,7 +61,6 @@ from modelslab_core import (
     CompletionRequest,
     ModelsLabClient,
     ModelsLabCompletionsClient,
-    StreamAccumulator,
     check_params,
     get_profile,
 )
@@ -83,11 +79,11 @@ from modelslab_core.config import (
     resolve_api_key,
     resolve_base_url,
 )
-from modelslab_core.structured import json_mode_fallback, request_body
+from modelslab_core.structured import request_body
 from modelslab_core.validation import check_numbers
 
 from . import _convert as conv
-from ._relay import _arelay, _relay
+from ._relay import _aparse, _arelay, _chain, _parse, _relay
 
 if TYPE_CHECKING:
     from llama_index.core.prompts import PromptTemplate
@@ -102,6 +98,13 @@ _NOT_SHOWN = frozenset({
     "model", "default_headers", "callback_manager", "messages_to_prompt", "output_parser",
     "completion_to_prompt", "context_window", "is_function_calling_model", "is_chat_model",
 })  # fmt: skip
+
+
+def _default_url(chat: bool) -> tuple[str, str]:
+    """The default base URL, chat's or text completions', and the variable that overrides it."""
+    if chat:
+        return CHAT_BASE_URL, BASE_URL_ENV
+    return COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
 
 
 class UnknownArgumentError(InvalidSettingError, TypeError):
@@ -189,10 +192,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 "(is_chat_model=False, or a completions-only model): tools need the chat endpoint",
                 field="is_function_calling_model",
             )
-        if chat:
-            url = resolve_base_url(base_url, CHAT_BASE_URL, env=BASE_URL_ENV)
-        else:
-            url = resolve_base_url(base_url, COMPLETIONS_BASE_URL, env=COMPLETIONS_BASE_URL_ENV)
+        default_url, url_env = _default_url(chat)
+        url = resolve_base_url(base_url, default_url, env=url_env)
         if is_function_calling_model is None:
             is_function_calling_model = chat and profile.tool_calling
         super().__init__(
@@ -234,11 +235,11 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
 
     def list_models(self) -> list[str]:
         """The ids of the models the API serves (``GET {base_url}/v1/models``)."""
-        return [m.id for m in self._client().list_models().data]
+        return [m.id for m in self._client(ModelsLabClient).list_models().data]
 
     async def alist_models(self) -> list[str]:
         """Async twin of :meth:`list_models`."""
-        return [m.id for m in (await self._aclient().list_models()).data]
+        return [m.id for m in (await self._client(AsyncModelsLabClient).list_models()).data]
 
     # --- pickling: keep the key, drop the clients ----------------------------------------------
 
@@ -255,37 +256,25 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
 
     def _private(self, name: str) -> Any:
         # Read where pydantic keeps it: ``self._clients`` is found only after a failed normal
-        # lookup (~2 us), and every call needs three.
+        # lookup (~2 us), and every call reads four.
         return self.__pydantic_private__[name]  # type: ignore[index]
 
     def _config(self) -> ClientConfig:
         """The settings from the current fields, built again only when one changed (a changed
         field takes effect at the next call)."""
-        completions = not self.is_chat_model
+        default_url, url_env = _default_url(self.is_chat_model)
         cache: ClientCache = self._private("_clients")
+        key = self._private("_api_key")
         return cache.config(
-            self,
-            self._private("_api_key"),
-            self.base_url,
-            default_base_url=COMPLETIONS_BASE_URL if completions else CHAT_BASE_URL,
-            base_url_env=COMPLETIONS_BASE_URL_ENV if completions else BASE_URL_ENV,
+            self, key, self.base_url, default_base_url=default_url, base_url_env=url_env
         )
 
-    def _cached(self, cls: type[C], http_client: str) -> C:
+    def _client(self, cls: type[C]) -> C:
+        """The model's client of class ``cls``, over the matching (sync or async) http client."""
+        is_async = issubclass(cls, AsyncModelsLabClientBase)
+        http_client = self._private("_async_http_client" if is_async else "_http_client")
         cache: ClientCache = self._private("_clients")
-        return cache.get(cls, self._config(), self._private(http_client))
-
-    def _client(self) -> ModelsLabClient:
-        return self._cached(ModelsLabClient, "_http_client")
-
-    def _aclient(self) -> AsyncModelsLabClient:
-        return self._cached(AsyncModelsLabClient, "_async_http_client")
-
-    def _text_client(self) -> ModelsLabCompletionsClient:
-        return self._cached(ModelsLabCompletionsClient, "_http_client")
-
-    def _atext_client(self) -> AsyncModelsLabCompletionsClient:
-        return self._cached(AsyncModelsLabCompletionsClient, "_async_http_client")
+        return cache.get(cls, self._config(), http_client)
 
     def _body(self, kwargs: dict[str, Any], stream: bool) -> dict[str, Any]:
         """The request body: the model's fields, ``additional_kwargs``, then the call's."""
@@ -384,47 +373,46 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
     # --- the native calls ------------------------------------------------------------------------
 
     def _chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
-        return conv.response_to_chat(self._client().chat(self._chat_request(messages, kwargs)))
+        request = self._chat_request(messages, kwargs)
+        return conv.response_to_chat(self._client(ModelsLabClient).chat(request))
 
     async def _achat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
         request = self._chat_request(messages, kwargs)
-        return conv.response_to_chat(await self._aclient().chat(request))
+        return conv.response_to_chat(await self._client(AsyncModelsLabClient).chat(request))
 
     def _stream_chat(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> ChatResponseGen:
         request = self._chat_request(messages, kwargs, stream=True)
-        acc = StreamAccumulator()
-        return _relay(
-            partial(self._client().chat_stream, request), lambda _, c: conv.stream_step(acc, c)
-        )
+        open_stream = partial(self._client(ModelsLabClient).chat_stream, request)
+        return _relay(open_stream, conv.chat_stream_step())
 
     def _astream_chat(
         self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
     ) -> ChatResponseAsyncGen:
         request = self._chat_request(messages, kwargs, stream=True)
-        acc = StreamAccumulator()
-        return _arelay(
-            partial(self._aclient().chat_stream, request), lambda _, c: conv.stream_step(acc, c)
-        )
+        open_stream = partial(self._client(AsyncModelsLabClient).chat_stream, request)
+        return _arelay(open_stream, conv.chat_stream_step())
 
     def _complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
         request = self._completion_request(prompt, kwargs)
-        return conv.completion_to_response(self._text_client().complete(request))
+        client = self._client(ModelsLabCompletionsClient)
+        return conv.completion_to_response(client.complete(request))
 
     async def _acomplete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
         request = self._completion_request(prompt, kwargs)
-        return conv.completion_to_response(await self._atext_client().complete(request))
+        client = self._client(AsyncModelsLabCompletionsClient)
+        return conv.completion_to_response(await client.complete(request))
 
     def _stream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseGen:
         request = self._completion_request(prompt, kwargs, stream=True)
-        open_stream = partial(self._text_client().complete_stream, request)
-        return _relay(open_stream, conv.stream_completion_step)
+        client = self._client(ModelsLabCompletionsClient)
+        return _relay(partial(client.complete_stream, request), conv.stream_completion_step)
 
     def _astream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseAsyncGen:
         request = self._completion_request(prompt, kwargs, stream=True)
-        open_stream = partial(self._atext_client().complete_stream, request)
-        return _arelay(open_stream, conv.stream_completion_step)
+        client = self._client(AsyncModelsLabCompletionsClient)
+        return _arelay(partial(client.complete_stream, request), conv.stream_completion_step)
 
     # --- tools -----------------------------------------------------------------------------------
 
@@ -440,11 +428,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         strict: bool | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        messages = list(chat_history or [])
-        if isinstance(user_msg, str):
-            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
-        if user_msg is not None:
-            messages.append(user_msg)
+        messages = conv.with_user_message(chat_history, user_msg)
         specs = conv.tool_specs(tools, strict=self.strict if strict is None else strict)
         if specs:
             kwargs["tools"] = specs
@@ -460,9 +444,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         **kwargs: Any,
     ) -> ChatResponse:
         if not allow_parallel_tool_calls:
-            calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
-            others = [b for b in response.message.blocks if not isinstance(b, ToolCallBlock)]
-            response.message.blocks = others + calls[:1]
+            conv.keep_first_tool_call(response)
         return response
 
     def get_tool_calls_from_response(
@@ -483,50 +465,35 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             and self.pydantic_program_mode == PydanticProgramMode.DEFAULT
         )
 
-    def _json_messages(
-        self, output_cls: type[BaseModel], prompt: PromptTemplate, prompt_args: dict[str, Any]
-    ) -> list[ChatMessage]:
+    def _json_request(
+        self,
+        output_cls: type[BaseModel],
+        prompt: PromptTemplate,
+        prompt_args: dict[str, Any],
+        llm_kwargs: dict[str, Any] | None,
+    ) -> tuple[list[ChatMessage], dict[str, Any]]:
         messages = self._extend_messages(prompt.format_messages(llm=self, **prompt_args))
-        instructions = PydanticOutputParser(output_cls).get_format_string(escape_json=False)
-        return [ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip()), *messages]
+        return conv.json_messages(output_cls, messages), conv.json_kwargs(output_cls, llm_kwargs)
 
     def _json_call(
-        self,
-        send: Callable[..., R],
-        output_cls: type[BaseModel],
-        prompt: PromptTemplate,
-        prompt_args: dict[str, Any],
-        llm_kwargs: dict[str, Any] | None,
+        self, send: Callable[..., R], messages: list[ChatMessage], kwargs: dict[str, Any]
     ) -> R:
-        """``send(messages, **llm_kwargs)`` with a JSON response format (see above)."""
-        messages = self._json_messages(output_cls, prompt, prompt_args)
-        fmt = conv.json_response_format(output_cls)
+        """``send(messages, **kwargs)``, once more in JSON mode if the schema is refused."""
         try:
-            return send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+            return send(messages, **kwargs)
         except BadRequestError as error:
-            fallback = json_mode_fallback(error)
-            if fallback is None:
-                raise
-        return send(messages, **{**(llm_kwargs or {}), "response_format": fallback})
+            kwargs = conv.json_fallback_kwargs(error, kwargs)
+        return send(messages, **kwargs)
 
     async def _ajson_call(
-        self,
-        send: Callable[..., Awaitable[R]],
-        output_cls: type[BaseModel],
-        prompt: PromptTemplate,
-        prompt_args: dict[str, Any],
-        llm_kwargs: dict[str, Any] | None,
+        self, send: Callable[..., Awaitable[R]], messages: list[ChatMessage], kwargs: dict[str, Any]
     ) -> R:
         """Async twin of :meth:`_json_call`."""
-        messages = self._json_messages(output_cls, prompt, prompt_args)
-        fmt = conv.json_response_format(output_cls)
         try:
-            return await send(messages, **{**(llm_kwargs or {}), "response_format": fmt})
+            return await send(messages, **kwargs)
         except BadRequestError as error:
-            fallback = json_mode_fallback(error)
-            if fallback is None:
-                raise
-        return await send(messages, **{**(llm_kwargs or {}), "response_format": fallback})
+            kwargs = conv.json_fallback_kwargs(error, kwargs)
+        return await send(messages, **kwargs)
 
     def structured_predict(
         self,
@@ -538,7 +505,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         if not self._json_mode():
             result = super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
             return cast(M, result)
-        response = self._json_call(self.chat, output_cls, prompt, prompt_args, llm_kwargs)
+        request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+        response = self._json_call(self.chat, *request)
         return conv.parse_output(output_cls, response)
 
     async def astructured_predict(
@@ -553,7 +521,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 output_cls, prompt, llm_kwargs, **prompt_args
             )
             return cast(M, result)
-        response = await self._ajson_call(self.achat, output_cls, prompt, prompt_args, llm_kwargs)
+        request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+        response = await self._ajson_call(self.achat, *request)
         return conv.parse_output(output_cls, response)
 
     def _structured_stream_call(
@@ -571,13 +540,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             return chain(list(islice(responses, 1)), responses)  # a refusal raises here
 
         def gen() -> Generator[Any, None, None]:
-            responses = self._json_call(started, output_cls, prompt, prompt_args, llm_kwargs)
-            current = last = None
-            for last in responses:
-                current = process_streaming_content_incremental(last, output_cls, current)
-                yield current
-            if last is not None and not isinstance(current, output_cls):
-                yield conv.parse_output(output_cls, last)  # e.g. JSON inside prose
+            request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+            yield from _parse(self._json_call(started, *request), output_cls)
 
         return gen()
 
@@ -593,24 +557,13 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 output_cls, prompt, llm_kwargs, **prompt_args
             )
 
-        async def started(
-            messages: list[ChatMessage], **kwargs: Any
-        ) -> tuple[ChatResponse | None, ChatResponseAsyncGen]:
+        async def started(messages: list[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
             responses = await self.astream_chat(messages, **kwargs)
-            return await anext(responses, None), responses  # a refusal raises here
+            return _chain(await anext(responses, None), responses)  # a refusal raises here
 
         async def gen() -> AsyncGenerator[Any, None]:
-            first, responses = await self._ajson_call(
-                started, output_cls, prompt, prompt_args, llm_kwargs
-            )
-            current, last = None, first
-            if first is not None:
-                current = process_streaming_content_incremental(first, output_cls, current)
-                yield current
-            async for last in responses:
-                current = process_streaming_content_incremental(last, output_cls, current)
-                yield current
-            if last is not None and not isinstance(current, output_cls):
-                yield conv.parse_output(output_cls, last)
+            request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+            async for value in _aparse(await self._ajson_call(started, *request), output_cls):
+                yield value
 
         return gen()

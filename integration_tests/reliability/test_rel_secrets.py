@@ -497,9 +497,9 @@ def test_serialized_objects_do_not_show_the_key(
         li.model_dump(),
         li.model_dump_json(),
         li.metadata,
-        li._client(),
-        li._aclient(),
-        li._client().config,
+        li._client(ModelsLabClient),
+        li._client(AsyncModelsLabClient),
+        li._client(ModelsLabClient).config,
         li_text.to_dict(),
     ]
     witness.check(*objects)

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from llama_index_modelslab import _convert as conv
 from modelslab_core import (
+    BadRequestError,
     ChatCompletion,
     ChatCompletionChunk,
     Completion,
@@ -324,3 +325,40 @@ def test_text_completion_converters() -> None:
 def test_usage_kwargs() -> None:
     assert conv.usage_kwargs(None) == {}
     assert json.dumps(conv.usage_kwargs(Usage(prompt_tokens=1, total_tokens=1)))
+
+
+def test_the_user_message_goes_after_the_history_which_is_left_as_it_was() -> None:
+    history = [ChatMessage(role=MessageRole.SYSTEM, content="be brief")]
+    messages = conv.with_user_message(history, "hi")
+    assert [(m.role, m.content) for m in messages] == [
+        (MessageRole.SYSTEM, "be brief"),
+        (MessageRole.USER, "hi"),
+    ]
+    assert len(history) == 1
+    assert conv.with_user_message(None, None) == []
+
+
+def test_only_the_first_tool_call_is_kept_with_the_text() -> None:
+    calls = [ToolCallBlock(tool_call_id=f"c{i}", tool_name="f", tool_kwargs={}) for i in (1, 2)]
+    message = ChatMessage(role=MessageRole.ASSISTANT, blocks=[*calls, TextBlock(text="two")])
+    response = ChatResponse(message=message)
+    conv.keep_first_tool_call(response)
+    assert [getattr(b, "tool_call_id", None) for b in response.message.blocks] == [None, "c1"]
+    assert response.message.content == "two"
+
+
+def test_a_refused_schema_asks_again_in_json_mode_and_other_errors_stand() -> None:
+    class Person(BaseModel):
+        name: str
+
+    kwargs = conv.json_kwargs(Person, {"max_tokens": 5})
+    assert kwargs["response_format"]["type"] == "json_schema"
+    refused = BadRequestError("response_format json_schema is not supported")
+    assert conv.json_fallback_kwargs(refused, kwargs) == {
+        "max_tokens": 5,
+        "response_format": {"type": "json_object"},
+    }
+    too_long = BadRequestError("context length exceeded")
+    with pytest.raises(BadRequestError) as caught:
+        conv.json_fallback_kwargs(too_long, kwargs)
+    assert caught.value is too_long
