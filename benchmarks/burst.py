@@ -437,7 +437,11 @@ def run_all(quick: bool = False, *, fleet: bool = True) -> list[Run]:
             for name, ours, _, _ in SUBJECTS:
                 if queue == 10 and not ours:
                     continue  # the anchors are measured at Q=5
-                runs.append(measure(server, scenario, name, ours, count, 0.95))
+                # LangChain's sync batch runs as many calls at once as its thread pool has
+                # workers (min(32, cores + 4): 6 on 2 cores), which cannot fill a queue of 10:
+                # reported beside the others, with no target it could never meet.
+                pooled = name.endswith("sync batch") and queue > min(32, (os.cpu_count() or 1) + 4)
+                runs.append(measure(server, scenario, name, ours, count, None if pooled else 0.95))
     if not quick:
         with queue_server(5, message=UNNAMED_MESSAGE) as server:
             scenario = f"{count} at once, Q=5, 429 names no limit"
