@@ -25,6 +25,7 @@ child starts with connections of its own (like the HTTP pools).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import logging
 import os
@@ -70,6 +71,8 @@ RETRY_REDIS_AFTER = 1.0
 SAME_OUTAGE = 10.0
 #: Seconds Redis may take to connect or answer before it counts as down.
 REDIS_TIMEOUT = 1.0
+#: Seconds a process at exit waits for its sender thread to send what it was handed.
+FLUSH_SECONDS = REDIS_TIMEOUT + BLOCK_SECONDS
 #: Connections to one Redis per process (per event loop for async calls): calls wait for one.
 MAX_CONNECTIONS = 32
 
@@ -129,7 +132,7 @@ class _Link:
         self._renewer: threading.Thread | None = None
         self._wakeup = threading.Event()
         self._sender: threading.Thread | None = None
-        self._outbox: queue.SimpleQueue[tuple[FleetGate, str, tuple[Any, ...]]]
+        self._outbox: queue.SimpleQueue[tuple[FleetGate, str, tuple[Any, ...]] | threading.Event]
         self._outbox = queue.SimpleQueue()
 
     @staticmethod
@@ -222,11 +225,28 @@ class _Link:
                     target=self._send_all, name="modelslab-fleet-sender", daemon=True
                 )
                 self._sender.start()
+                # Its thread is a daemon: without this, the releases of a process's last calls
+                # die with it and their places stay held until the leases expire.
+                atexit.register(self.flush, FLUSH_SECONDS)
         self._outbox.put((gate, op, args))
+
+    def flush(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until the sender thread has sent what it was
+        handed before. A forked child's inherited link has no sender: nothing to wait for."""
+        sender = self._sender
+        if sender is None or not sender.is_alive():
+            return
+        done = threading.Event()
+        self._outbox.put(done)
+        done.wait(timeout)
 
     def _send_all(self) -> None:
         while True:
-            gate, op, args = self._outbox.get()
+            item = self._outbox.get()
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            gate, op, args = item
             if not self.usable():
                 continue
             try:

@@ -14,6 +14,8 @@ import multiprocessing
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -361,3 +363,40 @@ def test_before_the_first_429_the_fleet_round_grows_by_one_per_accepted_stream_a
     for permit in held:
         assert permit is not None
         permit.release()
+
+
+_EXIT_AFTER_RELEASES = """
+import asyncio, sys
+from modelslab_core import ModelsLabClient
+
+async def main() -> None:
+    client = ModelsLabClient(
+        api_key=sys.argv[1], base_url=sys.argv[2], redis_url=sys.argv[3], max_in_flight=100
+    )
+    gate = client.flow_gate
+    permits = [await gate.acquire_async(5) for _ in range(100)]
+    assert all(p is not None and p.lease for p in permits)
+    print("HELD", gate.stats().fleet_in_flight, flush=True)
+    for permit in permits:
+        permit.succeeded()  # from the loop: handed to the sender thread
+
+asyncio.run(main())
+"""
+
+
+def test_releases_handed_to_the_sender_reach_redis_before_the_process_exits(
+    redis_server: RedisServer,
+) -> None:
+    # A worker whose last calls end as it exits (a batch script, a benchmark child) must not
+    # leave their places held in Redis until the lease expires: the fleet would run short.
+    base_url = "https://modelslab.com/api/v7/llm"  # no request is sent
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_AFTER_RELEASES, KEY, base_url, redis_server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["HELD", "100"]
+    gate = _gate(base_url, redis_server.url, pinned=100)
+    assert gate.stats().fleet_in_flight == 0
