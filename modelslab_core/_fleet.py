@@ -1,25 +1,13 @@
-"""One account gate for a fleet: every process and machine using a key shares it through Redis.
+"""One account gate for a fleet: every process and machine using a key shares it through Redis
+(``MODELSLAB_REDIS_URL`` or ``redis_url=``; docs/rate_limits.md, "Many workers, one key").
 
-ModelsLab's queue limit is per account (https://docs.modelslab.com), while real deployments run
-many workers on one key (gunicorn or uvicorn workers, Celery, Kubernetes replicas). Processes that
-cannot see each other collide, and every collision costs a ``retry_after`` of 30 s. With
-``MODELSLAB_REDIS_URL`` (or ``redis_url=``) their gates are one:
-
-- a request in flight is a lease that expires (:data:`LEASE_SECONDS`), renewed while it runs (a
-  long stream keeps its place), so the places of a killed worker come back within the lease time;
-- the learned limit and its trust window are shared; waiters of every process are served in
-  arrival order (a call turned away by a 429 first), woken by a push on their process's list,
-  which one listener thread per account and process waits on (BLPOP: no polling, one blocked
-  connection per process, however many calls wait);
-- every change is one Lua script (:mod:`modelslab_core._fleet_lua`): atomic, one round trip, all
-  keys under one hash tag ``modelslab:{digest}:`` (one Redis Cluster slot). The digest is of the
-  key's digest and the host, salted: neither the key nor its plain SHA-256 reaches Redis;
-- Redis down, slow or restarted: calls go on through this process's gate (:class:`FlowGate`),
-  with one WARNING per outage; shared mode resumes when Redis answers again. No call fails
-  because of Redis.
-
-Sync calls use ``redis.Redis``, async ones a ``redis.asyncio.Redis`` of their event loop. A forked
-child starts with connections of its own (like the HTTP pools).
+- A request in flight is a lease that expires (:data:`LEASE_SECONDS`), renewed while it runs, so
+  the places of a killed worker come back within the lease time.
+- The learned limit is shared; waiters of every process are served in arrival order, woken by a
+  push on their process's list (one listener thread per account and process, BLPOP: no polling).
+- Every change is one Lua script (:mod:`modelslab_core._fleet_lua`) under one hash tag
+  ``modelslab:{digest}:``, a salted digest: neither the key nor its plain SHA-256 reaches Redis.
+- Redis away: calls go on through this process's :class:`FlowGate`, one WARNING per outage.
 """
 
 from __future__ import annotations
