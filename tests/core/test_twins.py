@@ -19,8 +19,8 @@ from modelslab_core import (
 from modelslab_core.testing import LocalModelsLab, Reply
 
 KEY = "twins-test-key-0123456789"
-CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-TEXT = {"model": "m", "prompt": "hi"}
+CHAT = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
+TEXT = {"model": "meta-llama-3-8B-instruct", "prompt": "hi"}
 
 
 @pytest.fixture
@@ -113,4 +113,5 @@ def test_the_twins_give_the_same_outcome_for_the_same_answer(
     sync = _sync(server, call)
     server.enqueue(REPLIES[reply])
     async_ = _async(server, call)
+    assert server.pending_replies == 0  # both twins were answered by the scripted reply
     assert sync == async_
