@@ -8,6 +8,8 @@ from modelslab_core import (
     BASE_URLS,
     CHAT_BASE_URL,
     COMPLETIONS_BASE_URL,
+    DEFAULT_PROFILE,
+    PROFILES,
     UNCENSORED_BASE_URL,
     ChatRequest,
     ClientConfig,
@@ -137,10 +139,11 @@ def test_aliases_in_canonical_out() -> None:
     assert body["messages"] == [{"role": "user", "content": "hi"}]
 
 
-def test_profiles_known_and_default() -> None:
-    assert get_profile("deepseek-ai-DeepSeek-R1-Distill-Llama-70B").reasoning
-    assert get_profile("Qwen/Qwen2.5-VL-72B-Instruct-together").vision
-    assert get_profile("META-LLAMA-3-8B-INSTRUCT").context_window == 8192
+def test_a_known_id_in_any_case_gets_its_profile_and_an_unknown_id_the_safe_default() -> None:
+    for name, profile in PROFILES.items():
+        assert get_profile(name.upper()) == get_profile(name) == profile
+    assert get_profile("GEMINI-2.5-PRO") != DEFAULT_PROFILE
     unknown = get_profile("some-new-model")
-    assert unknown.tool_calling and not unknown.vision and unknown.context_window == 8192
-    assert get_profile("vendor-r1-preview").reasoning
+    assert unknown == DEFAULT_PROFILE
+    assert unknown.tool_calling and not unknown.vision  # ModelsLab documents tools for all models
+    assert get_profile("vendor-r1-preview").reasoning  # an id that looks like a reasoning model

@@ -15,7 +15,13 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from langchain_modelslab import ChatModelsLab
-from modelslab_core import CHAT_BASE_URL, UNCENSORED_BASE_URL, ConfigurationError
+from modelslab_core import (
+    CHAT_BASE_URL,
+    DEFAULT_PROFILE,
+    UNCENSORED_BASE_URL,
+    ConfigurationError,
+    get_profile,
+)
 
 from .conftest import KEY, Mock, chat_answer, chunk, sse, usage_chunk
 
@@ -112,25 +118,36 @@ def test_pickle_round_trip_after_use(make_chat: MakeChat) -> None:
     assert clone._client() is not model._client()
 
 
-def test_clients_are_cached_and_rebuilt_on_change() -> None:
-    model = ChatModelsLab(api_key=KEY)
-    first = model._client()
-    assert model._client() is first
-    model.timeout = 5
-    assert model._client() is not first
-    assert model._async_client() is model._async_client()
+async def test_a_field_changed_after_the_first_call_takes_effect(
+    make_chat: MakeChat, mock: Mock
+) -> None:
+    model = make_chat(chat_answer(), base_url="https://one.test/api/v7/llm")
+    model.invoke("hi")
+    await model.ainvoke("hi")
+    model.base_url = "https://two.test/api/v7/llm"
+    model.timeout = 7.5
+    model.default_headers = {"x-team": "blue"}
+    model.invoke("hi")
+    await model.ainvoke("hi")
+    assert [r.url.host for r in mock.requests] == ["one.test", "one.test", "two.test", "two.test"]
+    for before, after in zip(mock.requests[:2], mock.requests[2:], strict=True):
+        assert "x-team" not in before.headers and after.headers["x-team"] == "blue"
+        assert after.extensions["timeout"]["read"] == 7.5
 
 
 def test_profile_from_the_shared_table() -> None:
-    profile = ChatModelsLab(api_key=KEY, model="deepseek-ai-DeepSeek-R1-Distill-Llama-70B").profile
+    model = "deepseek-ai-DeepSeek-R1-Distill-Llama-70B"
+    profile = ChatModelsLab(api_key=KEY, model=model).profile
     assert profile is not None
-    assert profile["max_input_tokens"] == 131072
+    assert profile["max_input_tokens"] == get_profile(model).context_window
+    assert profile["max_input_tokens"] != DEFAULT_PROFILE.context_window
     assert profile["reasoning_output"] is True
     assert profile["tool_calling"] is True
     vision = ChatModelsLab(api_key=KEY, model="Qwen/Qwen2.5-VL-72B-Instruct-together").profile
     assert vision is not None and vision["image_inputs"] is True
     unknown = ChatModelsLab(api_key=KEY, model="some-new-model").profile
-    assert unknown is not None and unknown["max_input_tokens"] == 8192
+    assert unknown is not None
+    assert unknown["max_input_tokens"] == DEFAULT_PROFILE.context_window
 
 
 def test_ls_params() -> None:

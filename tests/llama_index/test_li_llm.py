@@ -96,7 +96,8 @@ def test_fields_come_from_the_model_profile() -> None:
     llm = ModelsLabLLM("meta-llama-Llama-3.3-70B-Instruct-Turbo", api_key=SECRET)
     profile = get_profile(llm.model)
     meta = llm.metadata
-    assert meta.context_window == profile.context_window == 131072
+    assert profile != get_profile("some-new-model")  # the model's own, not the fallback
+    assert meta.context_window == profile.context_window
     assert meta.num_output == profile.max_output_tokens
     assert meta.is_chat_model and meta.is_function_calling_model
     assert meta.model_name == llm.model
