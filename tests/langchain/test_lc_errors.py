@@ -236,7 +236,7 @@ def test_configuration_errors_are_left_alone() -> None:
     assert translate_error(error) is error
 
 
-def test_auth_subclass_order() -> None:
+def test_a_403_is_a_permission_error_that_an_authentication_handler_catches() -> None:
     error = translate_error(modelslab_core.PermissionDeniedError("no", status_code=403))
     assert isinstance(error, ModelPermissionDeniedError)
     assert isinstance(error, modelslab_core.AuthenticationError)
