@@ -22,6 +22,7 @@ from modelslab_core import (
     ConfigurationError,
     get_profile,
 )
+from modelslab_core.testing import LocalModelsLab
 
 from .conftest import KEY, Mock, chat_answer, chunk, sse, usage_chunk
 
@@ -109,13 +110,16 @@ def test_dumpd_load_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     assert loaded.api_key is not None and loaded.api_key.get_secret_value() == KEY
 
 
-def test_pickle_round_trip_after_use(make_chat: MakeChat) -> None:
-    model = ChatModelsLab(api_key=KEY, model="deepseek-ai-DeepSeek-V3", temperature=0.1)
-    model._client()  # a built client is not part of the pickle
+def test_a_model_pickled_after_a_call_answers_from_its_copy(
+    modelslab_server: LocalModelsLab,
+) -> None:
+    model = ChatModelsLab(
+        api_key=KEY, base_url=modelslab_server.base_url, model="deepseek-ai-DeepSeek-V3"
+    )
+    assert model.invoke("before").content == "before"  # the model now holds its clients
     clone = pickle.loads(pickle.dumps(model))
-    assert clone.model == model.model
-    assert clone.api_key == model.api_key
-    assert clone._client() is not model._client()
+    assert (clone.model, clone.api_key) == (model.model, model.api_key)
+    assert clone.invoke("after pickling").content == "after pickling"
 
 
 async def test_a_field_changed_after_the_first_call_takes_effect(
