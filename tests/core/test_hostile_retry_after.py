@@ -51,7 +51,7 @@ def sync_chat(server: LocalModelsLab, **kwargs: Any) -> str:
 def async_chat(server: LocalModelsLab, **kwargs: Any) -> str:
     async def run() -> str:
         client = AsyncModelsLabClient(api_key=KEY, base_url=server.base_url, timeout=1, **kwargs)
-        # A hint read as NaN once slept "until some other timer fired": bound the whole call.
+        # A NaN hint must not sleep "until some other timer fires": bound the whole call.
         answer = await asyncio.wait_for(client.chat(REQUEST), 20)
         return answer.choices[0].message.content or ""
 
