@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -93,6 +94,18 @@ def test_without_a_named_limit_it_drops_to_what_the_server_held() -> None:
     assert control.current() == 7
 
 
+def _answers_until(
+    control: AdaptiveLimit, done: Callable[[], bool], in_flight: int, now: float
+) -> int:
+    """Answer calls while ``in_flight`` fill the limit and more wait, until ``done()``; returns
+    how many answers it took (at most 10,000)."""
+    for answers in range(1, 10_001):
+        control.on_success(in_flight=in_flight, waiting=3, now=now)
+        if done():
+            return answers
+    raise AssertionError(f"not done after 10,000 answers: limit {control.current()}")
+
+
 def test_growth_only_while_the_limit_is_filled() -> None:
     control = AdaptiveLimit()
     control.on_rate_limited(in_flight=6, named=None, now=0.0)
@@ -100,24 +113,22 @@ def test_growth_only_while_the_limit_is_filled() -> None:
     for _ in range(1000):
         control.on_success(in_flight=2, waiting=0, now=1.0)  # idle: nothing learned
     assert control.current() == 5
-    for _ in range(5 * 8 + 8):
-        control.on_success(in_flight=5, waiting=3, now=1.0)
-    assert control.current() == 6  # one probe after eight limits' worth of answers
+    answers = _answers_until(control, lambda: control.current() != 5, in_flight=5, now=1.0)
+    assert control.current() == 6  # one place more at a time
+    assert answers > 5  # a probe: slower than a place per limit's worth of answers
 
 
 def test_a_named_limit_is_probed_after_its_trust_runs_out() -> None:
     control = AdaptiveLimit(trust=600.0)
     control.on_rate_limited(in_flight=50, named=5, now=0.0)
     control.limit = 4.0  # a race (or another process) left it below the named limit
-    for _ in range(4 * 8 + 8):
-        control.on_success(in_flight=4, waiting=1, now=1.0)
-    assert control.current() == 5
+    _answers_until(control, lambda: control.current() != 4, in_flight=4, now=1.0)
+    assert control.current() == 5  # back to the named limit, no further while it is trusted
     for _ in range(1000):
         control.on_success(in_flight=5, waiting=1, now=599.0)
     assert control.current() == 5
-    for _ in range(100):
-        control.on_success(in_flight=5, waiting=1, now=601.0)
-    assert control.current() > 5  # a plan that grew is found
+    _answers_until(control, lambda: control.current() != 5, in_flight=5, now=601.0)
+    assert control.current() == 6  # a plan that grew is found
 
 
 def test_pinned_ignores_429s_but_remembers_the_named_limit() -> None:
