@@ -461,10 +461,6 @@ def test_a_forked_child_starts_with_no_gates() -> None:
     permit.release()
 
 
-def test_flow_module_exports() -> None:
-    assert set(flow.__all__) >= {"FlowGate", "Permit", "gate_for", "gate_stats", "reset_gates"}
-
-
 def test_an_endless_wait_is_never_waited() -> None:
     plan = CallPlan(RetryPolicy(), now=0.0)
     error = _rate_limit(float("inf"))
