@@ -133,8 +133,9 @@ def test_text_completion_model_defaults() -> None:
     ],
 )
 def test_base_urls_keep_the_api_segment(kwargs: dict[str, object], expected: str) -> None:
-    assert ModelsLabLLM(api_key=SECRET, **kwargs).base_url == expected  # type: ignore[arg-type]
-    assert "/api/" in expected
+    base_url = ModelsLabLLM(api_key=SECRET, **kwargs).base_url  # type: ignore[arg-type]
+    assert base_url == expected
+    assert "/api/" in base_url  # ModelsLab's endpoints live under /api/
 
 
 def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
