@@ -32,7 +32,9 @@ MakeChat = Callable[..., ChatModelsLab]
 # --- construction ----------------------------------------------------------------------------
 
 
-def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_with_only_a_key_the_model_is_the_default_model_on_the_chat_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("MODELSLAB_BASE_URL", raising=False)
     model = ChatModelsLab(api_key=KEY)
     assert model.model == "meta-llama-3-8B-instruct"
@@ -83,7 +85,7 @@ def test_unknown_arguments_go_to_model_kwargs(make_chat: MakeChat, mock: Mock) -
     assert mock.body["repetition_penalty"] == 1.1
 
 
-def test_key_never_shown() -> None:
+def test_the_key_never_shows_in_repr_str_or_serialized_form() -> None:
     model = ChatModelsLab(api_key=KEY)
     assert KEY not in repr(model)
     assert KEY not in str(model)
@@ -154,7 +156,7 @@ def test_profile_from_the_shared_table() -> None:
     assert unknown["max_input_tokens"] == DEFAULT_PROFILE.context_window
 
 
-def test_ls_params() -> None:
+def test_langsmith_params_name_the_provider_model_and_sampling_settings() -> None:
     model = ChatModelsLab(api_key=KEY, temperature=0.2, max_tokens=10, stop=["x"])
     assert model._get_ls_params() == {
         "ls_provider": "modelslab",
@@ -227,7 +229,9 @@ def test_empty_stop_is_not_sent(make_chat: MakeChat, mock: Mock) -> None:
     assert "stop" not in mock.body
 
 
-def test_key_in_body(make_chat: MakeChat, mock: Mock) -> None:
+def test_key_in_body_sends_the_key_in_the_body_without_an_authorization_header(
+    make_chat: MakeChat, mock: Mock
+) -> None:
     make_chat(chat_answer(), key_in_body=True).invoke("hi")
     assert mock.body["key"] == KEY
     assert "authorization" not in mock.requests[-1].headers
@@ -296,7 +300,7 @@ def test_images_are_sent_as_image_url_parts(make_chat: MakeChat, mock: Mock) -> 
 # --- answers ---------------------------------------------------------------------------------
 
 
-def test_invoke(make_chat: MakeChat) -> None:
+def test_invoke_returns_an_ai_message_with_usage_and_response_metadata(make_chat: MakeChat) -> None:
     message = make_chat(chat_answer("Hello there")).invoke("hi")
     assert isinstance(message, AIMessage)
     assert message.content == "Hello there"
@@ -308,7 +312,7 @@ def test_invoke(make_chat: MakeChat) -> None:
     assert metadata["id"] == "gen-1"
 
 
-async def test_ainvoke(make_chat: MakeChat) -> None:
+async def test_ainvoke_returns_the_answer(make_chat: MakeChat) -> None:
     message = await make_chat(chat_answer("async hello")).ainvoke("hi")
     assert message.content == "async hello"
 
@@ -429,7 +433,9 @@ def test_streaming_field_makes_invoke_stream(make_chat: MakeChat, mock: Mock) ->
     assert message.usage_metadata["total_tokens"] == 14
 
 
-def test_stream_usage_off(make_chat: MakeChat, mock: Mock) -> None:
+def test_stream_usage_off_asks_for_no_usage_and_a_call_may_ask_for_it(
+    make_chat: MakeChat, mock: Mock
+) -> None:
     answer = sse(chunk({"content": "x"}), chunk({}, finish_reason="stop"))
     model = make_chat(answer, stream_usage=False)
     assert all(c.usage_metadata is None for c in model.stream("hi"))
@@ -438,7 +444,7 @@ def test_stream_usage_off(make_chat: MakeChat, mock: Mock) -> None:
     assert mock.body["stream_options"] == {"include_usage": True}
 
 
-def test_stream_events(make_chat: MakeChat) -> None:
+def test_astream_events_carry_the_streamed_text(make_chat: MakeChat) -> None:
     model = make_chat(sse(chunk({"content": "a"}), chunk({"content": "b"}, "stop"), usage_chunk()))
 
     async def collect() -> list[str]:
@@ -457,7 +463,7 @@ def test_async_from_two_event_loops(make_chat: MakeChat) -> None:
     assert asyncio.run(model.ainvoke("hi")).content == "one"
 
 
-def test_list_models(make_chat: MakeChat, mock: Mock) -> None:
+def test_list_models_returns_the_model_ids_sync_and_async(make_chat: MakeChat, mock: Mock) -> None:
     import httpx
 
     models = httpx.Response(200, json={"object": "list", "data": [{"id": "a"}, {"id": "b"}]})
@@ -498,7 +504,9 @@ def _weather_call(arguments: str = '{"city": "Oslo", "celsius": 3}') -> Any:
     )
 
 
-def test_bind_tools_request(make_chat: MakeChat, mock: Mock) -> None:
+def test_bind_tools_sends_tools_choice_and_parallel_flag_and_parses_the_call(
+    make_chat: MakeChat, mock: Mock
+) -> None:
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b
@@ -519,7 +527,7 @@ def test_bind_tools_request(make_chat: MakeChat, mock: Mock) -> None:
     assert "tool_choice" not in mock.body
 
 
-def test_invalid_tool_arguments(make_chat: MakeChat) -> None:
+def test_unparseable_tool_arguments_become_an_invalid_tool_call(make_chat: MakeChat) -> None:
     message = make_chat(_weather_call('{"city": ')).invoke("x")
     assert message.tool_calls == []
     assert message.invalid_tool_calls[0]["name"] == "Weather"
