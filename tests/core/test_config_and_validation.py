@@ -78,7 +78,9 @@ def test_key_never_in_repr() -> None:
         ({"base_url": "modelslab.com/api"}, "base_url"),
     ],
 )
-def test_bad_settings(kwargs: dict[str, object], match: str) -> None:
+def test_a_bad_client_setting_is_a_configuration_error_naming_it(
+    kwargs: dict[str, object], match: str
+) -> None:
     with pytest.raises(ConfigurationError, match=match):
         ModelsLabClient(api_key="k", **kwargs)  # type: ignore[arg-type]
 
@@ -100,14 +102,16 @@ def test_bad_settings(kwargs: dict[str, object], match: str) -> None:
         ({"temperature": "hot"}, "must be a number"),
     ],
 )
-def test_out_of_range_parameters(params: dict[str, object], match: str) -> None:
+def test_an_out_of_range_parameter_is_a_parameter_error_naming_its_field(
+    params: dict[str, object], match: str
+) -> None:
     with pytest.raises(ParameterError, match=match) as info:
         check_params(params)
     assert info.value.field == next(iter(params))
     assert isinstance(info.value, ValueError)
 
 
-def test_in_range_parameters_pass() -> None:
+def test_parameters_at_the_edges_of_their_ranges_pass() -> None:
     check_params(
         {"temperature": 0, "top_p": 1, "n": 10, "max_tokens": 1, "stop": ["a"] * 4, "top_k": 40}
     )
@@ -122,7 +126,7 @@ def test_requests_need_messages_and_prompt() -> None:
         check_completion_request(CompletionRequest(prompt="x", max_tokens=50_000))
 
 
-def test_aliases_in_canonical_out() -> None:
+def test_aliases_come_in_and_canonical_names_go_out_with_extras_kept() -> None:
     request = ChatRequest.model_validate(
         {
             "model_id": "m",
