@@ -51,7 +51,9 @@ def _fresh_gates() -> None:
         (None, None),
     ],
 )
-def test_parse_queue_limit(message: str | None, limit: int | None) -> None:
+def test_the_queue_limit_is_read_from_any_wording_of_it_and_nothing_else(
+    message: str | None, limit: int | None
+) -> None:
     assert parse_queue_limit(message) == limit
 
 
