@@ -40,7 +40,9 @@ def fast(client: Any) -> Any:
 
 
 @pytest.mark.parametrize("placement", ["bearer", "body", "x-api-key"])
-def test_key_in_each_place(server: LocalModelsLab, placement: str) -> None:
+def test_the_key_goes_where_its_placement_says_and_nowhere_else(
+    server: LocalModelsLab, placement: str
+) -> None:
     client = ModelsLabClient(api_key=KEY, base_url=server.base_url, key_placement=placement)  # type: ignore[arg-type]
     answer = client.chat(ask("hello there"))
     assert answer.choices[0].message.content == "hello there"
@@ -105,7 +107,7 @@ def test_stream_merges_to_the_non_streamed_answer(server: LocalModelsLab) -> Non
         assert merged.usage == whole.usage
 
 
-def test_text_completions(server: LocalModelsLab) -> None:
+def test_text_completions_answer_whole_and_streamed(server: LocalModelsLab) -> None:
     client = ModelsLabCompletionsClient(api_key=KEY, base_url=server.completions_base_url)
     done = client.complete({"prompt": "Write a tagline for an ice cream shop.", "max_tokens": 3})
     assert done.choices[0].text.strip()
@@ -114,7 +116,7 @@ def test_text_completions(server: LocalModelsLab) -> None:
     assert "".join(c.choices[0].text for c in chunks if c.choices)
 
 
-def test_model_list(server: LocalModelsLab) -> None:
+def test_the_model_list_names_the_served_models(server: LocalModelsLab) -> None:
     models = ModelsLabClient(api_key=KEY, base_url=server.base_url).list_models()
     assert "meta-llama-3-8B-instruct" in {m.id for m in models.data}
 

@@ -96,7 +96,9 @@ async def _async(base_url: str, stream: bool) -> str:
 @pytest.mark.parametrize("twin", ["sync", "async"])
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_faults_table(server: LocalModelsLab, fault: str, stream: bool, twin: str) -> None:
+def test_every_fault_in_the_docs_table_raises_the_class_it_names(
+    server: LocalModelsLab, fault: str, stream: bool, twin: str
+) -> None:
     make, plain, streamed = FAULTS[fault]
     expected = streamed if stream else plain
     server.enqueue(make())

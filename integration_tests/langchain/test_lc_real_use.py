@@ -60,7 +60,9 @@ class Person(BaseModel):
     age: int = Field(description="Age in years")
 
 
-def test_lcel_chain(chat: ChatModelsLab, server: LocalModelsLab) -> None:
+def test_an_lcel_chain_invokes_streams_and_batches_through_the_model(
+    chat: ChatModelsLab, server: LocalModelsLab
+) -> None:
     prompt = ChatPromptTemplate.from_messages(
         [("system", "You repeat what you are told."), ("human", "Say: {text}")]
     )
@@ -155,7 +157,9 @@ def test_hand_written_tool_loop(chat: ChatModelsLab, server: LocalModelsLab) -> 
     assert len(server.requests) == 2 and server.pending_replies == 0
 
 
-def test_create_agent(chat: ChatModelsLab, server: LocalModelsLab) -> None:
+def test_create_agent_calls_the_tool_and_answers_with_its_result(
+    chat: ChatModelsLab, server: LocalModelsLab
+) -> None:
     from langchain.agents import create_agent
 
     server.enqueue(
@@ -258,7 +262,9 @@ def test_several_tool_calls_in_one_answer(chat: ChatModelsLab, server: LocalMode
     assert server.pending_replies == 0
 
 
-def test_reasoning_model(server: LocalModelsLab) -> None:
+def test_a_reasoning_models_thought_is_a_reasoning_block_invoked_or_streamed(
+    server: LocalModelsLab,
+) -> None:
     model = ChatModelsLab(
         api_key=KEY, base_url=server.base_url, model="deepseek-ai-DeepSeek-R1-Distill-Llama-70B"
     )
@@ -310,7 +316,7 @@ async def test_abatch_and_astream_events(chat: ChatModelsLab, server: LocalModel
     assert server.pending_replies == 0
 
 
-def test_rate_limit_retried(
+def test_a_rate_limit_is_retried_with_the_same_request(
     chat: ChatModelsLab, server: LocalModelsLab, no_retry_delay: None
 ) -> None:
     server.enqueue(Reply.rate_limit(retry_after=0), Reply.text("answered after a retry"))
@@ -320,7 +326,9 @@ def test_rate_limit_retried(
     assert server.requests[0].body == server.requests[1].body
 
 
-def test_errors_from_the_server(chat: ChatModelsLab, server: LocalModelsLab) -> None:
+def test_server_errors_are_langchain_and_adapter_errors_without_the_key(
+    chat: ChatModelsLab, server: LocalModelsLab
+) -> None:
     server.enqueue(Reply.rate_limit(retry_after=0))
     with pytest.raises(ModelRateLimitError) as info:
         chat.invoke("hi")
@@ -356,7 +364,7 @@ def test_llm_invoke_stream_batch_stop(llm: ModelsLabLLM, server: LocalModelsLab)
     assert result.llm_output["token_usage"]["total_tokens"] > 0
 
 
-def test_llm_async(llm: ModelsLabLLM) -> None:
+def test_text_model_async_calls_agree_across_event_loops(llm: ModelsLabLLM) -> None:
     async def run() -> tuple[str, str, list[str]]:
         text = await llm.ainvoke("async words")
         streamed = "".join([c async for c in llm.astream("async words")])
@@ -368,7 +376,7 @@ def test_llm_async(llm: ModelsLabLLM) -> None:
     assert first[0] == first[1] and "async words" in first[0]
 
 
-def test_llm_uncensored_base(server: LocalModelsLab) -> None:
+def test_the_text_model_completes_on_the_uncensored_endpoint(server: LocalModelsLab) -> None:
     llm = ModelsLabLLM(api_key=KEY, base_url=server.uncensored_base_url)
     server.enqueue(Reply.text(" went down the uncensored path."))
     assert llm.invoke("The request") == " went down the uncensored path."

@@ -52,7 +52,9 @@ def prompt_text(server: LocalModelsLab) -> str:
     return "\n".join(str(m.get("content")) for m in body["messages"])
 
 
-def test_settings_llm_is_ours(as_settings: ModelsLabLLM, server: LocalModelsLab) -> None:
+def test_settings_llm_set_to_the_model_answers_through_it(
+    as_settings: ModelsLabLLM, server: LocalModelsLab
+) -> None:
     server.enqueue(Reply.text("pong"))
     assert Settings.llm is as_settings
     assert Settings.llm.complete("ping").text == "pong"
@@ -75,7 +77,7 @@ def test_query_engine_sends_the_retrieved_text(
         assert fact in sent
 
 
-def test_streaming_query_engine(
+def test_a_streaming_query_engine_streams_the_answer_to_the_retrieved_text(
     llm: ModelsLabLLM, index: VectorStoreIndex, server: LocalModelsLab
 ) -> None:
     server.enqueue(Reply.text("On the third Friday of October."))
@@ -88,7 +90,7 @@ def test_streaming_query_engine(
     assert FACTS[1] in prompt_text(server)
 
 
-async def test_async_query_engine(
+async def test_an_async_query_engine_sends_the_retrieved_text(
     llm: ModelsLabLLM, index: VectorStoreIndex, server: LocalModelsLab
 ) -> None:
     server.enqueue(Reply.text("About forty."))
@@ -99,7 +101,7 @@ async def test_async_query_engine(
 
 
 @pytest.mark.parametrize("chat_mode", ["context", "condense_plus_context"])
-def test_chat_engine(
+def test_a_chat_engine_sends_the_retrieved_text_and_keeps_the_history(
     llm: ModelsLabLLM, index: VectorStoreIndex, server: LocalModelsLab, chat_mode: str
 ) -> None:
     engine = index.as_chat_engine(

@@ -52,7 +52,7 @@ def _answer(surface: str, text: str, request_id: str) -> Reply:
     return Reply.raw(200, body, content_type="application/json", headers=headers)
 
 
-def test_request_log_lines(
+def test_one_call_logs_one_httpx_line_and_one_of_ours_without_key_or_body(
     server: LocalModelsLab, ask: Any, caplog: pytest.LogCaptureFixture, surface: str
 ) -> None:
     """One call: httpx's INFO line names the request; ours (DEBUG, "modelslab_core") gives the

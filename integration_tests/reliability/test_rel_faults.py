@@ -125,8 +125,14 @@ def check_framework_class(path: str, error: BaseException, core_class: type[Exce
 
 # ----------------------------------------------------------------------------- retryable faults
 
-# Backoff without a server hint: the policy's first delay, 0.5 s less up to 25 % jitter.
-FIRST_BACKOFF = (0.5 * 0.75, 0.5)
+# Backoff without a server hint: the policy's first delay, less up to its jitter.
+POLICY = RetryPolicy()
+FIRST_BACKOFF = (POLICY.initial_delay * (1 - POLICY.jitter), POLICY.initial_delay)
+
+
+def floor(hint: float) -> tuple[float, float]:
+    """A server's hint is a floor: never earlier than asked, up to the jitter on top."""
+    return (hint, hint * (1 + POLICY.jitter))
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ RETRYABLE = [
         e.RateLimitError,
         429,
         "Rate limit exceeded. Maximum 5 queued requests allowed.",
-        (7.0, 8.75),  # never earlier than asked, up to a quarter on top
+        floor(7.0),
     ),
     Fault(
         "429 retry_after body field",
@@ -155,7 +161,7 @@ RETRYABLE = [
         e.RateLimitError,
         429,
         "Rate limit exceeded. Maximum 5 queued requests allowed.",
-        (9.0, 11.25),
+        floor(9.0),
     ),
     Fault("502 HTML page", lambda _: Reply.html_error(502), e.ServerError, 502, "502 Bad Gateway"),
     Fault(

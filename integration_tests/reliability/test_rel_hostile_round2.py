@@ -1,6 +1,5 @@
-"""Hostile servers, round 2, over real sockets (small raw-socket servers on 127.0.0.1): whatever
-they do, a call ends within its bounds in a typed error, and the key never goes to another
-origin.
+"""Hostile servers over real sockets (small raw-socket servers on 127.0.0.1): whatever they do,
+a call ends within its bounds in a typed error, and the key never goes to another origin.
 
 - a redirect to another origin (host, port, or scheme and port) is refused when anything the
   request would carry there holds the key: a header or a body field, whatever the placement;
@@ -25,7 +24,7 @@ import pytest
 from modelslab_core import AsyncModelsLabClient, ModelsLabClient
 from modelslab_core import errors as e
 
-KEY = "msl-ROUND2-4b1d-SECRET-KEY-77"
+KEY = "msl-HOSTILE-4b1d-SECRET-KEY-77"
 REQUEST = {"model": "meta-llama-3-8B-instruct", "messages": [{"role": "user", "content": "hi"}]}
 MODES = pytest.mark.parametrize("mode", ["sync", "async"])
 ANSWER = {
@@ -226,9 +225,9 @@ def _late_headers_then_stall(stream_body: bool) -> Callable[[socket.socket, byte
 def test_a_body_stalling_after_late_headers_ends_at_the_deadline(
     raw_server: Any, mode: str, streamed: bool
 ) -> None:
-    """The body's read waits only what is left of the deadline: sync waited a whole read timeout
-    (ending 1.5 s late, blaming a ``ReadTimeout``), and a stalled sync stream raised
-    ``IncompleteStreamError(ReadTimeout)`` instead of the deadline's error."""
+    """The body's read waits only what is left of the deadline, not a whole read timeout: the
+    call, or the stalled stream, ends with the deadline's ``APITimeoutError``, not a
+    ``ReadTimeout`` or an ``IncompleteStreamError``."""
     server = raw_server(_late_headers_then_stall(streamed))
     client = {"base_url": server.url(), "total_timeout": 2.0, "timeout": 20}
     # The deadline's own error ("did not finish within total_timeout"), not a read timeout's.
@@ -342,8 +341,9 @@ with LocalModelsLab(api_key="cycle-key-1234567") as server:
 
 
 def test_two_threads_dropping_streams_in_cycles_never_deadlock(tmp_path: Any) -> None:
-    """The finalizer closed the response while the same thread held httpcore's pool lock: the
-    process hung after 40-190 streams. Run in a child so that a deadlock fails the test."""
+    """A stream's finalizer may run while the same thread holds httpcore's pool lock; closing
+    the response there must not take that lock again. Run in a child so that a deadlock fails
+    the test."""
     import subprocess
     import sys
 
@@ -377,7 +377,7 @@ def _bounded(mode: str, run: Callable[[], Any]) -> Any:
 def test_a_large_prompt_to_a_server_that_stops_reading_ends_at_the_write_timeout(
     raw_server: Any, mode: str
 ) -> None:
-    """Async waited for ever: aiohttp has no write timeout, and starts its read timeout only once
+    """Async too, although aiohttp has no write timeout and starts its read timeout only once
     the body is sent."""
     hang_up = threading.Event()
 
@@ -438,8 +438,8 @@ BAD_CHUNKS = {
 def test_a_chunked_body_that_turns_invalid_ends_in_a_typed_error(
     raw_server: Any, mode: str, bad: str
 ) -> None:
-    """Async ``chat`` hung for ever on some (aiohttp's C parser dropped the broken body without
-    ending its read)."""
+    """Async too: aiohttp's C parser drops some broken bodies without ending the read, and the
+    call must not wait for ever on them."""
     server = raw_server(_breaks_off(BAD_CHUNKS[bad], event_stream=False))
     client_cls = ModelsLabClient if mode == "sync" else AsyncModelsLabClient
     client = client_cls(api_key=KEY, base_url=server.url(), timeout=20, max_retries=0)
@@ -453,7 +453,8 @@ def test_a_chunked_body_that_turns_invalid_ends_in_a_typed_error(
 def test_a_stream_whose_chunked_body_turns_invalid_ends_incomplete(
     raw_server: Any, mode: str, bad: str
 ) -> None:
-    """Async ``chat_stream`` hung for ever, or raised a bare ``RuntimeError``."""
+    """The stream ends with ``IncompleteStreamError`` after the chunks it delivered, sync and
+    async: never a wait for ever nor a bare ``RuntimeError``."""
     server = raw_server(_breaks_off(BAD_CHUNKS[bad], event_stream=True))
     client_cls = ModelsLabClient if mode == "sync" else AsyncModelsLabClient
     client = client_cls(api_key=KEY, base_url=server.url(), timeout=20, max_retries=0)

@@ -219,7 +219,9 @@ CAPPED = {
 
 
 @pytest.mark.parametrize("path", list(CAPPED))
-def test_in_flight_cap(server: LocalModelsLab, path: str) -> None:
+def test_max_in_flight_caps_the_calls_at_the_server_and_without_it_they_overlap(
+    server: LocalModelsLab, path: str
+) -> None:
     server.set_fault_rate(1.0, [Reply.slow(SLOW)])  # every answer is slow
     answers = CAPPED[path](server, CAP)
     assert answers == [f"capped {i}" for i in range(30)]

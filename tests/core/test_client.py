@@ -138,7 +138,9 @@ async def test_chat_sends_canonical_body_and_bearer(make: Any) -> None:
 
 
 @pytest.mark.parametrize("placement", ["body", "x-api-key"])
-async def test_key_placement(make: Any, placement: str) -> None:
+async def test_a_key_placed_in_the_body_or_x_api_key_is_not_also_sent_as_a_bearer(
+    make: Any, placement: str
+) -> None:
     d = make(lambda r: httpx.Response(200, json=answer()), key_placement=placement)
     await d.chat(model="m")
     request = d.seen[0]
@@ -149,7 +151,7 @@ async def test_key_placement(make: Any, placement: str) -> None:
         assert request.headers["x-api-key"] == KEY
 
 
-async def test_default_headers_sent(make: Any) -> None:
+async def test_default_headers_go_out_with_the_request(make: Any) -> None:
     d = make(lambda r: httpx.Response(200, json=answer()), default_headers={"X-Trace": "t1"})
     await d.chat(model="m")
     assert d.seen[0].headers["x-trace"] == "t1"

@@ -8,6 +8,8 @@ from modelslab_core import (
     BASE_URLS,
     CHAT_BASE_URL,
     COMPLETIONS_BASE_URL,
+    DEFAULT_PROFILE,
+    PROFILES,
     UNCENSORED_BASE_URL,
     ChatRequest,
     ClientConfig,
@@ -76,7 +78,9 @@ def test_key_never_in_repr() -> None:
         ({"base_url": "modelslab.com/api"}, "base_url"),
     ],
 )
-def test_bad_settings(kwargs: dict[str, object], match: str) -> None:
+def test_a_bad_client_setting_is_a_configuration_error_naming_it(
+    kwargs: dict[str, object], match: str
+) -> None:
     with pytest.raises(ConfigurationError, match=match):
         ModelsLabClient(api_key="k", **kwargs)  # type: ignore[arg-type]
 
@@ -98,14 +102,16 @@ def test_bad_settings(kwargs: dict[str, object], match: str) -> None:
         ({"temperature": "hot"}, "must be a number"),
     ],
 )
-def test_out_of_range_parameters(params: dict[str, object], match: str) -> None:
+def test_an_out_of_range_parameter_is_a_parameter_error_naming_its_field(
+    params: dict[str, object], match: str
+) -> None:
     with pytest.raises(ParameterError, match=match) as info:
         check_params(params)
     assert info.value.field == next(iter(params))
     assert isinstance(info.value, ValueError)
 
 
-def test_in_range_parameters_pass() -> None:
+def test_parameters_at_the_edges_of_their_ranges_pass() -> None:
     check_params(
         {"temperature": 0, "top_p": 1, "n": 10, "max_tokens": 1, "stop": ["a"] * 4, "top_k": 40}
     )
@@ -120,7 +126,7 @@ def test_requests_need_messages_and_prompt() -> None:
         check_completion_request(CompletionRequest(prompt="x", max_tokens=50_000))
 
 
-def test_aliases_in_canonical_out() -> None:
+def test_aliases_come_in_and_canonical_names_go_out_with_extras_kept() -> None:
     request = ChatRequest.model_validate(
         {
             "model_id": "m",
@@ -137,10 +143,11 @@ def test_aliases_in_canonical_out() -> None:
     assert body["messages"] == [{"role": "user", "content": "hi"}]
 
 
-def test_profiles_known_and_default() -> None:
-    assert get_profile("deepseek-ai-DeepSeek-R1-Distill-Llama-70B").reasoning
-    assert get_profile("Qwen/Qwen2.5-VL-72B-Instruct-together").vision
-    assert get_profile("META-LLAMA-3-8B-INSTRUCT").context_window == 8192
+def test_a_known_id_in_any_case_gets_its_profile_and_an_unknown_id_the_safe_default() -> None:
+    for name, profile in PROFILES.items():
+        assert get_profile(name.upper()) == get_profile(name) == profile
+    assert get_profile("GEMINI-2.5-PRO") != DEFAULT_PROFILE
     unknown = get_profile("some-new-model")
-    assert unknown.tool_calling and not unknown.vision and unknown.context_window == 8192
-    assert get_profile("vendor-r1-preview").reasoning
+    assert unknown == DEFAULT_PROFILE
+    assert unknown.tool_calling and not unknown.vision  # ModelsLab documents tools for all models
+    assert get_profile("vendor-r1-preview").reasoning  # an id that looks like a reasoning model

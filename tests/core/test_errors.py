@@ -119,7 +119,7 @@ def test_success_bodies_are_not_errors() -> None:
     assert e.error_from_body(200, {"id": "x", "choices": []}) is None
 
 
-def test_retry_after_from_body_and_header() -> None:
+def test_a_429_takes_retry_after_from_the_body_or_the_header() -> None:
     err = e.error_from_response(429, b'{"status":"error","message":"slow","retry_after":30}')
     assert isinstance(err, e.RateLimitError)
     assert err.retry_after == 30
@@ -128,7 +128,7 @@ def test_retry_after_from_body_and_header() -> None:
     assert err.retryable
 
 
-def test_request_id_and_code_in_text() -> None:
+def test_an_error_names_its_request_id_and_keeps_the_servers_code() -> None:
     err = e.error_from_response(
         400, b'{"error":{"message":"m","code":"bad_param"}}', request_id="abc"
     )
@@ -154,7 +154,9 @@ def test_request_id_and_code_in_text() -> None:
         (e.IncompleteStreamError, False),
     ],
 )
-def test_retryable_flags(cls: type[e.APIError], retryable: bool) -> None:
+def test_transient_errors_are_retryable_and_the_callers_mistakes_are_not(
+    cls: type[e.APIError], retryable: bool
+) -> None:
     assert cls("x").retryable is retryable
 
 
@@ -177,6 +179,6 @@ def test_value_error_family_for_local_problems() -> None:
     assert issubclass(e.ParameterError, e.ModelsLabError)
 
 
-def test_redact() -> None:
+def test_redact_masks_the_key_and_leaves_other_text_alone() -> None:
     assert e.redact("key sk-123 leaked", "sk-123") == "key *** leaked"
     assert e.redact("nothing", None) == "nothing"

@@ -83,7 +83,8 @@ BAD_NUMBERS = [
 def test_bools_and_non_finite_numbers_are_refused_before_any_request(
     server: LocalModelsLab, call: str, field: str, value: Any, says: str
 ) -> None:
-    """NaN went out as a bare ``NaN`` token (not JSON); ``max_tokens=True`` went out as 1."""
+    """A non-finite number would go out as a bare ``NaN`` token (not JSON), and
+    ``max_tokens=True`` as 1: each is refused, naming its field, and the server sees nothing."""
     with pytest.raises(ParameterError, match=says) as caught:
         CALLS[call](
             server, {"model": "meta-llama-3-8B-instruct", "messages": MESSAGES, field: value}

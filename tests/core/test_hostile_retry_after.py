@@ -51,7 +51,7 @@ def sync_chat(server: LocalModelsLab, **kwargs: Any) -> str:
 def async_chat(server: LocalModelsLab, **kwargs: Any) -> str:
     async def run() -> str:
         client = AsyncModelsLabClient(api_key=KEY, base_url=server.base_url, timeout=1, **kwargs)
-        # A hint read as NaN once slept "until some other timer fired": bound the whole call.
+        # A NaN hint must not sleep "until some other timer fires": bound the whole call.
         answer = await asyncio.wait_for(client.chat(REQUEST), 20)
         return answer.choices[0].message.content or ""
 
@@ -150,17 +150,17 @@ def test_a_wait_above_the_cap_is_not_retried() -> None:
 
 
 def test_the_next_attempt_is_never_earlier_than_the_hint_jitter_on_top() -> None:
-    policy = RetryPolicy(max_retry_after=60, jitter=0.25)
+    policy = RetryPolicy(max_retry_after=60, initial_delay=0.5, jitter=0.25)
     rng = random.Random(3)
     delays = [policy.delay(e.RateLimitError("x", retry_after=10), 0, rng=rng) for _ in range(50)]
     assert all(10 <= d <= 12.5 for d in delays)
     assert len(set(delays)) > 1  # spread: clients told the same wait do not come back together
     # A hint of 0 is no hint: the backoff (0.5 s with jitter below it), never a hot loop.
-    assert 0.25 <= policy.delay(e.RateLimitError("x", retry_after=0), 0) <= 0.5
+    assert 0.375 <= policy.delay(e.RateLimitError("x", retry_after=0), 0) <= 0.5
 
 
 def test_delay_is_a_finite_number_whatever_the_error_holds() -> None:
-    policy = RetryPolicy()
+    policy = RetryPolicy(initial_delay=0.5)
     for hint in (float("nan"), float("inf"), -1.0):
         delay = policy.delay(e.RateLimitError("x", retry_after=hint), 1, rng=random.Random(0))
         assert 0 < delay <= 1.0  # the backoff, 1 s with jitter below it

@@ -126,8 +126,8 @@ def test_a_usage_chunk_with_null_choices_keeps_the_answer(
 def test_a_json_error_body_labelled_event_stream_is_mapped_like_a_body(
     server: LocalModelsLab, mode: str, body: dict[str, Any], cls: type, message: str
 ) -> None:
-    """Was ``IncompleteStreamError`` ("cut off"): an authentication failure looked like a network
-    fault."""
+    """The error the body reports (an authentication failure, say), not ``IncompleteStreamError``
+    ("cut off"), which would read as a network fault."""
     server.enqueue(sse_reply(json.dumps(body).encode()))
     with pytest.raises(cls, match=message) as caught:
         READ[mode](server)
@@ -183,8 +183,8 @@ def test_a_stream_that_is_cut_still_reads_as_cut(server: LocalModelsLab, mode: s
 def test_an_error_event_without_an_error_key_is_mapped(
     server: LocalModelsLab, mode: str, data: str, cls: type, message: str, after: int
 ) -> None:
-    """``event: error`` whose data has no ``error`` key was read as a chunk, and the stream then
-    reported as cut off."""
+    """``event: error`` whose data has no ``error`` key raises the error its data reports, before
+    or after a chunk: it is not read as a chunk, nor the stream reported as cut off."""
     body = event(delta("Hel")) * after + f"event: error\ndata: {data}\n\n".encode() + DONE
     server.enqueue(sse_reply(body))
     with pytest.raises(cls, match=message) as caught:
@@ -242,7 +242,7 @@ def test_a_byte_order_mark_before_the_first_event_is_dropped(
         body = body.replace(b"\n", b"\r\n")
     server.enqueue(sse_reply(b"\xef\xbb\xbf" + body))
     text, _ = merged(READ[mode](server))
-    assert text == "Hello!"  # the first event was lost to "\ufeffdata" before
+    assert text == "Hello!"  # the first event is kept, not read as a "\ufeffdata" field
 
 
 def test_only_a_leading_byte_order_mark_is_dropped() -> None:

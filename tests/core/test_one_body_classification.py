@@ -85,7 +85,8 @@ FAILURES = [
 
 @pytest.mark.parametrize("body", FAILURES)
 def test_every_error_status_is_an_error_as_a_body_and_as_an_event(body: dict[str, Any]) -> None:
-    """``"failure"`` was an error as a body but an empty chunk in a stream."""
+    """Every error status (``"failure"`` included) is an error as a body and as an event, never
+    an empty chunk in a stream."""
     assert e.body_kind(body) == "error"
     assert isinstance(e.error_from_body(200, body), e.BadRequestError)
     with pytest.raises(e.StreamError, match="boom"):

@@ -12,7 +12,7 @@ from modelslab_core import errors as e
 from modelslab_core.retry import RetryPolicy, parse_retry_after
 
 
-def test_retries_only_retryable_errors_within_budget() -> None:
+def test_only_retryable_errors_are_retried_and_only_within_max_retries() -> None:
     policy = RetryPolicy(max_retries=2)
     assert policy.should_retry(e.ServerError("x", status_code=500), 0)
     assert policy.should_retry(e.RateLimitError("x", status_code=429), 1)
@@ -23,32 +23,35 @@ def test_retries_only_retryable_errors_within_budget() -> None:
     assert not RetryPolicy(max_retries=0).should_retry(e.APIConnectionError("x"), 0)
 
 
-def test_exponential_backoff_with_jitter_capped() -> None:
-    policy = RetryPolicy()
-    rng = random.Random(0)
-    delays = [policy.delay(e.ServerError("x"), attempt, rng=rng) for attempt in range(8)]
-    for attempt, delay in enumerate(delays):
-        ceiling = min(0.5 * 2**attempt, 8.0)
-        assert ceiling * 0.75 <= delay <= ceiling
-    assert max(delays) <= 8.0
+def test_the_backoff_doubles_up_to_its_cap_and_jitter_spreads_it_below() -> None:
+    policy = RetryPolicy(initial_delay=1.0, max_delay=4.0, jitter=0.5)
+    for attempt, ceiling in enumerate([1.0, 2.0, 4.0, 4.0, 4.0]):
+        delays = [
+            policy.delay(e.ServerError("x"), attempt, rng=random.Random(seed)) for seed in range(50)
+        ]
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays), (attempt, delays)
+        assert max(delays) - min(delays) > ceiling / 4  # callers do not come back at once
 
 
-def test_server_hint_wins_up_to_cap() -> None:
-    policy = RetryPolicy(max_retry_after=60)  # the hint, with up to a quarter of it on top
-    assert 30 <= policy.delay(e.RateLimitError("x", retry_after=30), 0) <= 37.5
-    assert 60 <= policy.delay(e.RateLimitError("x", retry_after=600), 0) <= 75
-    assert 2 <= policy.delay(e.ServerError("x", retry_after=2), 3) <= 2.5
+def test_a_server_hint_is_a_floor_up_to_the_cap_with_jitter_on_top() -> None:
+    policy = RetryPolicy(max_retry_after=60)  # the hint, with up to the jitter on top
+    top = 1 + policy.jitter
+    assert 30 <= policy.delay(e.RateLimitError("x", retry_after=30), 0) <= 30 * top
+    assert 60 <= policy.delay(e.RateLimitError("x", retry_after=600), 0) <= 60 * top
+    assert 2 <= policy.delay(e.ServerError("x", retry_after=2), 3) <= 2 * top
 
 
 @pytest.mark.parametrize(
     ("value", "expected"),
     [("5", 5.0), ("0.25", 0.25), ("-3", None), ("soon", None), ("", None), (None, None)],
 )
-def test_parse_retry_after_seconds(value: str | None, expected: float | None) -> None:
+def test_retry_after_in_seconds_is_read_and_a_negative_or_garbage_one_is_none(
+    value: str | None, expected: float | None
+) -> None:
     assert parse_retry_after(value) == expected
 
 
-def test_parse_retry_after_http_date() -> None:
+def test_retry_after_as_an_http_date_is_the_seconds_until_then() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     header = format_datetime(now + timedelta(seconds=10), usegmt=True)
     assert parse_retry_after(header, now=now) == pytest.approx(10)

@@ -147,8 +147,8 @@ def no_retry_delay(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def benchmark(benchmark: Any) -> Any:
-    """pytest-benchmark's fixture, run once without timing (what ``--benchmark-disable`` did for
-    every suite): LangChain's standard suite times the constructor, and timing is ``make bench``'s
-    job. Set here, next to the tests that use it, so that pytest runs without pytest-benchmark."""
+    """pytest-benchmark's fixture, run once without timing (as ``--benchmark-disable`` would):
+    LangChain's standard suite times the constructor, and timing is ``make bench``'s job. Set
+    here, next to the tests that use it, so that pytest runs without pytest-benchmark."""
     benchmark.disabled = True
     return benchmark

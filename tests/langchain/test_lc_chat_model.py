@@ -15,7 +15,14 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from langchain_modelslab import ChatModelsLab
-from modelslab_core import CHAT_BASE_URL, UNCENSORED_BASE_URL, ConfigurationError
+from modelslab_core import (
+    CHAT_BASE_URL,
+    DEFAULT_PROFILE,
+    UNCENSORED_BASE_URL,
+    ConfigurationError,
+    get_profile,
+)
+from modelslab_core.testing import LocalModelsLab
 
 from .conftest import KEY, Mock, chat_answer, chunk, sse, usage_chunk
 
@@ -25,7 +32,9 @@ MakeChat = Callable[..., ChatModelsLab]
 # --- construction ----------------------------------------------------------------------------
 
 
-def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_with_only_a_key_the_model_is_the_default_model_on_the_chat_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("MODELSLAB_BASE_URL", raising=False)
     model = ChatModelsLab(api_key=KEY)
     assert model.model == "meta-llama-3-8B-instruct"
@@ -76,7 +85,7 @@ def test_unknown_arguments_go_to_model_kwargs(make_chat: MakeChat, mock: Mock) -
     assert mock.body["repetition_penalty"] == 1.1
 
 
-def test_key_never_shown() -> None:
+def test_the_key_never_shows_in_repr_str_or_serialized_form() -> None:
     model = ChatModelsLab(api_key=KEY)
     assert KEY not in repr(model)
     assert KEY not in str(model)
@@ -103,37 +112,51 @@ def test_dumpd_load_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
     assert loaded.api_key is not None and loaded.api_key.get_secret_value() == KEY
 
 
-def test_pickle_round_trip_after_use(make_chat: MakeChat) -> None:
-    model = ChatModelsLab(api_key=KEY, model="deepseek-ai-DeepSeek-V3", temperature=0.1)
-    model._client()  # a built client is not part of the pickle
+def test_a_model_pickled_after_a_call_answers_from_its_copy(
+    modelslab_server: LocalModelsLab,
+) -> None:
+    model = ChatModelsLab(
+        api_key=KEY, base_url=modelslab_server.base_url, model="deepseek-ai-DeepSeek-V3"
+    )
+    assert model.invoke("before").content == "before"  # the model now holds its clients
     clone = pickle.loads(pickle.dumps(model))
-    assert clone.model == model.model
-    assert clone.api_key == model.api_key
-    assert clone._client() is not model._client()
+    assert (clone.model, clone.api_key) == (model.model, model.api_key)
+    assert clone.invoke("after pickling").content == "after pickling"
 
 
-def test_clients_are_cached_and_rebuilt_on_change() -> None:
-    model = ChatModelsLab(api_key=KEY)
-    first = model._client()
-    assert model._client() is first
-    model.timeout = 5
-    assert model._client() is not first
-    assert model._async_client() is model._async_client()
+async def test_a_field_changed_after_the_first_call_takes_effect(
+    make_chat: MakeChat, mock: Mock
+) -> None:
+    model = make_chat(chat_answer(), base_url="https://one.test/api/v7/llm")
+    model.invoke("hi")
+    await model.ainvoke("hi")
+    model.base_url = "https://two.test/api/v7/llm"
+    model.timeout = 7.5
+    model.default_headers = {"x-team": "blue"}
+    model.invoke("hi")
+    await model.ainvoke("hi")
+    assert [r.url.host for r in mock.requests] == ["one.test", "one.test", "two.test", "two.test"]
+    for before, after in zip(mock.requests[:2], mock.requests[2:], strict=True):
+        assert "x-team" not in before.headers and after.headers["x-team"] == "blue"
+        assert after.extensions["timeout"]["read"] == 7.5
 
 
 def test_profile_from_the_shared_table() -> None:
-    profile = ChatModelsLab(api_key=KEY, model="deepseek-ai-DeepSeek-R1-Distill-Llama-70B").profile
+    model = "deepseek-ai-DeepSeek-R1-Distill-Llama-70B"
+    profile = ChatModelsLab(api_key=KEY, model=model).profile
     assert profile is not None
-    assert profile["max_input_tokens"] == 131072
+    assert profile["max_input_tokens"] == get_profile(model).context_window
+    assert profile["max_input_tokens"] != DEFAULT_PROFILE.context_window
     assert profile["reasoning_output"] is True
     assert profile["tool_calling"] is True
     vision = ChatModelsLab(api_key=KEY, model="Qwen/Qwen2.5-VL-72B-Instruct-together").profile
     assert vision is not None and vision["image_inputs"] is True
     unknown = ChatModelsLab(api_key=KEY, model="some-new-model").profile
-    assert unknown is not None and unknown["max_input_tokens"] == 8192
+    assert unknown is not None
+    assert unknown["max_input_tokens"] == DEFAULT_PROFILE.context_window
 
 
-def test_ls_params() -> None:
+def test_langsmith_params_name_the_provider_model_and_sampling_settings() -> None:
     model = ChatModelsLab(api_key=KEY, temperature=0.2, max_tokens=10, stop=["x"])
     assert model._get_ls_params() == {
         "ls_provider": "modelslab",
@@ -206,7 +229,9 @@ def test_empty_stop_is_not_sent(make_chat: MakeChat, mock: Mock) -> None:
     assert "stop" not in mock.body
 
 
-def test_key_in_body(make_chat: MakeChat, mock: Mock) -> None:
+def test_key_in_body_sends_the_key_in_the_body_without_an_authorization_header(
+    make_chat: MakeChat, mock: Mock
+) -> None:
     make_chat(chat_answer(), key_in_body=True).invoke("hi")
     assert mock.body["key"] == KEY
     assert "authorization" not in mock.requests[-1].headers
@@ -275,7 +300,7 @@ def test_images_are_sent_as_image_url_parts(make_chat: MakeChat, mock: Mock) -> 
 # --- answers ---------------------------------------------------------------------------------
 
 
-def test_invoke(make_chat: MakeChat) -> None:
+def test_invoke_returns_an_ai_message_with_usage_and_response_metadata(make_chat: MakeChat) -> None:
     message = make_chat(chat_answer("Hello there")).invoke("hi")
     assert isinstance(message, AIMessage)
     assert message.content == "Hello there"
@@ -287,7 +312,7 @@ def test_invoke(make_chat: MakeChat) -> None:
     assert metadata["id"] == "gen-1"
 
 
-async def test_ainvoke(make_chat: MakeChat) -> None:
+async def test_ainvoke_returns_the_answer(make_chat: MakeChat) -> None:
     message = await make_chat(chat_answer("async hello")).ainvoke("hi")
     assert message.content == "async hello"
 
@@ -408,7 +433,9 @@ def test_streaming_field_makes_invoke_stream(make_chat: MakeChat, mock: Mock) ->
     assert message.usage_metadata["total_tokens"] == 14
 
 
-def test_stream_usage_off(make_chat: MakeChat, mock: Mock) -> None:
+def test_stream_usage_off_asks_for_no_usage_and_a_call_may_ask_for_it(
+    make_chat: MakeChat, mock: Mock
+) -> None:
     answer = sse(chunk({"content": "x"}), chunk({}, finish_reason="stop"))
     model = make_chat(answer, stream_usage=False)
     assert all(c.usage_metadata is None for c in model.stream("hi"))
@@ -417,7 +444,7 @@ def test_stream_usage_off(make_chat: MakeChat, mock: Mock) -> None:
     assert mock.body["stream_options"] == {"include_usage": True}
 
 
-def test_stream_events(make_chat: MakeChat) -> None:
+def test_astream_events_carry_the_streamed_text(make_chat: MakeChat) -> None:
     model = make_chat(sse(chunk({"content": "a"}), chunk({"content": "b"}, "stop"), usage_chunk()))
 
     async def collect() -> list[str]:
@@ -436,7 +463,7 @@ def test_async_from_two_event_loops(make_chat: MakeChat) -> None:
     assert asyncio.run(model.ainvoke("hi")).content == "one"
 
 
-def test_list_models(make_chat: MakeChat, mock: Mock) -> None:
+def test_list_models_returns_the_model_ids_sync_and_async(make_chat: MakeChat, mock: Mock) -> None:
     import httpx
 
     models = httpx.Response(200, json={"object": "list", "data": [{"id": "a"}, {"id": "b"}]})
@@ -477,7 +504,9 @@ def _weather_call(arguments: str = '{"city": "Oslo", "celsius": 3}') -> Any:
     )
 
 
-def test_bind_tools_request(make_chat: MakeChat, mock: Mock) -> None:
+def test_bind_tools_sends_tools_choice_and_parallel_flag_and_parses_the_call(
+    make_chat: MakeChat, mock: Mock
+) -> None:
     def add(a: int, b: int) -> int:
         """Add two integers."""
         return a + b
@@ -498,7 +527,7 @@ def test_bind_tools_request(make_chat: MakeChat, mock: Mock) -> None:
     assert "tool_choice" not in mock.body
 
 
-def test_invalid_tool_arguments(make_chat: MakeChat) -> None:
+def test_unparseable_tool_arguments_become_an_invalid_tool_call(make_chat: MakeChat) -> None:
     message = make_chat(_weather_call('{"city": ')).invoke("x")
     assert message.tool_calls == []
     assert message.invalid_tool_calls[0]["name"] == "Weather"

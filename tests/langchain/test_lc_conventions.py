@@ -39,18 +39,21 @@ COMPLETION = httpx.Response(
 )
 
 
-@pytest.mark.parametrize("cls", [ChatModelsLab, ModelsLabLLM])
+@pytest.mark.parametrize("factory", ["make_chat", "make_llm"])
 def test_model_name_and_request_timeout_are_accepted_as_chatopenai_names_them(
-    cls: type[ChatModelsLab | ModelsLabLLM],
+    factory: str, mock: Mock, request: pytest.FixtureRequest
 ) -> None:
+    make = request.getfixturevalue(factory)
+    answer = chat_answer() if factory == "make_chat" else COMPLETION
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "not a default parameter" warning
-        model = cls(api_key=KEY, model_name="gemini-2.5-pro", request_timeout=7)
+        model = make(answer, model_name="gemini-2.5-pro", request_timeout=7)
     assert model.model == "gemini-2.5-pro"
     assert model.timeout == 7
     assert model.model_kwargs == {}
-    assert model._client().config.timeout == 7
-    assert cls(api_key=KEY, model_id="a", timeout=3).model == "a"
+    model.invoke("hi")
+    assert mock.requests[-1].extensions["timeout"]["read"] == 7  # the timeout the call used
+    assert type(model)(api_key=KEY, model_id="a", timeout=3).model == "a"
 
 
 def test_model_name_reaches_the_request_body(make_chat: MakeChat, mock: Mock) -> None:

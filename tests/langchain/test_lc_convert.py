@@ -42,7 +42,7 @@ PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAh
 # --- messages → wire ---------------------------------------------------------------------------
 
 
-def test_roles_and_names() -> None:
+def test_each_message_type_gets_its_api_role_and_keeps_its_name() -> None:
     assert message_to_wire(SystemMessage("be brief")).model_dump(exclude_none=True) == {
         "role": "system",
         "content": "be brief",
@@ -227,7 +227,7 @@ def test_tools_of_every_kind() -> None:
         ),
     ],
 )
-def test_tool_choice(choice: Any, expected: Any) -> None:
+def test_every_langchain_tool_choice_becomes_the_api_choice(choice: Any, expected: Any) -> None:
     assert tool_choice_to_wire(choice, ["multiply"]) == expected
 
 
@@ -260,7 +260,7 @@ def test_empty_arguments_are_an_empty_object() -> None:
 # --- usage, answers, chunks ----------------------------------------------------------------
 
 
-def test_usage_metadata() -> None:
+def test_usage_becomes_usage_metadata_with_cache_and_reasoning_details() -> None:
     usage = wire.Usage.model_validate(
         {
             "prompt_tokens": 10,
@@ -293,7 +293,7 @@ def _completion(**message: Any) -> wire.ChatCompletion:
     )
 
 
-def test_completion_to_result() -> None:
+def test_an_answer_becomes_an_ai_message_with_reasoning_tools_usage_and_metadata() -> None:
     result = completion_to_result(
         _completion(
             content="4",
@@ -343,7 +343,7 @@ def test_several_choices_give_several_generations() -> None:
     assert [g.text for g in result.generations] == ["a", "b"]
 
 
-def test_chunk_conversion() -> None:
+def test_chunks_become_message_chunks_with_tool_call_pieces_finish_and_usage() -> None:
     first = wire.ChatCompletionChunk.model_validate(
         {
             "id": "g",
@@ -472,7 +472,7 @@ def test_merged_chunks_equal_the_answer() -> None:
 # --- text completions ----------------------------------------------------------------------
 
 
-def test_text_completion_converters() -> None:
+def test_text_completions_become_generations_and_their_usage_is_summed() -> None:
     completion = wire.Completion.model_validate(
         {
             "id": "c",

@@ -131,7 +131,7 @@ CASES = [
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize(("answer", "core_cls", "lc_cls", "text"), CASES)
-def test_status_errors(
+def test_a_status_error_is_a_langchain_and_an_adapter_error_without_the_key(
     make_chat: MakeChat,
     path: str,
     answer: httpx.Response,
@@ -158,7 +158,7 @@ def test_status_errors(
         (httpx.ReadTimeout("slow"), ModelTimeoutError, modelslab_core.APITimeoutError),
     ],
 )
-def test_transport_errors(
+def test_a_transport_failure_is_a_langchain_connection_or_timeout_error(
     make_chat: MakeChat,
     path: str,
     exc: Exception,
@@ -174,7 +174,9 @@ def test_transport_errors(
 
 
 @pytest.mark.parametrize("path", ["stream", "astream"])
-def test_error_event_mid_stream(make_chat: MakeChat, path: str) -> None:
+def test_an_error_event_mid_stream_raises_the_servers_message(
+    make_chat: MakeChat, path: str
+) -> None:
     answer = sse(
         chunk({"content": "par"}),
         {"error": {"message": "upstream overloaded", "code": 503}},
@@ -187,7 +189,9 @@ def test_error_event_mid_stream(make_chat: MakeChat, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["stream", "astream"])
-def test_cut_stream(make_chat: MakeChat, path: str) -> None:
+def test_a_stream_cut_before_done_is_an_incomplete_stream_error(
+    make_chat: MakeChat, path: str
+) -> None:
     answer = sse(chunk({"content": "par"}), done=False)
     with pytest.raises(modelslab_core.IncompleteStreamError) as info:
         _run(make_chat(answer), path)
@@ -236,7 +240,7 @@ def test_configuration_errors_are_left_alone() -> None:
     assert translate_error(error) is error
 
 
-def test_auth_subclass_order() -> None:
+def test_a_403_is_a_permission_error_that_an_authentication_handler_catches() -> None:
     error = translate_error(modelslab_core.PermissionDeniedError("no", status_code=403))
     assert isinstance(error, ModelPermissionDeniedError)
     assert isinstance(error, modelslab_core.AuthenticationError)

@@ -59,7 +59,9 @@ STREAM = sse(
 )
 
 
-def test_defaults_and_named_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_model_and_base_url_a_named_base_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("MODELSLAB_COMPLETIONS_BASE_URL", raising=False)
     llm = ModelsLabLLM(api_key=KEY)
     assert llm.base_url == COMPLETIONS_BASE_URL
@@ -69,12 +71,14 @@ def test_defaults_and_named_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ModelsLabLLM(api_key=KEY).base_url == "https://example.test/v6"
 
 
-def test_invalid_values_refused() -> None:
+def test_an_out_of_range_value_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="temperature"):
         ModelsLabLLM(api_key=KEY, temperature=-1)
 
 
-def test_invoke_and_usage(make_llm: MakeLLM, mock: Mock) -> None:
+def test_invoke_and_generate_send_the_fields_and_return_text_and_usage(
+    make_llm: MakeLLM, mock: Mock
+) -> None:
     llm = make_llm(completion("world"), temperature=0.1, max_tokens=20)
     assert llm.invoke("hello") == "world"
     assert mock.requests[-1].url == f"{COMPLETIONS_BASE_URL}/completions"
@@ -98,7 +102,7 @@ def test_invoke_and_usage(make_llm: MakeLLM, mock: Mock) -> None:
     }
 
 
-def test_stop_sequences(make_llm: MakeLLM, mock: Mock) -> None:
+def test_stop_sequences_of_the_model_and_of_a_call_are_sent(make_llm: MakeLLM, mock: Mock) -> None:
     llm = make_llm(completion(), stop=["\n"])
     llm.invoke("x")
     assert mock.body["stop"] == ["\n"]
@@ -106,7 +110,7 @@ def test_stop_sequences(make_llm: MakeLLM, mock: Mock) -> None:
     assert mock.body["stop"] == ["END"]
 
 
-def test_stream(make_llm: MakeLLM, mock: Mock) -> None:
+def test_stream_yields_the_text_and_asks_for_usage(make_llm: MakeLLM, mock: Mock) -> None:
     llm = make_llm(STREAM)
     assert "".join(llm.stream("hi")) == "Hello"
     assert mock.body["stream"] is True
@@ -123,7 +127,7 @@ def test_streaming_field_makes_generate_stream(make_llm: MakeLLM, mock: Mock) ->
     assert generation.generation_info["finish_reason"] == "stop"
 
 
-def test_async_paths_and_two_loops(make_llm: MakeLLM, mock: Mock) -> None:
+def test_async_calls_answer_from_event_loops_in_a_row(make_llm: MakeLLM, mock: Mock) -> None:
     llm = make_llm(completion("async"))
 
     async def astream() -> str:
@@ -137,12 +141,14 @@ def test_async_paths_and_two_loops(make_llm: MakeLLM, mock: Mock) -> None:
     assert asyncio.run(llm.abatch(["1", "2"])) == ["b", "b"]
 
 
-def test_batch(make_llm: MakeLLM) -> None:
+def test_batch_answers_every_prompt(make_llm: MakeLLM) -> None:
     assert make_llm(completion("x")).batch(["1", "2", "3"]) == ["x", "x", "x"]
 
 
 @pytest.mark.parametrize("path", ["invoke", "stream", "ainvoke"])
-def test_errors_are_translated(make_llm: MakeLLM, path: str) -> None:
+def test_a_rate_limit_is_a_langchain_error_and_an_adapter_error_on_every_path(
+    make_llm: MakeLLM, path: str
+) -> None:
     llm = make_llm(httpx.Response(429, json={"message": "Rate limit exceeded"}))
     with pytest.raises(modelslab_core.RateLimitError) as info:
         if path == "invoke":
@@ -155,7 +161,7 @@ def test_errors_are_translated(make_llm: MakeLLM, path: str) -> None:
     assert "Rate limit exceeded" in str(info.value)
 
 
-def test_secrets_and_pickle() -> None:
+def test_the_key_never_shows_and_survives_a_pickle_and_langsmith_params_name_the_model() -> None:
     llm = ModelsLabLLM(api_key=KEY, max_tokens=5)
     assert KEY not in repr(llm) and KEY not in dumps(llm)
     assert dumpd(llm)["kwargs"]["api_key"]["id"] == ["MODELSLAB_API_KEY"]

@@ -145,7 +145,9 @@ def check_stream_shape(mode: str, responses: list[Any]) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_chat(llm: ModelsLabLLM, server: LocalModelsLab, mode: str) -> None:
+def test_chat_sends_the_messages_and_returns_the_assistants_answer(
+    llm: ModelsLabLLM, server: LocalModelsLab, mode: str
+) -> None:
     messages = [
         ChatMessage(role="system", content="Be brief."),
         ChatMessage(role="user", content="Tell me about otters please"),
@@ -185,7 +187,9 @@ def test_complete_is_derived_from_chat(
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_text_completion_model(server: LocalModelsLab, mode: str) -> None:
+def test_a_text_completion_model_completes_on_the_completions_route(
+    server: LocalModelsLab, mode: str
+) -> None:
     llm = ModelsLabLLM(
         "ModelsLab/Llama-3.1-8b-Uncensored-Dare",
         api_key="test-key",
@@ -250,7 +254,9 @@ def test_reasoning_becomes_a_thinking_block(server: LocalModelsLab, mode: str) -
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_image_input(llm: ModelsLabLLM, server: LocalModelsLab, mode: str) -> None:
+def test_an_image_block_is_sent_as_an_image_url_part(
+    llm: ModelsLabLLM, server: LocalModelsLab, mode: str
+) -> None:
     message = ChatMessage(
         role="user",
         blocks=[TextBlock(text="Describe it"), ImageBlock(url="https://example.com/a.png")],
@@ -290,7 +296,9 @@ def test_last_streamed_response_equals_the_non_streamed_one(
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_chat_with_tools(llm: ModelsLabLLM, server: LocalModelsLab, mode: str) -> None:
+def test_chat_with_tools_sends_the_tools_and_returns_the_call_with_its_id(
+    llm: ModelsLabLLM, server: LocalModelsLab, mode: str
+) -> None:
     tools = [FunctionTool.from_defaults(add), FunctionTool.from_defaults(multiply)]
     server.enqueue(Reply.tool_call("multiply", {"a": 6, "b": 7}, id="call_6x7"))
     responses = run_tools(llm, mode, tools, "Please multiply 6 and 7", tool_required=True)
@@ -341,7 +349,9 @@ def test_single_tool_call_kept_when_parallel_is_off(
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
-def test_predict_and_call(llm: ModelsLabLLM, server: LocalModelsLab, mode: str) -> None:
+def test_predict_and_call_runs_the_called_tool_without_a_second_request(
+    llm: ModelsLabLLM, server: LocalModelsLab, mode: str
+) -> None:
     tools = [FunctionTool.from_defaults(multiply)]
     server.enqueue(Reply.tool_call("multiply", {"a": 12, "b": 3}))
     if mode == "sync":
@@ -391,7 +401,9 @@ def test_tool_results_go_back_with_their_call_id(llm: ModelsLabLLM, server: Loca
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("function_calling", [True, False])
-def test_structured_output(server: LocalModelsLab, mode: str, function_calling: bool) -> None:
+def test_structured_output_by_tool_call_or_json_schema_gives_the_object(
+    server: LocalModelsLab, mode: str, function_calling: bool
+) -> None:
     llm = ModelsLabLLM(
         api_key="test-key", base_url=server.base_url, is_function_calling_model=function_calling
     )
@@ -441,7 +453,9 @@ def test_json_mode_falls_back_to_json_object(server: LocalModelsLab, mode: str) 
     assert formats == ["json_schema", "json_object"]
 
 
-def test_as_structured_llm(llm: ModelsLabLLM, server: LocalModelsLab) -> None:
+def test_as_structured_llm_answers_with_the_object_and_its_json(
+    llm: ModelsLabLLM, server: LocalModelsLab
+) -> None:
     server.enqueue(Reply.tool_call("Person", {"name": "Carol Jones", "age": 28}))
     structured = llm.as_structured_llm(Person)
     response = structured.chat(user('Record "Carol Jones" who is 28'))
@@ -507,7 +521,7 @@ def test_error_event_inside_a_stream(llm: ModelsLabLLM, server: LocalModelsLab, 
         run_chat(llm, mode, user("hello there friend"))
 
 
-def test_retries_then_succeeds(llm: ModelsLabLLM, server: LocalModelsLab) -> None:
+def test_a_rate_limit_is_retried_then_answered(llm: ModelsLabLLM, server: LocalModelsLab) -> None:
     server.enqueue(Reply.rate_limit(retry_after=0), Reply.text("after retry"))
     assert llm.complete("x").text == "after retry"
     assert len(server.requests) == 2

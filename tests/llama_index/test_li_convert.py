@@ -132,7 +132,7 @@ def test_unsupported_blocks_are_refused_clearly() -> None:
         conv.message_to_wire(message)
 
 
-def test_tool_specs_and_strict() -> None:
+def test_tool_specs_carry_name_and_required_args_and_strict_closes_the_schema() -> None:
     tool = FunctionTool.from_defaults(multiply)
     (spec,) = conv.tool_specs([tool])
     assert spec["type"] == "function"
@@ -155,11 +155,13 @@ def test_tool_specs_and_strict() -> None:
         ({"type": "function", "function": {"name": "x"}}, False, None),
     ],
 )
-def test_resolve_tool_choice(choice: Any, required: bool, expected: Any) -> None:
+def test_tool_choice_defaults_to_auto_or_required_and_a_name_becomes_a_function(
+    choice: Any, required: bool, expected: Any
+) -> None:
     assert conv.resolve_tool_choice(choice, required) == (expected or choice)
 
 
-def test_json_response_format() -> None:
+def test_a_schema_gives_a_json_schema_format_and_json_mode_without_one() -> None:
     class Person(BaseModel):
         name: str
 
@@ -304,7 +306,7 @@ def test_unparseable_streamed_arguments_become_empty_kwargs() -> None:
     assert selection.tool_kwargs == {}
 
 
-def test_text_completion_converters() -> None:
+def test_text_completions_stream_to_cumulative_text_with_deltas_and_usage() -> None:
     completion = Completion.model_validate(
         {"choices": [{"text": "once"}], "usage": {"total_tokens": 4}}
     )
@@ -322,7 +324,7 @@ def test_text_completion_converters() -> None:
     assert (final.text, final.additional_kwargs) == ("once", usage.additional_kwargs)
 
 
-def test_usage_kwargs() -> None:
+def test_usage_kwargs_are_empty_without_usage_and_json_serializable() -> None:
     assert conv.usage_kwargs(None) == {}
     assert json.dumps(conv.usage_kwargs(Usage(prompt_tokens=1, total_tokens=1)))
 

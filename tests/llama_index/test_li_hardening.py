@@ -76,7 +76,9 @@ OVERFLOW = "This model's maximum context length is 8192 tokens. Please reduce th
 def test_other_bad_requests_are_raised_not_retried_in_json_mode(
     server: LocalModelsLab, mode: str, refusal: Reply
 ) -> None:
-    """A context-length error was asked again in JSON mode, with an even longer prompt."""
+    """Only a refused response format is asked again in JSON mode: a context-length error (which
+    JSON mode's longer prompt would only worsen) or another bad request is raised after one
+    request."""
     server.enqueue(refusal, Reply.text('{"name": "Bob", "age": 40}'))
     with pytest.raises(BadRequestError):
         run_structured(json_mode_llm(server), mode, "Bob is 40")

@@ -32,7 +32,9 @@ def test_missing_key_names_the_environment_variable() -> None:
         ModelsLabLLM()
 
 
-def test_key_from_environment(monkeypatch: pytest.MonkeyPatch, server: LocalModelsLab) -> None:
+def test_the_key_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, server: LocalModelsLab
+) -> None:
     monkeypatch.setenv("MODELSLAB_API_KEY", "test-key")
     llm = ModelsLabLLM(base_url=server.base_url)
     assert llm.complete("hello").text == "hello"
@@ -96,7 +98,8 @@ def test_fields_come_from_the_model_profile() -> None:
     llm = ModelsLabLLM("meta-llama-Llama-3.3-70B-Instruct-Turbo", api_key=SECRET)
     profile = get_profile(llm.model)
     meta = llm.metadata
-    assert meta.context_window == profile.context_window == 131072
+    assert profile != get_profile("some-new-model")  # the model's own, not the fallback
+    assert meta.context_window == profile.context_window
     assert meta.num_output == profile.max_output_tokens
     assert meta.is_chat_model and meta.is_function_calling_model
     assert meta.model_name == llm.model
@@ -132,8 +135,9 @@ def test_text_completion_model_defaults() -> None:
     ],
 )
 def test_base_urls_keep_the_api_segment(kwargs: dict[str, object], expected: str) -> None:
-    assert ModelsLabLLM(api_key=SECRET, **kwargs).base_url == expected  # type: ignore[arg-type]
-    assert "/api/" in expected
+    base_url = ModelsLabLLM(api_key=SECRET, **kwargs).base_url  # type: ignore[arg-type]
+    assert base_url == expected
+    assert "/api/" in base_url  # ModelsLab's endpoints live under /api/
 
 
 def test_base_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -207,7 +211,7 @@ def test_request_carries_fields_headers_and_extras(server: LocalModelsLab) -> No
     assert body["stream"] is False
 
 
-def test_strict_tool_schemas(server: LocalModelsLab) -> None:
+def test_strict_tool_schemas_are_sent_unless_a_call_turns_them_off(server: LocalModelsLab) -> None:
     from llama_index.core.tools import FunctionTool
 
     def lookup(city: str) -> str:
@@ -230,7 +234,9 @@ def test_stopping_a_stream_early_closes_it(llm: ModelsLabLLM, server: LocalModel
     assert llm.complete("next request").text == "next request"
 
 
-def test_key_in_body(server: LocalModelsLab) -> None:
+def test_key_in_body_sends_the_key_in_the_body_without_an_authorization_header(
+    server: LocalModelsLab,
+) -> None:
     llm = ModelsLabLLM(api_key="test-key", base_url=server.base_url, key_in_body=True)
     assert llm.complete("hello").text == "hello"
     assert server.requests[-1].key_placement == "body"
@@ -270,7 +276,7 @@ def test_unknown_arguments_are_refused_not_dropped() -> None:
         ModelsLabLLM(api_key=SECRET, temprature=0.2)
 
 
-def test_list_models() -> None:
+def test_list_models_returns_the_ids_the_api_serves() -> None:
     """The migration guide's ``llm.list_models()``: the ids the API serves."""
     with LocalModelsLab(api_key="test-key", models=["model-a", "model-b"]) as own:
         llm = ModelsLabLLM(api_key="test-key", base_url=own.base_url)

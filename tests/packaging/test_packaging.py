@@ -59,9 +59,9 @@ def test_lazy_package_names_resolve_to_the_real_objects() -> None:
 def test_the_pytest_configuration_needs_no_optional_plugin_and_fails_a_hang(
     tmp_path: Path,
 ) -> None:
-    """pytest starts with the project's configuration without pytest-benchmark (an option such as
-    ``--benchmark-disable`` there made it refuse to start), every test has a default timeout,
-    and a test that hangs (a deadlock) fails at its timeout instead of stopping the run."""
+    """pytest starts with the project's configuration without pytest-benchmark (so no option of
+    it, such as ``--benchmark-disable``, belongs there), every test has a default timeout, and a
+    test that hangs (a deadlock) fails at its timeout instead of stopping the run."""
     hang = tmp_path / "test_hang.py"
     hang.write_text(
         "import threading\n"

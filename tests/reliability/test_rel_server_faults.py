@@ -1,4 +1,4 @@
-"""The local server's fault injection added for the reliability suites, over loopback sockets:
+"""The local server's fault injection the reliability suites use, over loopback sockets:
 ``set_fault_rate(once_per_request=True)``, ``faults_injected``, ``open_connections`` and
 ``max_open_connections_seen``."""
 

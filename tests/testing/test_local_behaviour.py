@@ -263,7 +263,7 @@ Answer: [your answer here]
 """  # noqa: E501
 
 
-def test_react_turns() -> None:
+def test_a_react_prompt_gets_an_action_then_the_answer_to_its_observation() -> None:
     system = {"role": "system", "content": REACT_SYSTEM}
     first = content(chat(system, user("multiply 6 and 7"))) or ""
     assert "Action: multiply" in first
@@ -305,7 +305,7 @@ def test_text_completion_continuation_lists_and_echo() -> None:
     assert body_of({"prompt": "x", "echo": True})["choices"][0]["text"] == "x x"
 
 
-def test_validation_messages() -> None:
+def test_a_request_without_messages_or_prompt_gets_modelslabs_message() -> None:
     assert request_error({}, chat=True) == "The messages field is required."
     assert request_error({"messages": []}, chat=True) == "The messages field is required."
     assert request_error({"messages": ["x"]}, chat=True) is not None
@@ -338,7 +338,7 @@ def test_chat_stream_reassembles_to_the_answer(request_body: dict[str, Any]) -> 
     assert all('"usage"' not in event for event in stream_events(body, include_usage=False))
 
 
-def test_text_stream_reassembles() -> None:
+def test_a_text_stream_reassembles_to_the_whole_completion() -> None:
     body = body_of({"prompt": ["alpha beta", "gamma"], "n": 2, "max_tokens": 1})
     events = stream_events(body, include_usage=True)
     assert reassemble_text("".join(events)) == flatten_text(body)
@@ -353,18 +353,14 @@ def test_long_stream_has_processing_comments_and_one_piece_per_word() -> None:
 # ----------------------------------------------------------------------------- replies
 
 
-def test_reply_constructors_are_immutable_values() -> None:
+def test_replies_are_immutable_values_and_bad_arguments_are_refused() -> None:
     reply = Reply.text("hi", reasoning="r", usage={"prompt_tokens": 1})
-    assert (reply.kind, reply.content, reply.reasoning, reply.usage) == (
-        "answer",
-        "hi",
-        "r",
-        (("prompt_tokens", 1),),
-    )
+    assert reply == Reply.text("hi", reasoning="r", usage={"prompt_tokens": 1})
+    assert hash(reply) == hash(Reply.text("hi", reasoning="r", usage={"prompt_tokens": 1}))
     with pytest.raises(AttributeError):
         reply.content = "x"  # type: ignore[misc]
     call = Reply.tool_call("f", {"a": 1}, id="id1")
-    assert call.calls == (("f", '{"a": 1}', "id1"),)
+    assert call == Reply.tool_call("f", '{"a": 1}', id="id1")  # a dict or its JSON: one reply
     assert Reply.tool_calls([("f", "{}"), ("g", {"b": 2})]).finish_reason == "tool_calls"
     with pytest.raises(ValueError):
         Reply.tool_calls([("f", "{}")], ids=[])

@@ -74,7 +74,9 @@ def test_text_reply_on_completion_route(modelslab_server: LocalModelsLab) -> Non
     assert "".join(texts) == "streamed"
 
 
-def test_tool_call_replies(modelslab_server: LocalModelsLab) -> None:
+def test_tool_call_replies_answer_with_their_calls_plain_and_streamed(
+    modelslab_server: LocalModelsLab,
+) -> None:
     modelslab_server.enqueue(
         Reply.tool_call("get_weather", {"city": "Paris"}),
         Reply.tool_calls([("a", {"x": 1}), ("b", "{}")], content="calling", ids=["i1", None]),
@@ -147,7 +149,7 @@ def test_error_replies_are_sent_as_is(
         assert response.headers[name] == value
 
 
-def test_named_fault_bodies(modelslab_server: LocalModelsLab) -> None:
+def test_named_faults_send_modelslabs_own_bodies(modelslab_server: LocalModelsLab) -> None:
     modelslab_server.enqueue(
         Reply.rate_limit(retry_after=2),
         Reply.rate_limit(retry_after=3, header=False),
@@ -212,7 +214,9 @@ def test_cut_non_stream_body_is_incomplete(modelslab_server: LocalModelsLab) -> 
         ("modelslab", {"status": "error", "message": "boom"}),
     ],
 )
-def test_stream_error_event(modelslab_server: LocalModelsLab, style: Any, expected: Any) -> None:
+def test_a_stream_error_event_comes_in_either_style_after_its_chunks(
+    modelslab_server: LocalModelsLab, style: Any, expected: Any
+) -> None:
     modelslab_server.enqueue(Reply.stream_error_event("boom", style=style, after_chunks=2))
     modelslab_server.enqueue(Reply.stream_error_event("boom", style=style))
     payloads = sse_data(post(modelslab_server, chat_body(stream=True)).text)
@@ -225,14 +229,16 @@ def test_stream_error_event(modelslab_server: LocalModelsLab, style: Any, expect
 
 
 @pytest.mark.parametrize(("after_bytes", "stream"), [(0, False), (40, False), (200, True)])
-def test_reset_connection(modelslab_server: LocalModelsLab, after_bytes: int, stream: bool) -> None:
+def test_a_reset_connection_fails_that_request_only(
+    modelslab_server: LocalModelsLab, after_bytes: int, stream: bool
+) -> None:
     modelslab_server.enqueue(Reply.reset_connection(after_bytes=after_bytes))
     with pytest.raises(httpx.TransportError):
         post(modelslab_server, chat_body(stream=stream))
     assert post(modelslab_server, chat_body()).status_code == 200
 
 
-def test_slow_then_reply(modelslab_server: LocalModelsLab) -> None:
+def test_a_slow_reply_answers_late_then_the_echo_resumes(modelslab_server: LocalModelsLab) -> None:
     modelslab_server.enqueue(Reply.slow(0.15, then=Reply.text("late")), Reply.slow(0.05))
     started = time.perf_counter()
     late = post(modelslab_server, chat_body())
@@ -280,7 +286,7 @@ def test_fault_rate_is_seeded(modelslab_server: LocalModelsLab) -> None:
     assert set(first) <= {200, 429, 500}
 
 
-def test_fault_rate_validation(modelslab_server: LocalModelsLab) -> None:
+def test_bad_fault_rates_and_non_replies_are_refused(modelslab_server: LocalModelsLab) -> None:
     with pytest.raises(ValueError):
         modelslab_server.set_fault_rate(1.5)
     with pytest.raises(ValueError):

@@ -92,7 +92,7 @@ async def test_a_turned_away_request_consumes_no_scripted_reply() -> None:
         assert server.pending_replies == 1
 
 
-def test_queue_settings_are_attributes_and_reset_restores_them() -> None:
+def test_reset_restores_the_queue_settings_given_at_construction_and_bad_ones_are_refused() -> None:
     with LocalModelsLab(queue_limit=3) as server:
         server.queue_limit = None
         server.latency = 0.5

@@ -49,7 +49,9 @@ def weather_tool() -> dict[str, Any]:
 # ----------------------------------------------------------------------------- URLs and routes
 
 
-def test_urls(modelslab_server: LocalModelsLab) -> None:
+def test_the_base_urls_are_the_documented_paths_on_the_servers_port(
+    modelslab_server: LocalModelsLab,
+) -> None:
     server = modelslab_server
     assert server.url == f"http://127.0.0.1:{server.port}"
     assert server.base_url == f"{server.url}/api/v7/llm"
@@ -57,7 +59,7 @@ def test_urls(modelslab_server: LocalModelsLab) -> None:
     assert server.uncensored_base_url == f"{server.url}/api/uncensored-chat/v1"
 
 
-def test_chat_routes(client: httpx.Client) -> None:
+def test_chat_routes_answer_with_a_chat_completion(client: httpx.Client) -> None:
     plain = client.post(CHAT, json=chat_body("hi")).json()
     assert plain["object"] == "chat.completion"
     assert plain["id"].startswith("gen-")
@@ -67,7 +69,7 @@ def test_chat_routes(client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("path", [COMPLETIONS, UNCENSORED_COMPLETIONS])
-def test_completion_routes(client: httpx.Client, path: str) -> None:
+def test_completion_routes_answer_with_a_text_completion(client: httpx.Client, path: str) -> None:
     response = client.post(
         path, json={"model": DEFAULT_COMPLETION_MODEL, "prompt": "Write a tagline"}
     )
@@ -79,7 +81,7 @@ def test_completion_routes(client: httpx.Client, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/api/v7/llm/v1/models", "/api/v7/llm/models"])
-def test_model_list(client: httpx.Client, path: str) -> None:
+def test_both_model_list_routes_list_the_known_models(client: httpx.Client, path: str) -> None:
     body = client.get(path).json()
     assert body["object"] == "list"
     ids = [item["id"] for item in body["data"]]
@@ -168,7 +170,7 @@ def test_wrong_method_is_405(client: httpx.Client) -> None:
     assert client.post("/api/v7/llm/models", json={}).status_code == 405
 
 
-def test_bad_bodies(client: httpx.Client) -> None:
+def test_bad_bodies_get_modelslabs_400_or_422_with_its_message(client: httpx.Client) -> None:
     not_json = client.post(CHAT, content=b"{nope", headers={"content-type": "application/json"})
     assert not_json.status_code == 400
     assert not_json.json()["status"] == "error"
