@@ -13,8 +13,8 @@ from .errors import ParameterError
 
 __all__ = [
     "MAX_STOP_SEQUENCES",
-    "check_chat_request",
-    "check_completion_request",
+    "check_chat_fields",
+    "check_completion_fields",
     "check_numbers",
     "check_params",
     "check_tools",
@@ -120,22 +120,9 @@ def check_params(params: Mapping[str, Any]) -> None:
             raise ParameterError("stop sequences must be non-empty strings", field="stop")
 
 
-def _values(request: Mapping[str, Any] | object) -> Mapping[str, Any]:
-    """A request's fields: a mapping as it is, a wire model's ``__dict__`` otherwise (this module
-    sits below the wire models and imports none of them)."""
-    return request if isinstance(request, Mapping) else vars(request)
-
-
-def check_chat_request(request: Mapping[str, Any] | object) -> None:
-    """Check a chat request (a wire model or its field values) before it is sent."""
-    values = _values(request)
-    tools = values.get("tools")
-    check_tools(tools if isinstance(tools, Sequence) and not isinstance(tools, str) else None)
-    check_chat_fields(values)
-
-
 def check_chat_fields(values: Mapping[str, Any]) -> None:
-    """The rest of :func:`check_chat_request`, on values whose tools are checked."""
+    """Check a chat request's field values (its tools are checked as they are given, by
+    :func:`check_tools`)."""
     if not values.get("messages"):
         raise ParameterError("messages must hold at least one message", field="messages")
     if not values.get("model"):
@@ -143,13 +130,8 @@ def check_chat_fields(values: Mapping[str, Any]) -> None:
     check_params(values)
 
 
-def check_completion_request(request: Mapping[str, Any] | object) -> None:
-    """Check a text-completion request (a wire model or its field values) before it is sent."""
-    check_completion_fields(_values(request))
-
-
 def check_completion_fields(values: Mapping[str, Any]) -> None:
-    """:func:`check_completion_request` on a request's field values."""
+    """Check a text-completion request's field values."""
     prompt = values.get("prompt")
     if not prompt or (isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt)):
         raise ParameterError("prompt must be a non-empty string or list of strings", field="prompt")
