@@ -91,12 +91,7 @@ class ClientCache:
         client: C = entry[0]
         return client
 
-    # A copy or an unpickled model starts with no clients and builds its own.
+    # A copy (copy and deepcopy use it too) or an unpickled model starts with no clients and
+    # builds its own.
     def __reduce__(self) -> tuple[Any, ...]:
         return (ClientCache, ())
-
-    def __copy__(self) -> ClientCache:
-        return ClientCache()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> ClientCache:
-        return ClientCache()
