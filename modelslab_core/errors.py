@@ -393,27 +393,22 @@ def error_from_body(
     Used for non-2xx answers (always an error) and for 2xx bodies, which ModelsLab also uses to
     report errors (``{"status": "error", "message": ...}``).
     """
-    message: str | None = None
-    code: str | None = None
-    error_type: str | None = None
+    message = code = error_type = None
     retry_after = retry_after_header
     if isinstance(body, Mapping):
         message = envelope_message(body)
+        if message is None and status_code < 400:
+            return None
         error = body.get("error")
         if isinstance(error, Mapping):
             code = None if error.get("code") is None else str(error.get("code"))
             error_type = None if error.get("type") is None else str(error.get("type"))
-        body_retry = retry_after_seconds(body.get("retry_after"))
-        if body_retry is not None and retry_after is None:
-            retry_after = body_retry
-        if message is None and status_code < 400:
-            return None
-        if message is None:
-            message = _as_text(body.get("message")) or _as_text(body.get("detail"))
+        if retry_after is None:
+            retry_after = retry_after_seconds(body.get("retry_after"))
+        message = message or _as_text(body.get("message")) or _as_text(body.get("detail"))
     elif status_code < 400:
         return None
-    if message is None:
-        message = fallback_text or "the server gave no error message"
+    message = message or fallback_text or "the server gave no error message"
 
     return _class_for(status_code, message)(
         message,
@@ -507,13 +502,12 @@ def names_response_format(error: BaseException) -> bool:
     return any(hint in lowered for hint in _RESPONSE_FORMAT_HINTS)
 
 
+_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
 def _html_title(text: str) -> str | None:
-    lowered = text.lower()
-    start = lowered.find("<title>")
-    end = lowered.find("</title>")
-    if start != -1 and end > start:
-        return " ".join(text[start + 7 : end].split()) or None
-    return None
+    match = _TITLE.search(text)
+    return (" ".join(match.group(1).split()) or None) if match else None
 
 
 def error_from_response(
