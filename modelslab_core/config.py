@@ -16,6 +16,8 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -220,11 +222,12 @@ def settings_error(exc: ValidationError) -> ModelsLabError:
             return InvalidSettingError(str(cause), field=cause.field)
         if isinstance(cause, ModelsLabError):
             return cause
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
+    loc = exc.errors()[0]["loc"]
+    where = ".".join(str(part) for part in loc) or "arguments"
     more = f" ({exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return InvalidSettingError(
-        f"{exc.title}: {field or 'arguments'}: {first['msg']}{more}", field=field
+        f"{exc.title}: {where}: {exc.errors()[0]['msg']}{more}",
+        field=str(loc[0]) if loc else None,
     )
 
 
@@ -251,7 +254,7 @@ class ClientSettings(BaseModel):
         description="Retries after rate limits, server errors, timeouts and dropped "
         "connections; 0: no retry of any kind, 429 included.",
     )
-    default_headers: dict[str, str] = Field(
+    default_headers: dict[StrictStr, StrictStr] = Field(
         default_factory=dict,
         repr=False,  # a header may hold a credential of its own
         description="Extra HTTP headers sent with every request.",
@@ -262,7 +265,7 @@ class ClientSettings(BaseModel):
         "default), 'body' (a key field in the JSON body, ModelsLab's legacy style) or "
         "'x-api-key' (a header, as ModelsLab's OpenAPI spec has it).",
     )
-    key_in_body: Annotated[bool, Field(strict=True)] = Field(
+    key_in_body: StrictBool = Field(
         default=False,
         description="Send the key as a key field in the JSON body (key_placement='body').",
     )
@@ -271,7 +274,7 @@ class ClientSettings(BaseModel):
         description="Requests open at once per account, shared by every client of the process "
         "(None: learned from the account's 429s). Needs flow_control.",
     )
-    flow_control: Annotated[bool, Field(strict=True)] = Field(
+    flow_control: StrictBool = Field(
         default=True, description="False turns the account gate off: every call goes out at once."
     )
     total_timeout: Seconds | None = Field(
@@ -284,7 +287,7 @@ class ClientSettings(BaseModel):
         description="Seconds a call may spend waiting out the account's rate limit (HTTP 429) "
         "before it raises RateLimitError.",
     )
-    redis_url: Annotated[str, Field(strict=True)] | None = Field(
+    redis_url: StrictStr | None = Field(
         default=None,
         repr=False,  # the URL may hold a password
         exclude=True,
@@ -301,30 +304,31 @@ class ClientSettings(BaseModel):
         except ValidationError as exc:
             raise settings_error(exc) from None
 
-    @field_validator("timeout", "max_retries", "rate_limit_budget", "key_placement", mode="before")
+    @field_validator(
+        "timeout",
+        "max_retries",
+        "rate_limit_budget",
+        "key_placement",
+        "default_headers",
+        mode="before",
+    )
     @classmethod
     def _none_is_default(cls, value: Any, info: ValidationInfo) -> Any:
         field = ClientSettings.model_fields[str(info.field_name)]
-        return field.get_default() if value is None else value
+        return field.get_default(call_default_factory=True) if value is None else value
 
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
         return None if value is None else resolve_redis_url(value)
 
-    @field_validator("default_headers", mode="before")
+    @field_validator("default_headers")
     @classmethod
-    def _headers(cls, value: Any) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise ConfigurationError(f"default_headers must map str to str, got {value!r}")
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
-            if not isinstance(name, str) or not isinstance(text, str):
-                raise ConfigurationError(f"default_headers must map str to str, got {name!r}")
             check_header_value(name, f"The default header name {name!r}")
             check_header_value(text, f"The value of default header {name!r}")
-        return dict(value)
+        return value
 
     @model_validator(mode="before")
     @classmethod
