@@ -106,19 +106,15 @@ class APIError(ModelsLabError):
         self.body = body
         self.code = code
         self.error_type = error_type
-        # (template, whole server text) for a message that quotes server text: kept whole so that
-        # redact_error can mask the key first and cut after (see quoting).
+        # (template, whole server text) of a message that quotes the server (see quoting).
         self._quote: tuple[str, str] | None = None
         super().__init__(self._describe())
 
     @classmethod
     def quoting(cls, template: str, text: str, **kwargs: Any) -> Self:
         """An error whose message is ``template`` with ``{}`` (or ``{!r}``) filled by at most
-        :data:`EXCERPT_LIMIT` characters of the server's ``text``.
-
-        The whole text is kept with the error (never shown) so that :func:`redact_error` masks a
-        key in it before cutting it again: a key the cut had split would not be masked.
-        """
+        :data:`EXCERPT_LIMIT` characters of the server's ``text``, kept whole (never shown) so
+        that :func:`redact_error` masks a key in it before cutting it again."""
         error = cls(template.format(excerpt(text)), **kwargs)
         error._quote = (template, text)
         return error
@@ -248,9 +244,7 @@ _RATE_HINTS = ("rate limit", "too many", "queued requests")
 
 def redact(text: str, secret: str | None) -> str:
     """Return ``text`` with every occurrence of ``secret`` masked."""
-    if secret and secret in text:
-        return text.replace(secret, "***")
-    return text
+    return text.replace(secret, "***") if secret else text
 
 
 def excerpt(text: str, secret: str | None = None, *, limit: int = EXCERPT_LIMIT) -> str:
@@ -329,7 +323,7 @@ def retry_after_seconds(value: Any) -> float | None:
         seconds = float(value)
     except OverflowError:  # an int too large for a float
         return math.inf
-    except ValueError:
+    except ValueError:  # what str.strip() drops and float() does not ("\x1f")
         return None
     if math.isnan(seconds) or seconds < 0:
         return None

@@ -20,25 +20,27 @@ __all__ = [
     "check_tools",
 ]
 
-#: Request fields that take a number (ModelsLab's parameter tables, https://docs.modelslab.com).
-NUMERIC_FIELDS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "frequency_penalty",
-    "presence_penalty",
-    "repetition_penalty",
-    "n",
-    "max_tokens",
-    "seed",
-)
+#: Request fields that take a number, with the range ModelsLab's parameter tables give
+#: (https://docs.modelslab.com; None: an open end).
+_NUMBERS: dict[str, tuple[float | None, float | None]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "top_k": (0, None),
+    "frequency_penalty": (-2.0, 2.0),
+    "presence_penalty": (-2.0, 2.0),
+    "repetition_penalty": (None, None),
+    "n": (1, 10),
+    "max_tokens": (1, None),
+    "seed": (None, None),
+}
+_INTEGERS = frozenset({"n", "max_tokens", "top_k", "seed"})
 
 
 def check_numbers(values: Mapping[str, Any]) -> None:
     """Refuse a bool or a non-finite number (NaN, infinity) in a field that takes a number, with
     a :class:`ParameterError` naming the field. Runs on the values as given, before pydantic would
     turn ``True`` into ``1``; NaN would go out as a bare ``NaN`` token, which is not JSON."""
-    for name in NUMERIC_FIELDS:
+    for name in _NUMBERS:
         value = values.get(name)
         if isinstance(value, bool):
             raise ParameterError(f"{name} must be a number, got {value!r}", field=name)
@@ -71,30 +73,12 @@ MAX_STOP_SEQUENCES = 4
 #: Text completions take max_tokens up to 44,000 (ModelsLab's completions parameter table).
 MAX_COMPLETION_TOKENS = 44_000
 
-# field: (low, high); None for an open end.
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "temperature": (0.0, 2.0),
-    "top_p": (0.0, 1.0),
-    "frequency_penalty": (-2.0, 2.0),
-    "presence_penalty": (-2.0, 2.0),
-    "n": (1, 10),
-    "max_tokens": (1, None),
-    "top_k": (0, None),
-}
-_INTEGERS = frozenset({"n", "max_tokens", "top_k", "seed"})
-
-
-def _describe(low: float | None, high: float | None) -> str:
-    if high is None:
-        return f">= {low:g}"
-    return f"between {low:g} and {high:g}"
-
 
 def check_params(params: Mapping[str, Any]) -> None:
     """Check the sampling parameters in ``params`` (absent or None values are not checked):
     numbers, finite (NaN is not JSON), never a bool, within the documented ranges."""
     check_numbers(params)  # no bool, nothing infinite or NaN ("nan" becomes NaN in pydantic)
-    for name in NUMERIC_FIELDS:
+    for name, (low, high) in _NUMBERS.items():
         value = params.get(name)
         if value is None:
             continue
@@ -103,11 +87,9 @@ def check_params(params: Mapping[str, Any]) -> None:
         # An int is whole already (float() of a huge one would overflow).
         if name in _INTEGERS and isinstance(value, float) and not value.is_integer():
             raise ParameterError(f"{name} must be a whole number, got {value!r}", field=name)
-        low, high = _RANGES.get(name, (None, None))
         if (low is not None and value < low) or (high is not None and value > high):
-            raise ParameterError(
-                f"{name} must be {_describe(low, high)}, got {value!r}", field=name
-            )
+            limits = f">= {low:g}" if high is None else f"between {low:g} and {high:g}"
+            raise ParameterError(f"{name} must be {limits}, got {value!r}", field=name)
     stop = params.get("stop")
     if stop is not None:
         stops = [stop] if isinstance(stop, str) else list(stop)
