@@ -401,7 +401,7 @@ class ClientConfig(ClientSettings):
     interchangeable clients. The key is a ``SecretStr`` and never appears in the repr.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")  # a misspelt setting is an error
 
     api_key: SecretStr
     base_url: str = CHAT_BASE_URL
@@ -420,9 +420,6 @@ class ClientConfig(ClientSettings):
         every setting (``settings``: fields of :class:`ClientSettings`); a
         :class:`ConfigurationError` (or :class:`MissingAPIKeyError`) before any request when
         something is off."""
-        unknown = sorted(set(settings) - set(ClientSettings.model_fields) - {"request_timeout"})
-        if unknown:
-            raise ConfigurationError(f"unknown client settings {unknown}")
         if settings.get("redis_url") is None:  # a given one is checked as the field
             settings["redis_url"] = resolve_redis_url(None)
         return cls(

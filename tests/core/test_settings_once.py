@@ -114,6 +114,13 @@ def test_every_constructor_mistake_is_a_configuration_error(
     assert KEY not in f"{caught.value} {caught.value!r}"
 
 
+def test_an_unknown_client_setting_is_refused_by_name() -> None:
+    with pytest.raises(InvalidSettingError, match="retries") as caught:
+        ModelsLabClient(api_key=KEY, retries=3)
+    assert caught.value.field == "retries"
+    assert ModelsLabClient(api_key=KEY, request_timeout=5).config.timeout == 5.0
+
+
 @pytest.mark.parametrize("make", MAKERS.values(), ids=MAKERS)
 @pytest.mark.parametrize(
     "headers", [{"x-token": 7}, {7: "hdr-secret"}, [("x-token", "hdr-secret")], "hdr-secret"]
