@@ -296,8 +296,7 @@ class ClientSettings(BaseModel):
         "gate). Needs the [redis] extra; never in a repr or a dump.",
     )
 
-    # A ParameterError or ConfigurationError raised in a validator would come out wrapped in
-    # pydantic's ValidationError: unwrapped here, for every model with these fields.
+    # Every model with these fields raises our errors (see settings_error), never pydantic's.
     def __init__(self, /, **data: Any) -> None:
         try:
             super().__init__(**data)

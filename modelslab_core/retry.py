@@ -56,7 +56,6 @@ class RetryPolicy:
     max_retries: int = DEFAULT_MAX_RETRIES
     initial_delay: float = 0.5
     max_delay: float = 8.0
-    #: A server asking for a longer wait than this is not waited out: the error is raised at once.
     max_retry_after: float = 60.0
     jitter: float = 0.25
 
