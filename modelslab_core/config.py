@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     SecretStr,
     StrictBool,
+    StrictInt,
     StrictStr,
     ValidationError,
     ValidationInfo,
@@ -249,8 +250,9 @@ class ClientSettings(BaseModel):
         "place in the pool; alias request_timeout): a server that keeps sending is never cut "
         "off by it. total_timeout bounds a whole call.",
     )
-    max_retries: Annotated[int, Field(strict=True, ge=0)] = Field(
+    max_retries: StrictInt = Field(
         default=DEFAULT_MAX_RETRIES,
+        ge=0,
         description="Retries after rate limits, server errors, timeouts and dropped "
         "connections; 0: no retry of any kind, 429 included.",
     )
@@ -269,8 +271,9 @@ class ClientSettings(BaseModel):
         default=False,
         description="Send the key as a key field in the JSON body (key_placement='body').",
     )
-    max_in_flight: Annotated[int, Field(strict=True, ge=1)] | None = Field(
+    max_in_flight: StrictInt | None = Field(
         default=None,
+        ge=1,
         description="Requests open at once per account, shared by every client of the process "
         "(None: learned from the account's 429s). Needs flow_control.",
     )
