@@ -1,3 +1,4 @@
+# ruff: noqa: F403, F405 (type checkers read the public names from the submodules, below)
 """The shared ModelsLab adapter: config, clients, wire models, SSE, retries and errors.
 
 Imports no framework. ``langchain_modelslab`` and ``llama_index_modelslab`` translate to and from
@@ -11,77 +12,17 @@ from typing import TYPE_CHECKING
 from ._lazy import lazy_names
 from ._version import __version__
 
-if TYPE_CHECKING:
-    from ._pools import close_shared_pools
-    from .accumulate import StreamAccumulator
-    from .client import (
-        AsyncModelsLabClient,
-        AsyncModelsLabClientBase,
-        AsyncModelsLabCompletionsClient,
-        ModelsLabClient,
-        ModelsLabClientBase,
-        ModelsLabCompletionsClient,
-    )
-    from .config import (
-        API_KEY_ENV,
-        BASE_URL_ENV,
-        BASE_URLS,
-        CHAT_BASE_URL,
-        COMPLETIONS_BASE_URL,
-        COMPLETIONS_BASE_URL_ENV,
-        UNCENSORED_BASE_URL,
-        ClientConfig,
-        ClientSettings,
-        InvalidSettingError,
-        KeyPlacement,
-    )
-    from .errors import (
-        APIConnectionError,
-        APIError,
-        APIStatusError,
-        APITimeoutError,
-        AuthenticationError,
-        BadRequestError,
-        ConfigurationError,
-        ConflictError,
-        IncompleteStreamError,
-        InsufficientCreditsError,
-        InvalidResponseError,
-        MissingAPIKeyError,
-        ModelsLabError,
-        NotFoundError,
-        ParameterError,
-        PermissionDeniedError,
-        ProcessingResponseError,
-        RateLimitError,
-        RequestTimeoutError,
-        ServerError,
-        StreamError,
-        UnprocessableEntityError,
-    )
-    from .profiles import DEFAULT_PROFILE, PROFILES, ModelProfile, get_profile
-    from .retry import RetryPolicy
-    from .streaming import AsyncStream, Stream
-    from .types import (
-        ChatChoice,
-        ChatCompletion,
-        ChatCompletionChunk,
-        ChatMessage,
-        ChatRequest,
-        ChoiceDelta,
-        ChunkChoice,
-        Completion,
-        CompletionChoice,
-        CompletionRequest,
-        FunctionCall,
-        FunctionCallDelta,
-        ModelInfo,
-        ModelList,
-        ToolCall,
-        ToolCallDelta,
-        Usage,
-    )
-    from .validation import check_params
+if TYPE_CHECKING:  # for type checkers: each name as its module declares it, loaded lazily below
+    from ._pools import *
+    from .accumulate import *
+    from .client import *
+    from .config import *
+    from .errors import *
+    from .profiles import *
+    from .retry import *
+    from .streaming import *
+    from .types import *
+    from .validation import *
 
 #: The modules of the public names, cheapest first. A name loads its module on first use, so
 #: ``import modelslab_core`` (and the pytest plugin, which every project that installs us loads)

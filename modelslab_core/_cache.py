@@ -3,7 +3,8 @@ built once and again only when a field changed, and its clients built on first u
 when that config or its own httpx client change.
 
 Both frameworks' models keep one; clients are cheap (they share the process's pools). The cache
-is never pickled, copied or serialized: a copy starts empty and builds its own.
+is never pickled, copied or serialized: a copy starts empty and builds its own (``__reduce__``,
+which copy and deepcopy use too).
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ C = TypeVar("C", bound=ModelsLabClientBase | AsyncModelsLabClientBase)
 #: Clients are built rarely: one lock for every model is enough.
 _BUILD_LOCK = threading.Lock()
 
-
-_SETTINGS = tuple(ClientSettings.model_fields)
 #: Every setting of a model in one C-level call (read on every call of the model).
-_settings_of = attrgetter(*_SETTINGS)
+_settings_of = attrgetter(*ClientSettings.model_fields)
 
 
 def _same(old: ClientConfig, new: ClientConfig) -> bool:
@@ -91,12 +90,5 @@ class ClientCache:
         client: C = entry[0]
         return client
 
-    # A copy or an unpickled model starts with no clients and builds its own.
     def __reduce__(self) -> tuple[Any, ...]:
         return (ClientCache, ())
-
-    def __copy__(self) -> ClientCache:
-        return ClientCache()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> ClientCache:
-        return ClientCache()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal, Self, get_args
+from typing import Annotated, Any, Literal, Self
 
 import httpx
 from pydantic import (
@@ -17,6 +16,9 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
+    StrictInt,
+    StrictStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -89,7 +91,6 @@ DEFAULT_RATE_LIMIT_BUDGET = 300.0
 #: body (ModelsLab's documented legacy style, used by its official CLI and SDK), or an
 #: ``x-api-key`` header (ModelsLab's OpenAPI spec).
 KeyPlacement = Literal["bearer", "body", "x-api-key"]
-_PLACEMENTS = get_args(KeyPlacement)
 
 
 def check_header_value(value: str, what: str) -> None:
@@ -201,30 +202,8 @@ def resolve_redis_url(redis_url: str | None) -> str | None:
     return url
 
 
-def _seconds(value: Any, name: str, default: float | None) -> float | None:
-    """A positive, finite number of seconds (``None`` keeps ``default``); bools are refused."""
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigurationError(f"{name} must be a number of seconds, got {value!r}")
-    seconds = float(value)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return seconds
-
-
-#: The settings in seconds, and what ``None`` stands for.
-_SECONDS = {
-    "timeout": DEFAULT_TIMEOUT,
-    "total_timeout": None,
-    "rate_limit_budget": DEFAULT_RATE_LIMIT_BUDGET,
-}
-
-
-def _count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return value
+#: Seconds: a finite number > 0 (never a bool, which pydantic's lax mode would take for 1).
+Seconds = Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)]
 
 
 class InvalidSettingError(ConfigurationError, ParameterError):
@@ -244,11 +223,12 @@ def settings_error(exc: ValidationError) -> ModelsLabError:
             return InvalidSettingError(str(cause), field=cause.field)
         if isinstance(cause, ModelsLabError):
             return cause
-    first = exc.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
+    loc = exc.errors()[0]["loc"]
+    where = ".".join(str(part) for part in loc) or "arguments"
     more = f" ({exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return InvalidSettingError(
-        f"{exc.title}: {field or 'arguments'}: {first['msg']}{more}", field=field
+        f"{exc.title}: {where}: {exc.errors()[0]['msg']}{more}",
+        field=str(loc[0]) if loc else None,
     )
 
 
@@ -263,19 +243,20 @@ class ClientSettings(BaseModel):
 
     model_config = ConfigDict(defer_build=True, hide_input_in_errors=True)
 
-    timeout: float = Field(
+    timeout: Seconds = Field(
         default=DEFAULT_TIMEOUT,
         validation_alias=AliasChoices("timeout", "request_timeout"),
         description="Seconds allowed for each network step (connect, each read, each write, a "
         "place in the pool; alias request_timeout): a server that keeps sending is never cut "
         "off by it. total_timeout bounds a whole call.",
     )
-    max_retries: int = Field(
+    max_retries: StrictInt = Field(
         default=DEFAULT_MAX_RETRIES,
+        ge=0,
         description="Retries after rate limits, server errors, timeouts and dropped "
         "connections; 0: no retry of any kind, 429 included.",
     )
-    default_headers: dict[str, str] = Field(
+    default_headers: dict[StrictStr, StrictStr] = Field(
         default_factory=dict,
         repr=False,  # a header may hold a credential of its own
         description="Extra HTTP headers sent with every request.",
@@ -286,29 +267,30 @@ class ClientSettings(BaseModel):
         "default), 'body' (a key field in the JSON body, ModelsLab's legacy style) or "
         "'x-api-key' (a header, as ModelsLab's OpenAPI spec has it).",
     )
-    key_in_body: bool = Field(
+    key_in_body: StrictBool = Field(
         default=False,
         description="Send the key as a key field in the JSON body (key_placement='body').",
     )
-    max_in_flight: int | None = Field(
+    max_in_flight: StrictInt | None = Field(
         default=None,
+        ge=1,
         description="Requests open at once per account, shared by every client of the process "
         "(None: learned from the account's 429s). Needs flow_control.",
     )
-    flow_control: bool = Field(
+    flow_control: StrictBool = Field(
         default=True, description="False turns the account gate off: every call goes out at once."
     )
-    total_timeout: float | None = Field(
+    total_timeout: Seconds | None = Field(
         default=None,
         description="Seconds a whole call may take, retries, waits and the whole stream "
         "included (None: no bound beyond timeout per step).",
     )
-    rate_limit_budget: float = Field(
+    rate_limit_budget: Seconds = Field(
         default=DEFAULT_RATE_LIMIT_BUDGET,
         description="Seconds a call may spend waiting out the account's rate limit (HTTP 429) "
         "before it raises RateLimitError.",
     )
-    redis_url: str | None = Field(
+    redis_url: StrictStr | None = Field(
         default=None,
         repr=False,  # the URL may hold a password
         exclude=True,
@@ -317,68 +299,38 @@ class ClientSettings(BaseModel):
         "gate). Needs the [redis] extra; never in a repr or a dump.",
     )
 
-    # A ParameterError or ConfigurationError raised in a validator would come out wrapped in
-    # pydantic's ValidationError: unwrapped here, for every model with these fields.
+    # Every model with these fields raises our errors (see settings_error), never pydantic's.
     def __init__(self, /, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as exc:
             raise settings_error(exc) from None
 
-    @field_validator(*_SECONDS, mode="before")
+    @field_validator(
+        "timeout",
+        "max_retries",
+        "rate_limit_budget",
+        "key_placement",
+        "default_headers",
+        mode="before",
+    )
     @classmethod
-    def _in_seconds(cls, value: Any, info: ValidationInfo) -> float | None:
-        name = str(info.field_name)
-        return _seconds(value, name, _SECONDS[name])
+    def _none_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        field = ClientSettings.model_fields[str(info.field_name)]
+        return field.get_default(call_default_factory=True) if value is None else value
 
-    @field_validator("redis_url", mode="before")
+    @field_validator("redis_url")
     @classmethod
-    def _redis_url(cls, value: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise ConfigurationError(f"redis_url must be a string, got {type(value).__name__}")
-        return resolve_redis_url(value)
+    def _redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else resolve_redis_url(value)
 
-    @field_validator("max_retries", mode="before")
+    @field_validator("default_headers")
     @classmethod
-    def _max_retries(cls, value: Any) -> int:
-        return DEFAULT_MAX_RETRIES if value is None else _count(value, "max_retries", 0)
-
-    @field_validator("max_in_flight", mode="before")
-    @classmethod
-    def _max_in_flight(cls, value: Any) -> int | None:
-        return None if value is None else _count(value, "max_in_flight", 1)
-
-    @field_validator("flow_control", "key_in_body", mode="before")
-    @classmethod
-    def _flag(cls, value: Any, info: ValidationInfo) -> bool:
-        if not isinstance(value, bool):
-            raise ConfigurationError(f"{info.field_name} must be True or False, got {value!r}")
-        return value
-
-    @field_validator("key_placement", mode="before")
-    @classmethod
-    def _placement(cls, value: Any) -> str:
-        if value is None:
-            return "bearer"
-        if value not in _PLACEMENTS:
-            raise ConfigurationError(f"key_placement must be one of {_PLACEMENTS}, got {value!r}")
-        return str(value)
-
-    @field_validator("default_headers", mode="before")
-    @classmethod
-    def _headers(cls, value: Any) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise ConfigurationError(f"default_headers must map str to str, got {value!r}")
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
-            if not isinstance(name, str) or not isinstance(text, str):
-                raise ConfigurationError(f"default_headers must map str to str, got {name!r}")
             check_header_value(name, f"The default header name {name!r}")
             check_header_value(text, f"The value of default header {name!r}")
-        return dict(value)
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -451,7 +403,7 @@ class ClientConfig(ClientSettings):
     interchangeable clients. The key is a ``SecretStr`` and never appears in the repr.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")  # a misspelt setting is an error
 
     api_key: SecretStr
     base_url: str = CHAT_BASE_URL
@@ -470,10 +422,8 @@ class ClientConfig(ClientSettings):
         every setting (``settings``: fields of :class:`ClientSettings`); a
         :class:`ConfigurationError` (or :class:`MissingAPIKeyError`) before any request when
         something is off."""
-        unknown = sorted(set(settings) - set(ClientSettings.model_fields) - {"request_timeout"})
-        if unknown:
-            raise ConfigurationError(f"unknown client settings {unknown}")
-        settings["redis_url"] = resolve_redis_url(settings.get("redis_url"))
+        if settings.get("redis_url") is None:  # a given one is checked as the field
+            settings["redis_url"] = resolve_redis_url(None)
         return cls(
             api_key=resolve_api_key(api_key),
             base_url=resolve_base_url(base_url, default_base_url, env=base_url_env),

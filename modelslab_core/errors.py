@@ -106,19 +106,15 @@ class APIError(ModelsLabError):
         self.body = body
         self.code = code
         self.error_type = error_type
-        # (template, whole server text) for a message that quotes server text: kept whole so that
-        # redact_error can mask the key first and cut after (see quoting).
+        # (template, whole server text) of a message that quotes the server (see quoting).
         self._quote: tuple[str, str] | None = None
         super().__init__(self._describe())
 
     @classmethod
     def quoting(cls, template: str, text: str, **kwargs: Any) -> Self:
         """An error whose message is ``template`` with ``{}`` (or ``{!r}``) filled by at most
-        :data:`EXCERPT_LIMIT` characters of the server's ``text``.
-
-        The whole text is kept with the error (never shown) so that :func:`redact_error` masks a
-        key in it before cutting it again: a key the cut had split would not be masked.
-        """
+        :data:`EXCERPT_LIMIT` characters of the server's ``text``, kept whole (never shown) so
+        that :func:`redact_error` masks a key in it before cutting it again."""
         error = cls(template.format(excerpt(text)), **kwargs)
         error._quote = (template, text)
         return error
@@ -248,9 +244,7 @@ _RATE_HINTS = ("rate limit", "too many", "queued requests")
 
 def redact(text: str, secret: str | None) -> str:
     """Return ``text`` with every occurrence of ``secret`` masked."""
-    if secret and secret in text:
-        return text.replace(secret, "***")
-    return text
+    return text.replace(secret, "***") if secret else text
 
 
 def excerpt(text: str, secret: str | None = None, *, limit: int = EXCERPT_LIMIT) -> str:
@@ -329,7 +323,7 @@ def retry_after_seconds(value: Any) -> float | None:
         seconds = float(value)
     except OverflowError:  # an int too large for a float
         return math.inf
-    except ValueError:
+    except ValueError:  # what str.strip() drops and float() does not ("\x1f")
         return None
     if math.isnan(seconds) or seconds < 0:
         return None
@@ -393,27 +387,22 @@ def error_from_body(
     Used for non-2xx answers (always an error) and for 2xx bodies, which ModelsLab also uses to
     report errors (``{"status": "error", "message": ...}``).
     """
-    message: str | None = None
-    code: str | None = None
-    error_type: str | None = None
+    message = code = error_type = None
     retry_after = retry_after_header
     if isinstance(body, Mapping):
         message = envelope_message(body)
+        if message is None and status_code < 400:
+            return None
         error = body.get("error")
         if isinstance(error, Mapping):
             code = None if error.get("code") is None else str(error.get("code"))
             error_type = None if error.get("type") is None else str(error.get("type"))
-        body_retry = retry_after_seconds(body.get("retry_after"))
-        if body_retry is not None and retry_after is None:
-            retry_after = body_retry
-        if message is None and status_code < 400:
-            return None
-        if message is None:
-            message = _as_text(body.get("message")) or _as_text(body.get("detail"))
+        if retry_after is None:
+            retry_after = retry_after_seconds(body.get("retry_after"))
+        message = message or _as_text(body.get("message")) or _as_text(body.get("detail"))
     elif status_code < 400:
         return None
-    if message is None:
-        message = fallback_text or "the server gave no error message"
+    message = message or fallback_text or "the server gave no error message"
 
     return _class_for(status_code, message)(
         message,
@@ -507,13 +496,12 @@ def names_response_format(error: BaseException) -> bool:
     return any(hint in lowered for hint in _RESPONSE_FORMAT_HINTS)
 
 
+_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
 def _html_title(text: str) -> str | None:
-    lowered = text.lower()
-    start = lowered.find("<title>")
-    end = lowered.find("</title>")
-    if start != -1 and end > start:
-        return " ".join(text[start + 7 : end].split()) or None
-    return None
+    match = _TITLE.search(text)
+    return (" ".join(match.group(1).split()) or None) if match else None
 
 
 def error_from_response(

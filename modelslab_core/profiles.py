@@ -58,10 +58,10 @@ def get_profile(model: str) -> ModelProfile:
 
     An unknown id that looks like a reasoning model (``r1``, ``reason``, ``think``) is marked so.
     """
-    profile = _LOWER.get(model.lower())
+    lowered = model.lower()
+    profile = _LOWER.get(lowered)
     if profile is not None:
         return profile
-    lowered = model.lower()
     if "-r1" in lowered or "reason" in lowered or "think" in lowered:
         return replace(DEFAULT_PROFILE, reasoning=True)
     return DEFAULT_PROFILE

@@ -56,7 +56,6 @@ class RetryPolicy:
     max_retries: int = DEFAULT_MAX_RETRIES
     initial_delay: float = 0.5
     max_delay: float = 8.0
-    #: A server asking for a longer wait than this is not waited out: the error is raised at once.
     max_retry_after: float = 60.0
     jitter: float = 0.25
 
@@ -91,18 +90,16 @@ class RetryPolicy:
 
 
 class CallPlan:
-    """One call's retry decisions, without I/O: which error is worth another attempt and after
-    how long, under the retry count, the rate-limit budget and the whole-call deadline.
+    """One call's retry decisions, without I/O, under the retry count, the rate-limit budget
+    and the whole-call deadline.
 
-    With the gate on (``gated``) a 429 spends no retry and means the account is full: the call
-    goes back to the head of its account's gate (:attr:`retry_at`), which lets it out as soon as
-    a place of the account frees, or once the server's ``retry_after`` passed (jitter on top; the
-    policy's backoff without a usable one), within ``rate_limit_budget`` seconds from its first
-    429; a wait longer than the policy's
-    ``max_retry_after`` (60 s) is never waited out: the 429 is raised at once. ``max_retries=0``
-    means no retry of any kind, 429 included. Other retryable errors spend one of
-    ``policy.max_retries``. ``deadline`` (monotonic seconds) bounds everything: past it the call
-    ends with :class:`APITimeoutError`.
+    With the gate on (``gated``) a 429 spends no retry: the account is full, so the call waits
+    at the head of its account's gate (:attr:`retry_at`) until a place frees or the server's
+    ``retry_after`` passes (jitter on top; the backoff without a usable hint), within
+    ``rate_limit_budget`` seconds of its first 429. A wait above the policy's
+    ``max_retry_after`` is not waited out, and ``max_retries=0`` retries nothing, 429 included:
+    the 429 is raised at once. Other retryable errors spend one of ``policy.max_retries``.
+    Past ``deadline`` (monotonic seconds) the call ends with :class:`APITimeoutError`.
     """
 
     __slots__ = (
@@ -143,10 +140,6 @@ class CallPlan:
         self.retry_at: float | None = None
         #: The error that ended the call at its deadline, once it did.
         self.expired: APITimeoutError | None = None
-
-    def remaining(self, now: float) -> float | None:
-        """Seconds left before the deadline (None: no deadline)."""
-        return None if self.deadline is None else self.deadline - now
 
     def admission_timeout(self, now: float) -> float | None:
         """How long the gate may hold this call back (None: as long as it takes): until the

@@ -210,17 +210,23 @@ class CompletionRequest(_SamplingFields):
 # --- responses ---------------------------------------------------------------------------------
 
 
+class _Answer(WireModel):
+    """The fields every answer and stream chunk carries."""
+
+    id: str = ""
+    object: str = ""
+    created: int = 0
+    model: str = ""
+
+
 class ChatChoice(WireModel):
     index: int = 0
     message: ChatMessage = Field(default_factory=ChatMessage)
     finish_reason: str | None = None
 
 
-class ChatCompletion(WireModel):
-    id: str = ""
+class ChatCompletion(_Answer):
     object: str = "chat.completion"
-    created: int = 0
-    model: str = ""
     choices: Choices[ChatChoice] = Field(default_factory=list)
     usage: Usage | None = None
     system_fingerprint: str | None = None
@@ -253,11 +259,8 @@ class ChunkChoice(WireModel):
     finish_reason: str | None = None
 
 
-class ChatCompletionChunk(WireModel):
-    id: str = ""
+class ChatCompletionChunk(_Answer):
     object: str = "chat.completion.chunk"
-    created: int = 0
-    model: str = ""
     choices: Choices[ChunkChoice] = Field(default_factory=list)
     #: Only on the last chunk, with ``stream_options={"include_usage": True}`` (``choices`` empty).
     usage: Usage | None = None
@@ -272,13 +275,10 @@ class CompletionChoice(WireModel):
     stop_reason: str | int | None = None
 
 
-class Completion(WireModel):
+class Completion(_Answer):
     """A text completion, or one chunk of a streamed one (same shape)."""
 
-    id: str = ""
     object: str = "text_completion"
-    created: int = 0
-    model: str = ""
     choices: Choices[CompletionChoice] = Field(default_factory=list)
     usage: Usage | None = None
 

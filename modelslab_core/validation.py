@@ -13,32 +13,34 @@ from .errors import ParameterError
 
 __all__ = [
     "MAX_STOP_SEQUENCES",
-    "check_chat_request",
-    "check_completion_request",
+    "check_chat_fields",
+    "check_completion_fields",
     "check_numbers",
     "check_params",
     "check_tools",
 ]
 
-#: Request fields that take a number (ModelsLab's parameter tables, https://docs.modelslab.com).
-NUMERIC_FIELDS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "frequency_penalty",
-    "presence_penalty",
-    "repetition_penalty",
-    "n",
-    "max_tokens",
-    "seed",
-)
+#: Request fields that take a number, with the range ModelsLab's parameter tables give
+#: (https://docs.modelslab.com; None: an open end).
+_NUMBERS: dict[str, tuple[float | None, float | None]] = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "top_k": (0, None),
+    "frequency_penalty": (-2.0, 2.0),
+    "presence_penalty": (-2.0, 2.0),
+    "repetition_penalty": (None, None),
+    "n": (1, 10),
+    "max_tokens": (1, None),
+    "seed": (None, None),
+}
+_INTEGERS = frozenset({"n", "max_tokens", "top_k", "seed"})
 
 
 def check_numbers(values: Mapping[str, Any]) -> None:
     """Refuse a bool or a non-finite number (NaN, infinity) in a field that takes a number, with
     a :class:`ParameterError` naming the field. Runs on the values as given, before pydantic would
     turn ``True`` into ``1``; NaN would go out as a bare ``NaN`` token, which is not JSON."""
-    for name in NUMERIC_FIELDS:
+    for name in _NUMBERS:
         value = values.get(name)
         if isinstance(value, bool):
             raise ParameterError(f"{name} must be a number, got {value!r}", field=name)
@@ -71,30 +73,12 @@ MAX_STOP_SEQUENCES = 4
 #: Text completions take max_tokens up to 44,000 (ModelsLab's completions parameter table).
 MAX_COMPLETION_TOKENS = 44_000
 
-# field: (low, high); None for an open end.
-_RANGES: dict[str, tuple[float | None, float | None]] = {
-    "temperature": (0.0, 2.0),
-    "top_p": (0.0, 1.0),
-    "frequency_penalty": (-2.0, 2.0),
-    "presence_penalty": (-2.0, 2.0),
-    "n": (1, 10),
-    "max_tokens": (1, None),
-    "top_k": (0, None),
-}
-_INTEGERS = frozenset({"n", "max_tokens", "top_k", "seed"})
-
-
-def _describe(low: float | None, high: float | None) -> str:
-    if high is None:
-        return f">= {low:g}"
-    return f"between {low:g} and {high:g}"
-
 
 def check_params(params: Mapping[str, Any]) -> None:
     """Check the sampling parameters in ``params`` (absent or None values are not checked):
     numbers, finite (NaN is not JSON), never a bool, within the documented ranges."""
     check_numbers(params)  # no bool, nothing infinite or NaN ("nan" becomes NaN in pydantic)
-    for name in NUMERIC_FIELDS:
+    for name, (low, high) in _NUMBERS.items():
         value = params.get(name)
         if value is None:
             continue
@@ -103,11 +87,9 @@ def check_params(params: Mapping[str, Any]) -> None:
         # An int is whole already (float() of a huge one would overflow).
         if name in _INTEGERS and isinstance(value, float) and not value.is_integer():
             raise ParameterError(f"{name} must be a whole number, got {value!r}", field=name)
-        low, high = _RANGES.get(name, (None, None))
         if (low is not None and value < low) or (high is not None and value > high):
-            raise ParameterError(
-                f"{name} must be {_describe(low, high)}, got {value!r}", field=name
-            )
+            limits = f">= {low:g}" if high is None else f"between {low:g} and {high:g}"
+            raise ParameterError(f"{name} must be {limits}, got {value!r}", field=name)
     stop = params.get("stop")
     if stop is not None:
         stops = [stop] if isinstance(stop, str) else list(stop)
@@ -120,22 +102,9 @@ def check_params(params: Mapping[str, Any]) -> None:
             raise ParameterError("stop sequences must be non-empty strings", field="stop")
 
 
-def _values(request: Mapping[str, Any] | object) -> Mapping[str, Any]:
-    """A request's fields: a mapping as it is, a wire model's ``__dict__`` otherwise (this module
-    sits below the wire models and imports none of them)."""
-    return request if isinstance(request, Mapping) else vars(request)
-
-
-def check_chat_request(request: Mapping[str, Any] | object) -> None:
-    """Check a chat request (a wire model or its field values) before it is sent."""
-    values = _values(request)
-    tools = values.get("tools")
-    check_tools(tools if isinstance(tools, Sequence) and not isinstance(tools, str) else None)
-    check_chat_fields(values)
-
-
 def check_chat_fields(values: Mapping[str, Any]) -> None:
-    """The rest of :func:`check_chat_request`, on values whose tools are checked."""
+    """Check a chat request's field values (its tools are checked as they are given, by
+    :func:`check_tools`)."""
     if not values.get("messages"):
         raise ParameterError("messages must hold at least one message", field="messages")
     if not values.get("model"):
@@ -143,13 +112,8 @@ def check_chat_fields(values: Mapping[str, Any]) -> None:
     check_params(values)
 
 
-def check_completion_request(request: Mapping[str, Any] | object) -> None:
-    """Check a text-completion request (a wire model or its field values) before it is sent."""
-    check_completion_fields(_values(request))
-
-
 def check_completion_fields(values: Mapping[str, Any]) -> None:
-    """:func:`check_completion_request` on a request's field values."""
+    """Check a text-completion request's field values."""
     prompt = values.get("prompt")
     if not prompt or (isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt)):
         raise ParameterError("prompt must be a non-empty string or list of strings", field="prompt")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -419,3 +421,15 @@ def test_a_model_keeps_one_client_of_each_class() -> None:
     assert cache.get(ModelsLabClient, other, None) is not chat
     with httpx.Client() as http:
         assert cache.get(ModelsLabClient, other, http)._http() is http
+
+
+def test_a_copied_or_unpickled_client_cache_starts_empty() -> None:
+    from modelslab_core import ClientConfig
+    from modelslab_core._cache import ClientCache
+
+    cache = ClientCache()
+    client = cache.get(ModelsLabClient, ClientConfig.build("k", "http://127.0.0.1:9"), None)
+    for copied in (copy.copy(cache), copy.deepcopy(cache), pickle.loads(pickle.dumps(cache))):
+        assert type(copied) is ClientCache and copied is not cache
+        config = ClientConfig.build("k", "http://127.0.0.1:9")
+        assert copied.get(ModelsLabClient, config, None) is not client

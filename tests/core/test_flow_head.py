@@ -313,6 +313,16 @@ def test_a_redis_url_is_checked_before_any_request_and_never_shown(
     assert ClientConfig.build(KEY).redis_url is None
 
 
+@pytest.mark.parametrize("redis_url", [5, b"redis://cache:6379", ["redis://cache:6379"]])
+def test_a_redis_url_that_is_no_string_is_a_setting_error_naming_it(redis_url: object) -> None:
+    from modelslab_core import ClientConfig, InvalidSettingError
+
+    for make in (ClientConfig.build, ModelsLabClient):
+        with pytest.raises(InvalidSettingError, match="redis_url") as caught:
+            make(KEY, redis_url=redis_url)
+        assert caught.value.field == "redis_url"
+
+
 def test_without_redis_py_a_redis_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from modelslab_core import _fleet
     from modelslab_core.errors import ConfigurationError

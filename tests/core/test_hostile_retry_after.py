@@ -117,6 +117,7 @@ def test_http_dates_past_future_and_broken() -> None:
         ([30], None),
         ({"seconds": 30}, None),
         ("inf", float("inf")),
+        pytest.param("30\x1f", None, id="a-separator-strip-drops-but-float-refuses"),
         pytest.param(10**400, float("inf"), id="int-too-large-for-a-float"),
     ],
 )

@@ -20,6 +20,7 @@ from modelslab_core import (
     ClientConfig,
     ClientSettings,
     ConfigurationError,
+    InvalidSettingError,
     ModelsLabClient,
     ParameterError,
 )
@@ -111,6 +112,26 @@ def test_every_constructor_mistake_is_a_configuration_error(
         make(**kwargs)
     assert isinstance(caught.value, ValueError)
     assert KEY not in f"{caught.value} {caught.value!r}"
+
+
+def test_an_unknown_client_setting_is_refused_by_name() -> None:
+    with pytest.raises(InvalidSettingError, match="retries") as caught:
+        ModelsLabClient(api_key=KEY, retries=3)
+    assert caught.value.field == "retries"
+    assert ModelsLabClient(api_key=KEY, request_timeout=5).config.timeout == 5.0
+
+
+@pytest.mark.parametrize("make", MAKERS.values(), ids=MAKERS)
+@pytest.mark.parametrize(
+    "headers", [{"x-token": 7}, {7: "hdr-secret"}, [("x-token", "hdr-secret")], "hdr-secret"]
+)
+def test_default_headers_that_are_no_map_of_strings_are_refused_without_showing_them(
+    make: Make, headers: Any
+) -> None:
+    with pytest.raises(InvalidSettingError, match="default_headers") as caught:
+        make(default_headers=headers)
+    assert caught.value.field == "default_headers"
+    assert "hdr-secret" not in f"{caught.value} {caught.value!r}"
 
 
 @pytest.mark.parametrize("make", FRAMEWORKS.values(), ids=FRAMEWORKS)
