@@ -385,7 +385,7 @@ class LocalModelsLab:
             return await self._dispatch(request)
         except web.HTTPException:  # aiohttp's own answer: 413 for a body over 64 MiB
             raise
-        except (ConnectionError, OSError):  # the client left, or a fault dropped it
+        except OSError:  # the client left, or a fault dropped it
             return web.Response()
         except Exception as exc:
             logger.exception("local ModelsLab server failed on %s %s", request.method, request.path)
@@ -525,8 +525,7 @@ class LocalModelsLab:
                     {"id": id, "type": "function", "function": {"name": name, "arguments": args}}
                     for name, args, id in reply.calls
                 ]
-            stop = reply.calls and reply.finish_reason == "stop"
-            choices = [(message, "tool_calls" if stop else reply.finish_reason)]
+            choices = [(message, reply.finish_reason)]
         else:
             count = max(len(prompts(call.body.get("prompt"))), 1)
             choices = [({"content": reply.content or ""}, reply.finish_reason)] * count
