@@ -492,18 +492,13 @@ class LocalModelsLab:
             case ResetReply(after_bytes):
                 payload = self._payload(self._answer(None, call), call)
                 return await reset_after(call.request, payload, call.stream, after_bytes)
-            case CutStreamReply(after_chunks):
-                answer = self._answer(None, call)
-                if not call.stream:
-                    return await send_half(call.request, self._payload(answer, call))
-                events = first_chunks(stream_events(answer, call.usage), after_chunks)
+            case CutStreamReply() if not call.stream:
+                return await send_half(call.request, self._payload(self._answer(None, call), call))
+            case CutStreamReply(after) | StreamErrorReply(after_chunks=after):
+                events = first_chunks(stream_events(self._answer(None, call), call.usage), after)
+                if isinstance(reply, StreamErrorReply):  # its event, then a clean end
+                    events += [f"data: {reply.event.decode('utf-8')}\n\n", DONE_EVENT]
                 return await self._send_events(call, events)
-            case StreamErrorReply(event, after_chunks):
-                events = first_chunks(
-                    stream_events(self._answer(None, call), call.usage), after_chunks
-                )
-                tail = [f"data: {event.decode('utf-8')}\n\n", DONE_EVENT]
-                return await self._send_events(call, events + tail)
             case AnswerReply() | None:
                 answer = self._answer(reply, call)
                 if not call.stream:
