@@ -28,7 +28,6 @@ from typing import Any, Self
 from aiohttp import web
 
 from ._demo_model import chat_choice, completion_choices
-from ._faults import EVENT_STREAM, JSON, SERVER, reset_after, send_half
 from ._replies import (
     INVALID_KEY_BODY,
     QUEUE_LIMIT_MESSAGE,
@@ -42,7 +41,7 @@ from ._replies import (
     StreamErrorReply,
 )
 from ._routing import ROUTES, RecordedRequest, find_key, redacted
-from ._webserver import WebServer
+from ._webserver import EVENT_STREAM, JSON, SERVER, WebServer, reset_after, send_half
 from ._wire import (
     DONE_EVENT,
     POPULAR_MODELS,
