@@ -31,43 +31,25 @@ def _parser() -> argparse.ArgumentParser:
     add("--stream-delay", type=float, default=0.0, help="seconds between streamed events")
     add("--queue-limit", type=int, help="requests answered at once per key; more get HTTP 429")
     add("--latency", type=float, default=0.0, help="seconds before each answer's first byte")
-    add(
-        "--retry-after",
-        type=float,
-        default=DEFAULT_RETRY_AFTER,
-        help="a queue-limit 429's retry_after (default: 30, as ModelsLab's)",
-    )
+    retry_help = "a queue-limit 429's retry_after (default: 30, as ModelsLab's)"
+    add("--retry-after", type=float, default=DEFAULT_RETRY_AFTER, help=retry_help)
     add("--rate-limit-message", default=QUEUE_LIMIT_MESSAGE, help="a queue-limit 429's message")
-    add(
-        "--model",
-        action="append",
-        default=[],
-        dest="models",
-        help="a model id to accept besides ModelsLab's (repeatable); others get HTTP 404",
-    )
+    model_help = "a model id to accept besides ModelsLab's (repeatable); others get HTTP 404"
+    add("--model", action="append", default=[], dest="models", help=model_help)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the server, print its URLs and ``READY``, and serve until interrupted."""
     parser = _parser()
-    args = parser.parse_args(argv)
-    if args.queue_limit is not None and args.queue_limit < 1:
+    options = vars(parser.parse_args(argv))  # named as LocalModelsLab's arguments
+    if options["queue_limit"] is not None and options["queue_limit"] < 1:
         parser.error("--queue-limit must be >= 1")
+    options["models"] = [*POPULAR_MODELS, *options["models"]]
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, frame: stopping.set())
-    with LocalModelsLab(
-        api_key=args.api_key,
-        host=args.host,
-        port=args.port,
-        models=[*POPULAR_MODELS, *args.models],
-        stream_delay=args.stream_delay,
-        queue_limit=args.queue_limit,
-        latency=args.latency,
-        retry_after=args.retry_after,
-        rate_limit_message=args.rate_limit_message,
-    ) as server:
+    with LocalModelsLab(**options) as server:
         print(f"url: {server.url}")
         print(f"chat: {server.base_url}")
         print(f"completions: {server.completions_base_url}")

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from itertools import takewhile
 from typing import Any
 
-from ._wire import Choice, message_text, prompts, truthy, whole_number
+from ._wire import Choice, earlier_calls, message_text, named_model, prompts, truthy, whole_number
 
 EMPTY = "I received an empty message."
 _TOOL_ROLES = ("tool", "function")
@@ -189,19 +189,6 @@ def select_tool_calls(
     ]
 
 
-def _called_tools(messages: Sequence[Mapping[str, Any]]) -> set[str]:
-    """The names of the tools the assistant called earlier in the conversation."""
-    names: set[str] = set()
-    for message in messages:
-        calls = message.get("tool_calls") if message.get("role") == "assistant" else None
-        for call in calls if isinstance(calls, list) else []:
-            function = call.get("function") if isinstance(call, Mapping) else None
-            name = function.get("name") if isinstance(function, Mapping) else None
-            if isinstance(name, str):
-                names.add(name)
-    return names
-
-
 def _json_object(text: str) -> dict[str, Any]:
     """JSON mode: the quoted words, or the words after "keys" ("the keys city and country"),
     as keys of the text; else ``{"response": text}``."""
@@ -262,7 +249,8 @@ def chat_choice(body: Mapping[str, Any]) -> Choice:
         if trailing:  # a tool must be called again, with the results' values
             source = f"{results}\n{question}"
         if trailing and _forced_name(tool_choice) is None:  # "required": one not called yet
-            called = _called_tools(messages)
+            functions = [c.get("function") for c in earlier_calls(messages) if isinstance(c, dict)]
+            called = {f.get("name") for f in functions if isinstance(f, dict)}
             tools = [tool for tool in tools if tool[0] not in called] or tools
         calls = select_tool_calls(tools, tool_choice, source)
         calls = calls[:1] if body.get("parallel_tool_calls") is False else calls
@@ -279,7 +267,7 @@ def chat_choice(body: Mapping[str, Any]) -> Choice:
         message, finish = {"content": None, "tool_calls": tool_calls}, "tool_calls"
     else:
         message, finish = _limit(text, body, whole_number(body.get("max_tokens")))
-    model = str(body.get("model") or body.get("model_id") or "").lower()
+    model = (named_model(body) or "").lower()
     if any(marker in model for marker in ("r1", "reason", "think")):  # a reasoning model
         topic = " ".join(question.split()[:8]) or "the request"
         message["reasoning_content"] = "Let me think about: " + topic

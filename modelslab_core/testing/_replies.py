@@ -1,10 +1,4 @@
-"""Scripted replies and faults for the local server (immutable values, no I/O).
-
-A :class:`Reply` is queued with :meth:`LocalModelsLab.enqueue` (or drawn at random with
-:meth:`LocalModelsLab.set_fault_rate`) and answers the next chat or completion request in
-place of the demo model. Answers (:meth:`Reply.text`, :meth:`Reply.tool_call`) are streamed
-when the request streams; errors and raw bodies are sent as they are.
-"""
+"""Scripted replies and faults for the local server (immutable values, no I/O)."""
 
 from __future__ import annotations
 
@@ -15,6 +9,7 @@ from typing import Any, ClassVar, Literal
 
 __all__ = [
     "INVALID_KEY_BODY",
+    "QUEUE_LIMIT_MESSAGE",
     "AnswerReply",
     "CutStreamReply",
     "KeepAliveReply",
@@ -30,6 +25,8 @@ ReplyKind = Literal[
     "answer", "response", "cut_stream", "stream_error", "reset", "slow", "keep_alive"
 ]
 
+#: The 429 message of the queue limit, as ModelsLab words it.
+QUEUE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum {limit} queued requests allowed."
 #: The body ModelsLab sends (with HTTP 200) for a missing or wrong key.
 INVALID_KEY_BODY = {
     "status": "error",
@@ -46,16 +43,13 @@ _HTML_TITLES = {
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One scripted answer or fault. Build it with the class methods, which return one of the
-    kinds below (a tagged union: ``kind`` names it, the server matches on the class):
-    :class:`AnswerReply`, :class:`ResponseReply`, :class:`CutStreamReply`,
-    :class:`StreamErrorReply`, :class:`ResetReply`, :class:`SlowReply` and
-    :class:`KeepAliveReply`.
-    """
+    """One scripted answer or fault, queued with :meth:`LocalModelsLab.enqueue` (or drawn at
+    random by :meth:`LocalModelsLab.set_fault_rate`) for the next chat or completion request in
+    place of the demo model. Answers are streamed when the request streams; errors and raw bodies
+    are sent as they are. Build it with the class methods: each returns a subclass, its ``kind``
+    one of :data:`ReplyKind`."""
 
     kind: ClassVar[ReplyKind]
-
-    # ------------------------------------------------------------------ answers
 
     @classmethod
     def text(
@@ -95,8 +89,6 @@ class Reply:
         )
         return AnswerReply(content, finish_reason="tool_calls", calls=scripted)
 
-    # ------------------------------------------------------------------ fixed responses
-
     @classmethod
     def raw(
         cls,
@@ -125,8 +117,7 @@ class Reply:
         cls, retry_after: int = 1, header: bool = True, body_field: bool = True
     ) -> ResponseReply:
         """HTTP 429 with ModelsLab's message, a ``retry_after`` field and/or ``Retry-After``."""
-        message = "Rate limit exceeded. Maximum 5 queued requests allowed."
-        body: dict[str, Any] = {"status": "error", "message": message}
+        body: dict[str, Any] = {"status": "error", "message": QUEUE_LIMIT_MESSAGE.format(limit=5)}
         if body_field:
             body["retry_after"] = retry_after
         return cls.error(429, body, {"Retry-After": str(retry_after)} if header else None)
@@ -198,8 +189,6 @@ class Reply:
         """HTTP 422 Laravel-style: ``{"status": "error", "message", "errors": {field: [...]}}``."""
         return cls.error(422, {"status": "error", "message": message, "errors": {field: [message]}})
 
-    # ------------------------------------------------------------------ connection faults
-
     @classmethod
     def cut_stream(cls, after_chunks: int = 2) -> CutStreamReply:
         """Send that many chunks of the default answer, then end cleanly without ``[DONE]``
@@ -255,8 +244,7 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class AnswerReply(Reply):
-    """A completion, streamed when the request streams; ``calls`` holds ``(name, arguments
-    JSON, id or None)``."""
+    """An answer; ``calls`` holds ``(name, arguments JSON, id or None)``."""
 
     kind: ClassVar[ReplyKind] = "answer"
     content: str | None = None
@@ -304,7 +292,7 @@ class ResetReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class SlowReply(Reply):
-    """Wait ``seconds``, then play ``then`` (or the demo model's answer)."""
+    """Wait ``seconds``, then play ``then`` (or the demo model)."""
 
     kind: ClassVar[ReplyKind] = "slow"
     seconds: float
@@ -313,8 +301,7 @@ class SlowReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class KeepAliveReply(Reply):
-    """Keep-alive bytes every ``interval`` for ``seconds``, then ``then`` (or the demo model's
-    answer)."""
+    """Keep-alive bytes every ``interval`` for ``seconds``, then ``then`` (or the demo model)."""
 
     kind: ClassVar[ReplyKind] = "keep_alive"
     seconds: float

@@ -28,9 +28,9 @@ from typing import Any, Self
 from aiohttp import web
 
 from ._demo_model import chat_choice, completion_choices
-from ._faults import EVENT_STREAM, JSON, SERVER, reset_after, send_half
 from ._replies import (
     INVALID_KEY_BODY,
+    QUEUE_LIMIT_MESSAGE,
     AnswerReply,
     CutStreamReply,
     KeepAliveReply,
@@ -41,7 +41,7 @@ from ._replies import (
     StreamErrorReply,
 )
 from ._routing import ROUTES, RecordedRequest, find_key, redacted
-from ._webserver import WebServer
+from ._webserver import EVENT_STREAM, JSON, SERVER, WebServer, reset_after, send_half
 from ._wire import (
     DONE_EVENT,
     POPULAR_MODELS,
@@ -60,8 +60,6 @@ __all__ = ["QUEUE_LIMIT_MESSAGE", "LocalModelsLab"]
 
 #: The ``retry_after`` of a queue-limit 429, in seconds, as ModelsLab answers it.
 DEFAULT_RETRY_AFTER = 30.0
-#: The 429 message of the queue limit, as ModelsLab words it.
-QUEUE_LIMIT_MESSAGE = "Rate limit exceeded. Maximum {limit} queued requests allowed."
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +78,7 @@ class _Call:
     chat: bool
     uncensored: bool
     stream: bool
+    usage: bool  # a stream ends with a usage chunk
 
 
 def _response(
@@ -97,8 +96,11 @@ def _response(
     return response
 
 
-def _error(status: int, message: str) -> web.Response:
-    return _response(status, {"status": "error", "message": message})
+def _error(
+    status: int, message: str, headers: Sequence[tuple[str, str]] = (), **fields: Any
+) -> web.Response:
+    """ModelsLab's error body ``{"status": "error", "message", **fields}``."""
+    return _response(status, {"status": "error", "message": message, **fields}, headers=headers)
 
 
 class LocalModelsLab:
@@ -334,7 +336,6 @@ class LocalModelsLab:
             self._port = 0
 
     def __enter__(self) -> Self:
-        """Start the server."""
         return self.start()
 
     def __exit__(
@@ -343,11 +344,9 @@ class LocalModelsLab:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Stop the server."""
         self.stop()
 
     def __repr__(self) -> str:
-        """Show where the server listens."""
         return f"LocalModelsLab({self.url if self._port else 'not started'})"
 
     async def _open(self) -> None:
@@ -385,7 +384,7 @@ class LocalModelsLab:
             return await self._dispatch(request)
         except web.HTTPException:  # aiohttp's own answer: 413 for a body over 64 MiB
             raise
-        except (ConnectionError, OSError):  # the client left, or a fault dropped it
+        except OSError:  # the client left, or a fault dropped it
             return web.Response()
         except Exception as exc:
             logger.exception("local ModelsLab server failed on %s %s", request.method, request.path)
@@ -412,9 +411,7 @@ class LocalModelsLab:
         method, kind, uncensored = route
         if request.method != method:
             message = f"The {request.method} method is not supported for this route."
-            return _response(
-                405, {"status": "error", "message": message}, headers=[("Allow", method)]
-            )
+            return _error(405, message, [("Allow", method)])
         if key is None or (self.api_key is not None and key != self.api_key):
             return _response(200, INVALID_KEY_BODY)
         if kind == "models":
@@ -428,12 +425,11 @@ class LocalModelsLab:
         chat = kind == "chat"
         problem = request_error(body, chat)
         if problem is not None:
-            errors = {"messages" if chat else "prompt": [problem]}
-            return _response(422, {"status": "error", "message": problem, "errors": errors})
+            return _error(422, problem, errors={"messages" if chat else "prompt": [problem]})
         problem = unknown_model(body, self._accepted)
         if problem is not None:
             return _error(404, problem)
-        call = _Call(request, body, chat, uncensored, wants_stream(body))
+        call = _Call(request, body, chat, uncensored, wants_stream(body), wants_usage(body))
         identity = target.encode() + b"\n" + raw
         if self.queue_limit is None and self.latency <= 0:
             return await self._play(self._next_reply(identity), call)
@@ -453,8 +449,7 @@ class LocalModelsLab:
             if hint is None:
                 hint = math.ceil(max(min(started) + self.latency - now, 0.0) * 100) / 100
             message = self.rate_limit_message.replace("{limit}", str(limit))
-            body = {"status": "error", "message": message, "retry_after": hint}
-            return _response(429, body, headers=[("Retry-After", f"{hint:g}")])
+            return _error(429, message, [("Retry-After", f"{hint:g}")], retry_after=hint)
         started.append(now)
         self.queued += 1
         self.max_queued_seen = max(self.max_queued_seen, self.queued)
@@ -496,21 +491,18 @@ class LocalModelsLab:
             case ResetReply(after_bytes):
                 payload = self._payload(self._answer(None, call), call)
                 return await reset_after(call.request, payload, call.stream, after_bytes)
-            case CutStreamReply(after_chunks):
-                answer = self._answer(None, call)
-                if not call.stream:
-                    return await send_half(call.request, self._payload(answer, call))
-                events = first_chunks(self._events(answer, call), after_chunks)
+            case CutStreamReply() if not call.stream:
+                return await send_half(call.request, self._payload(self._answer(None, call), call))
+            case CutStreamReply(after) | StreamErrorReply(after_chunks=after):
+                events = first_chunks(stream_events(self._answer(None, call), call.usage), after)
+                if isinstance(reply, StreamErrorReply):  # its event, then a clean end
+                    events += [f"data: {reply.event.decode('utf-8')}\n\n", DONE_EVENT]
                 return await self._send_events(call, events)
-            case StreamErrorReply(event, after_chunks):
-                events = first_chunks(self._events(self._answer(None, call), call), after_chunks)
-                tail = [f"data: {event.decode('utf-8')}\n\n", DONE_EVENT]
-                return await self._send_events(call, events + tail)
             case AnswerReply() | None:
                 answer = self._answer(reply, call)
                 if not call.stream:
                     return _response(200, answer)
-                return await self._send_events(call, self._events(answer, call))
+                return await self._send_events(call, stream_events(answer, call.usage))
         raise TypeError(f"not a reply the server can play: {reply!r}")
 
     def _answer(self, reply: AnswerReply | None, call: _Call) -> dict[str, Any]:
@@ -527,8 +519,7 @@ class LocalModelsLab:
                     {"id": id, "type": "function", "function": {"name": name, "arguments": args}}
                     for name, args, id in reply.calls
                 ]
-            stop = reply.calls and reply.finish_reason == "stop"
-            choices = [(message, "tool_calls" if stop else reply.finish_reason)]
+            choices = [(message, reply.finish_reason)]
         else:
             count = max(len(prompts(call.body.get("prompt"))), 1)
             choices = [({"content": reply.content or ""}, reply.finish_reason)] * count
@@ -542,9 +533,6 @@ class LocalModelsLab:
             uncensored=call.uncensored,
             usage=dict(reply.usage) if reply is not None and reply.usage is not None else None,
         )
-
-    def _events(self, answer: dict[str, Any], call: _Call) -> list[str]:
-        return stream_events(answer, wants_usage(call.body))
 
     async def _prepare(self, call: _Call, content_type: str = EVENT_STREAM) -> web.StreamResponse:
         """Send the head of a chunked response (an SSE stream, or keep-alive bytes and JSON)."""
@@ -580,5 +568,5 @@ class LocalModelsLab:
 
     def _payload(self, answer: dict[str, Any], call: _Call) -> bytes:
         """The answer as the request asked for it: its SSE events, or its JSON body."""
-        text = "".join(self._events(answer, call)) if call.stream else _dumps(answer)
+        text = "".join(stream_events(answer, call.usage)) if call.stream else _dumps(answer)
         return text.encode("utf-8")

@@ -79,18 +79,22 @@ def prompts(value: Any) -> list[str]:
     return [item if isinstance(item, str) else json.dumps(item) for item in value]
 
 
-def requested_model(body: Mapping[str, Any], chat: bool) -> str:
-    """The requested model id (``model`` or its alias ``model_id``), or the route's default."""
-    found = [body.get(key) for key in ("model", "model_id")]
-    default = DEFAULT_CHAT_MODEL if chat else DEFAULT_COMPLETION_MODEL
-    return next((value for value in found if isinstance(value, str) and value), default)
+def named_model(body: Mapping[str, Any]) -> str | None:
+    """The model id a request names (``model`` or its alias ``model_id``), if any."""
+    found = (body.get("model"), body.get("model_id"))
+    return next((value for value in found if isinstance(value, str) and value), None)
+
+
+def earlier_calls(messages: Sequence[Mapping[str, Any]] | None) -> list[Any]:
+    """The tool calls of the conversation's assistant messages, in order."""
+    found = [m.get("tool_calls") for m in messages or () if m.get("role") == "assistant"]
+    return [call for calls in found if isinstance(calls, list) for call in calls]
 
 
 def unknown_model(body: Mapping[str, Any], known: frozenset[str]) -> str | None:
     """The 404 message for a request naming a model id not in ``known`` (lower-case ids), as
     ModelsLab answers an unknown model; ``None`` when the model is known or not named."""
-    found = [body.get(key) for key in ("model", "model_id")]
-    model = next((value for value in found if isinstance(value, str) and value), None)
+    model = named_model(body)
     if model is None or model.lower() in known:
         return None
     return (
@@ -143,8 +147,7 @@ def answer_body(
     counted in words unless given. The uncensored routes send ``"tool_calls": []``.
     """
     messages = request.get("messages") if chat else None
-    earlier = [m.get("tool_calls") for m in messages or () if m.get("role") == "assistant"]
-    number = sum(len(calls) for calls in earlier if isinstance(calls, list))
+    number = len(earlier_calls(messages))
     count = min(whole_number(request.get("n")) or 1, 128)
     rendered: list[dict[str, Any]] = []
     for message, finish in choices:
@@ -175,7 +178,7 @@ def answer_body(
         "id": completion_id,
         "object": "chat.completion" if chat else "text_completion",
         "created": created,
-        "model": requested_model(request, chat),
+        "model": named_model(request) or (DEFAULT_CHAT_MODEL if chat else DEFAULT_COMPLETION_MODEL),
         "choices": rendered,
         "usage": dict(usage),
     }

@@ -17,9 +17,12 @@ from modelslab_core.testing._demo_model import (
 from modelslab_core.testing._wire import (
     answer_body,
     message_text,
+    prompts,
     request_error,
     split_pieces,
     stream_events,
+    wants_stream,
+    wants_usage,
 )
 from tests.testing.reassemble import flatten_chat, flatten_text, reassemble_chat, reassemble_text
 
@@ -69,6 +72,15 @@ def test_message_text_reads_strings_parts_and_nothing() -> None:
     parts = [{"type": "text", "text": "one"}, {"type": "image_url", "image_url": {}}, "two"]
     assert message_text(parts) == "one\ntwo"
     assert message_text({"type": "text", "text": "solo"}) == "solo"
+    assert message_text(42) == "42"
+
+
+def test_request_fields_read_loosely() -> None:
+    assert wants_stream({"stream": "true"}) and wants_stream({"streaming": 1})
+    assert not wants_stream({"stream": "no"}) and not wants_stream({"stream": 2})
+    assert wants_usage({"stream_options": {"include_usage": "yes"}})
+    assert prompts([1, 2, 3]) == ["1 2 3"]
+    assert prompts(["a", {"b": 1}]) == ["a", '{"b": 1}']
 
 
 @pytest.mark.parametrize("text", ["", "one", " lead and trail  ", "a\n\nb\tc", "x  y  "])
@@ -122,6 +134,24 @@ def test_fill_schema_required_properties_refs_unions_enums_arrays() -> None:
         "ratio": 0.5,
     }
     assert fill_schema({}, Values("anything")) == "anything"
+
+
+def test_fill_schema_consts_nullable_types_and_endless_refs() -> None:
+    node = {
+        "type": "object",
+        "properties": {
+            "kind": {"const": "point"},
+            "size": {"type": ["null", "integer"]},
+            "next": {"$ref": "#/$defs/Node"},
+        },
+        "required": ["kind", "size", "next"],
+    }
+    result = fill_schema({"$defs": {"Node": node}, **node}, Values("size 4"))
+    assert result["kind"] == "point" and result["size"] == 4
+    depth = 0
+    while isinstance(result, dict):  # the self-reference ends with None, 9 levels down
+        result, depth = result["next"], depth + 1
+    assert (result, depth) == (None, 9)
 
 
 # ----------------------------------------------------------------------------- chat answers
@@ -278,6 +308,9 @@ def test_a_react_prompt_gets_an_action_then_the_answer_to_its_observation() -> N
         "Thought: I can answer without using any more tools. "
         "I'll use the user's language to answer\nAnswer: 42"
     )
+    unreadable = REACT_SYSTEM.replace('Tool Args: {"properties"', "Tool Args: {properties")
+    first = content(chat({"role": "system", "content": unreadable}, user("multiply 6 and 7")))
+    assert "Action: multiply\nAction Input: {}" in (first or "")
     no_tools = {"role": "system", "content": "Thought: x\nAction Input: y\nAnswer: z"}
     assert (content(chat(no_tools, user("hi there"))) or "").endswith("Answer: hi there")
 

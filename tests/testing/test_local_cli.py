@@ -84,6 +84,7 @@ def test_cli_prints_urls_then_ready_and_serves() -> None:
 def test_cli_queue_limit_and_latency() -> None:
     message = "Slow down: maximum {limit} queued requests"
     args = ("--queue-limit", "1", "--latency", "1.0", "--rate-limit-message", message)
+    args += ("--retry-after", "7")
     with running_cli(*args) as urls:
         body = {
             "model": "meta-llama-3-8B-instruct",
@@ -99,7 +100,7 @@ def test_cli_queue_limit_and_latency() -> None:
         answers = sorted(asyncio.run(both()), key=lambda r: r.status_code)
         assert [a.status_code for a in answers] == [200, 429]
         assert answers[1].json()["message"] == "Slow down: maximum 1 queued requests"
-        assert "retry-after" in answers[1].headers
+        assert answers[1].headers["retry-after"] == "7" and answers[1].json()["retry_after"] == 7
 
 
 def test_cli_refuses_a_queue_limit_below_one() -> None:

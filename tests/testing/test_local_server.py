@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import socket
+import time
 from typing import Any
 
 import httpx
@@ -469,6 +471,38 @@ def test_lifecycle_errors_and_stop_closes_connections() -> None:
         finally:
             http.close()
     server.stop()
+
+
+def test_stop_ends_the_answers_still_being_played() -> None:
+    server = LocalModelsLab().start()
+    server.enqueue(Reply.slow(60), Reply.keep_alive())
+    http = httpx.Client(base_url=server.url, headers={"x-api-key": "k"})
+    with http, concurrent.futures.ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(http.post, CHAT, json=chat_body()) for _ in range(2)]
+        for _ in range(1000):
+            if server.in_flight == 2:
+                break
+            time.sleep(0.01)
+        assert server.in_flight == 2
+        server.stop()
+        for call in calls:
+            with pytest.raises(httpx.TransportError):
+                call.result(timeout=10)
+    assert server.in_flight == 0
+
+
+def test_a_reply_it_cannot_play_is_a_500_and_the_server_goes_on(
+    modelslab_server: LocalModelsLab, client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    modelslab_server.enqueue(Reply())
+    failed = client.post(CHAT, json=chat_body())
+    assert failed.status_code == 500
+    assert failed.json()["message"].startswith("Local server error: TypeError('not a reply")
+    assert "local ModelsLab server failed on POST" in caplog.text
+    assert (
+        client.post(CHAT, json=chat_body("still here")).json()["choices"][0]["message"]["content"]
+        == "still here"
+    )
 
 
 def test_port_in_use_raises(modelslab_server: LocalModelsLab) -> None:
