@@ -145,8 +145,9 @@ def test_trim_messages_with_the_model_as_token_counter(no_transformers: None) ->
     assert llm.get_num_tokens_from_messages(trimmed) <= 120
 
 
-def test_custom_get_token_ids_still_wins() -> None:
-    llm = ChatModelsLab(api_key=KEY, custom_get_token_ids=lambda text: text.split())
+@pytest.mark.parametrize("model_class", [ChatModelsLab, ModelsLabLLM])
+def test_custom_get_token_ids_still_wins(model_class: type[ChatModelsLab | ModelsLabLLM]) -> None:
+    llm = model_class(api_key=KEY, custom_get_token_ids=lambda text: text.split())
     assert llm.get_num_tokens("one two three") == 3
 
 
