@@ -100,14 +100,8 @@ async def arelay(
 
 #: Frames from these packages sit between a user's ``ChatModelsLab(...)`` and our validator.
 _LIBRARY_DIRS = tuple(
-    str(Path(module.__file__).parent) + os.sep
-    for module in (
-        pydantic,
-        langchain_core,
-        modelslab_core,
-        sys.modules[__name__.rpartition(".")[0]],
-    )
-    if module.__file__
+    str(Path(path).parent) + os.sep
+    for path in (pydantic.__file__, langchain_core.__file__, modelslab_core.__file__, __file__)
 )
 
 
