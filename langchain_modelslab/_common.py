@@ -143,13 +143,9 @@ class ModelsLabFields(ClientSettings):
     :class:`modelslab_core.config.ClientSettings`). A subclass names its model default, base URL
     (default and environment variable), adapter clients and sampling fields (``_sampling``)."""
 
-    # defer_build: validators are built with the first model, not at import (import time counts).
-    model_config = ConfigDict(
-        populate_by_name=True,
-        arbitrary_types_allowed=True,
-        hide_input_in_errors=True,
-        defer_build=True,
-    )
+    # ClientSettings' config adds defer_build (validators built with the first model, not at
+    # import) and hide_input_in_errors.
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
     model: str
     api_key: SecretStr | None = Field(default_factory=secret_from_env(API_KEY_ENV, default=None))
