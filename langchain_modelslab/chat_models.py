@@ -255,7 +255,11 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
             )
         if method == "json_schema":
             assert schema is not None
-            response_format = _json_schema_format(schema, strict)
+            json_schema = convert_to_json_schema(
+                dict(schema) if isinstance(schema, Mapping) else schema
+            )
+            name = json_schema.get("title") or convert_to_openai_tool(schema)["function"]["name"]
+            response_format = json_schema_format(json_schema, name=name, strict=strict)
             # ModelsLab documents only json_object: a server that refuses json_schema (and only
             # such a refusal: a context-length error would come back with a longer prompt) is
             # asked again in JSON mode (``llm`` so far), with the schema in a system message.
@@ -295,10 +299,3 @@ def _with_schema_instruction(
 ) -> list[BaseMessage]:
     """The input as messages, led by a system message that asks for JSON fitting the schema."""
     return [SystemMessage(content=instruction), *model._convert_input(value).to_messages()]
-
-
-def _json_schema_format(schema: Mapping[str, Any] | type, strict: bool | None) -> dict[str, Any]:
-    """An OpenAI ``json_schema`` response format for ``schema`` (the rule is the core's)."""
-    json_schema = convert_to_json_schema(dict(schema) if isinstance(schema, Mapping) else schema)
-    name = json_schema.get("title") or convert_to_openai_tool(schema)["function"]["name"]
-    return json_schema_format(json_schema, name=name, strict=strict)
