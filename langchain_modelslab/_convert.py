@@ -210,6 +210,8 @@ def usage_to_metadata(usage: wire.Usage) -> UsageMetadata:
 def _detail_count(details: Any, name: str) -> int | None:
     """A count inside an optional ``*_tokens_details`` object; None when absent or not a number
     (an unmodelled field: a malformed one is ignored, never an error)."""
+    if not isinstance(details, Mapping):
+        return None
     try:
         return int(details[name])
     except (KeyError, TypeError, ValueError, OverflowError):
