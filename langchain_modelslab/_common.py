@@ -8,9 +8,10 @@ import math
 import os
 import sys
 import warnings
+from abc import abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 import httpx
 import langchain_core
@@ -20,14 +21,7 @@ from langchain_core.language_models import LangSmithParams
 from langchain_core.outputs import ChatGenerationChunk, GenerationChunk
 from langchain_core.utils import secret_from_env
 from langchain_core.utils.utils import get_pydantic_field_names
-from pydantic import (
-    AliasChoices,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    SecretStr,
-    model_validator,
-)
+from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
 import modelslab_core
 from modelslab_core import API_KEY_ENV, ConfigurationError, check_params
@@ -53,6 +47,13 @@ _NOT_SHOWN = frozenset(
 
 # Call-time keyword arguments that are LangChain's business, never the API's.
 _LANGCHAIN_KWARGS = ("ls_structured_output_format", "stream")
+
+#: The type of a model's ``model`` field: its id, also read from ``model_id`` and ``model_name``
+#: (as ``ChatOpenAI`` and ``ChatAnthropic`` name it).
+ModelId = Annotated[
+    str,
+    Field(alias="model_id", validation_alias=AliasChoices("model", "model_id", "model_name")),
+]
 
 W = TypeVar("W")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -97,30 +98,10 @@ async def arelay(
         yield generation
 
 
-def approximate_tokens(text: str) -> int:
-    """About four characters a token: langchain-core's approximate counter, for plain text."""
-    return math.ceil(len(text) / 4)
-
-
-def _field_names(cls: type[Any]) -> set[str]:
-    """Every name a constructor argument may use for a field: its name, alias and alias choices."""
-    known = get_pydantic_field_names(cls)
-    for info in cls.model_fields.values():
-        if isinstance(info.validation_alias, AliasChoices):
-            known.update(c for c in info.validation_alias.choices if isinstance(c, str))
-    return known
-
-
 #: Frames from these packages sit between a user's ``ChatModelsLab(...)`` and our validator.
 _LIBRARY_DIRS = tuple(
-    str(Path(module.__file__).parent) + os.sep
-    for module in (
-        pydantic,
-        langchain_core,
-        modelslab_core,
-        sys.modules[__name__.rpartition(".")[0]],
-    )
-    if module.__file__
+    str(Path(path).parent) + os.sep
+    for path in (pydantic.__file__, langchain_core.__file__, modelslab_core.__file__, __file__)
 )
 
 
@@ -136,8 +117,12 @@ def _caller_stacklevel() -> int:
 
 
 def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Constructor arguments that are no field go to ``model_kwargs`` (as ChatOpenAI does)."""
-    known = _field_names(cls)
+    """Constructor arguments that are no field (name, alias or alias choice) go to
+    ``model_kwargs``, as ChatOpenAI does."""
+    known = get_pydantic_field_names(cls)
+    for info in cls.model_fields.values():
+        if isinstance(info.validation_alias, AliasChoices):
+            known.update(c for c in info.validation_alias.choices if isinstance(c, str))
     if isinstance(values.get("api_key"), str):  # never shown in an error's input_value
         values["api_key"] = SecretStr(values["api_key"])
     extra = dict(values.get("model_kwargs") or {})
@@ -154,19 +139,13 @@ def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict
 
 
 class ModelsLabFields(ClientSettings):
-    """The shared fields: the client settings (timeout, retries, headers, key placement, the
-    account gate...) come from :class:`modelslab_core.config.ClientSettings`, declared there
-    once. A subclass names its model default, its base URL (default and environment variable),
-    its adapter clients and the sampling fields it sends (``_sampling``).
-    """
+    """The shared fields (the client settings come from
+    :class:`modelslab_core.config.ClientSettings`). A subclass names its model default, base URL
+    (default and environment variable), adapter clients and sampling fields (``_sampling``)."""
 
-    # defer_build: validators are built with the first model, not at import (import time counts).
-    model_config = ConfigDict(
-        populate_by_name=True,
-        arbitrary_types_allowed=True,
-        hide_input_in_errors=True,
-        defer_build=True,
-    )
+    # ClientSettings' config adds defer_build (validators built with the first model, not at
+    # import) and hide_input_in_errors.
+    model_config = ConfigDict(populate_by_name=True, arbitrary_types_allowed=True)
 
     model: str
     api_key: SecretStr | None = Field(default_factory=secret_from_env(API_KEY_ENV, default=None))
@@ -207,6 +186,11 @@ class ModelsLabFields(ClientSettings):
     _default_base_url: ClassVar[str]
     _base_url_env: ClassVar[str]
     _ls_model_type: ClassVar[Literal["chat", "llm"]]
+
+    if TYPE_CHECKING:  # langchain-core's, from each model's LangChain base
+        custom_get_token_ids: Callable[[str], list[int]] | None
+
+        def get_token_ids(self, text: str) -> list[int]: ...
 
     @model_validator(mode="before")
     @classmethod
@@ -251,11 +235,11 @@ class ModelsLabFields(ClientSettings):
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         return repr_args(self, _NOT_SHOWN)
 
-    def _client(self) -> ModelsLabClientBase:
-        raise NotImplementedError  # each model names its client class
+    @abstractmethod
+    def _client(self) -> ModelsLabClientBase: ...
 
-    def _async_client(self) -> AsyncModelsLabClientBase:
-        raise NotImplementedError
+    @abstractmethod
+    def _async_client(self) -> AsyncModelsLabClientBase: ...
 
     def list_models(self) -> list[str]:
         """The ids of the models the API serves."""
@@ -266,6 +250,13 @@ class ModelsLabFields(ClientSettings):
         """Async twin of :meth:`list_models`."""
         with translated_errors():
             return [m.id for m in (await self._async_client().list_models()).data]
+
+    def get_num_tokens(self, text: str) -> int:
+        """An offline estimate of the tokens in ``text``, about four characters a token (ModelsLab
+        publishes no tokenizer; nothing is downloaded). ``custom_get_token_ids`` overrides it."""
+        if self.custom_get_token_ids is not None:
+            return len(self.get_token_ids(text))
+        return math.ceil(len(text) / 4)
 
     # --- LangChain's bookkeeping --------------------------------------------------------------
 

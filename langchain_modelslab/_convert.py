@@ -1,8 +1,5 @@
-"""Pure converters between LangChain's messages and ModelsLab's wire models (no I/O).
-
-Streamed and non-streamed answers go through the same helpers, so a merged stream gives the same
-message as ``invoke``.
-"""
+"""Pure converters between LangChain's messages and ModelsLab's wire models (no I/O); streamed
+and whole answers share helpers, so a merged stream gives the same message as ``invoke``."""
 
 from __future__ import annotations
 
@@ -25,11 +22,7 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import InputTokenDetails, OutputTokenDetails, UsageMetadata
 from langchain_core.messages.block_translators.openai import convert_to_openai_data_block
 from langchain_core.messages.content import is_data_content_block
-from langchain_core.messages.tool import (
-    invalid_tool_call,
-    tool_call,
-    tool_call_chunk,
-)
+from langchain_core.messages.tool import invalid_tool_call, tool_call, tool_call_chunk
 from langchain_core.outputs import (
     ChatGeneration,
     ChatGenerationChunk,
@@ -163,7 +156,8 @@ def tools_to_wire(tools: Sequence[ToolLike], *, strict: bool | None = None) -> l
             raise ModelsLabParameterError(
                 f"tools[{index}] is not a tool LangChain can convert: {exc}", field="tools"
             ) from exc
-        name = spec.get("function", {}).get("name")
+        function = spec.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else None
         if not isinstance(name, str) or not name.strip():
             raise ModelsLabParameterError(
                 f"tools[{index}] has no name: every tool needs a function name", field="tools"

@@ -1,8 +1,5 @@
-"""``ChatModelsLab``: ModelsLab's chat completions API as a LangChain chat model.
-
-It builds :class:`modelslab_core.ChatRequest` objects, sends them with the adapter's clients and
-turns the answers into messages with the pure converters in :mod:`._convert`; no HTTP here.
-"""
+"""``ChatModelsLab``: ModelsLab's chat completions API as a LangChain chat model (no HTTP here:
+it builds :class:`modelslab_core.ChatRequest` objects for the adapter's clients)."""
 
 from __future__ import annotations
 
@@ -11,25 +8,19 @@ from functools import partial
 from operator import itemgetter
 from typing import Any, Literal, Self
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForLLMRun,
-    CallbackManagerForLLMRun,
-)
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
-from langchain_core.output_parsers.openai_tools import (
-    JsonOutputKeyToolsParser,
-    PydanticToolsParser,
-)
+from langchain_core.output_parsers.openai_tools import JsonOutputKeyToolsParser, PydanticToolsParser
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import Field, model_validator
 
 import modelslab_core
 from modelslab_core import (
@@ -44,7 +35,7 @@ from modelslab_core.accumulate import ToolCallSlots
 from modelslab_core.config import InvalidSettingError
 from modelslab_core.structured import JSON_OBJECT_FORMAT, json_schema_format, schema_instruction
 
-from ._common import ModelsLabFields, approximate_tokens, arelay, relay, signature_once
+from ._common import ModelId, ModelsLabFields, arelay, relay, signature_once
 from ._convert import (
     chunk_to_generation,
     completion_to_result,
@@ -74,11 +65,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
     (a URL or a name in ``modelslab_core.BASE_URLS``), ``MODELSLAB_BASE_URL``, or the v7 chat URL.
     """
 
-    model: str = Field(
-        default=DEFAULT_MODEL,
-        alias="model_id",
-        validation_alias=AliasChoices("model", "model_id", "model_name"),
-    )
+    model: ModelId = DEFAULT_MODEL
     """Model id, e.g. ``meta-llama-3-8B-instruct`` (aliases ``model_id`` and ``model_name``, as
     ``ChatOpenAI`` and ``ChatAnthropic`` name it)."""
     base_url: str | None = None
@@ -127,8 +114,6 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
             # with_structured_output works through tool calling either way.
             structured_output=profile.structured_output,
         )
-
-    # --- LangChain's bookkeeping --------------------------------------------------------------
 
     @property
     def _llm_type(self) -> str:
@@ -270,7 +255,11 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
             )
         if method == "json_schema":
             assert schema is not None
-            response_format = _json_schema_format(schema, strict)
+            json_schema = convert_to_json_schema(
+                dict(schema) if isinstance(schema, Mapping) else schema
+            )
+            name = json_schema.get("title") or convert_to_openai_tool(schema)["function"]["name"]
+            response_format = json_schema_format(json_schema, name=name, strict=strict)
             # ModelsLab documents only json_object: a server that refuses json_schema (and only
             # such a refusal: a context-length error would come back with a longer prompt) is
             # asked again in JSON mode (``llm`` so far), with the schema in a system message.
@@ -304,24 +293,9 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         schemas: list[BaseTool | dict[str, Any]] = [convert_to_openai_tool(t) for t in tools or ()]
         return count_tokens_approximately(messages, tools=schemas or None)
 
-    def get_num_tokens(self, text: str) -> int:
-        """An offline estimate of the tokens in ``text`` (four characters a token)."""
-        if self.custom_get_token_ids is not None:
-            return super().get_num_tokens(text)
-        return approximate_tokens(text)
-
-    # --- helpers ------------------------------------------------------------------------------
-
 
 def _with_schema_instruction(
     model: ChatModelsLab, instruction: str, value: LanguageModelInput
 ) -> list[BaseMessage]:
     """The input as messages, led by a system message that asks for JSON fitting the schema."""
     return [SystemMessage(content=instruction), *model._convert_input(value).to_messages()]
-
-
-def _json_schema_format(schema: Mapping[str, Any] | type, strict: bool | None) -> dict[str, Any]:
-    """An OpenAI ``json_schema`` response format for ``schema`` (the rule is the core's)."""
-    json_schema = convert_to_json_schema(dict(schema) if isinstance(schema, Mapping) else schema)
-    name = json_schema.get("title") or convert_to_openai_tool(schema)["function"]["name"]
-    return json_schema_format(json_schema, name=name, strict=strict)

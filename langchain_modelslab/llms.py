@@ -11,7 +11,6 @@ from typing import Any
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseLLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
-from pydantic import AliasChoices, Field
 
 from modelslab_core import (
     COMPLETIONS_BASE_URL,
@@ -21,12 +20,8 @@ from modelslab_core import (
     ModelsLabCompletionsClient,
 )
 
-from ._common import ModelsLabFields, approximate_tokens, arelay, relay, signature_once
-from ._convert import (
-    completion_chunk_to_generation,
-    completion_to_generations,
-    llm_output,
-)
+from ._common import ModelId, ModelsLabFields, arelay, relay, signature_once
+from ._convert import completion_chunk_to_generation, completion_to_generations, llm_output
 from ._errors import translated_errors
 
 __all__ = ["DEFAULT_COMPLETION_MODEL", "ModelsLabLLM"]
@@ -46,11 +41,7 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
         ```
     """
 
-    model: str = Field(
-        default=DEFAULT_COMPLETION_MODEL,
-        alias="model_id",
-        validation_alias=AliasChoices("model", "model_id", "model_name"),
-    )
+    model: ModelId = DEFAULT_COMPLETION_MODEL
     """Model id (aliases ``model_id`` and ``model_name``)."""
     base_url: str | None = None
     """Completions base URL (``.../api/v6``) or a named one (``completions``, ``uncensored``);
@@ -71,13 +62,6 @@ class ModelsLabLLM(ModelsLabFields, BaseLLM):
     @property
     def _llm_type(self) -> str:
         return "modelslab-completions"
-
-    def get_num_tokens(self, text: str) -> int:
-        """An offline estimate of the tokens in ``text``: about four characters a token (ModelsLab
-        publishes no tokenizer; nothing is downloaded). ``custom_get_token_ids`` overrides it."""
-        if self.custom_get_token_ids is not None:
-            return super().get_num_tokens(text)
-        return approximate_tokens(text)
 
     def _request(
         self, prompt: str, stop: list[str] | None, *, stream: bool, **kwargs: Any

@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, trim
 from langchain_core.tools import tool
 
 from langchain_modelslab import ChatModelsLab, ModelsLabLLM
-from modelslab_core import PROFILES, MissingAPIKeyError, get_profile
+from modelslab_core import PROFILES, ConfigurationError, MissingAPIKeyError, get_profile
 
 from .conftest import KEY, Mock, chat_answer
 
@@ -70,6 +70,15 @@ def test_model_name_reaches_the_text_completion_body(make_llm: MakeLLM, mock: Mo
 
 
 @pytest.mark.parametrize("cls", [ChatModelsLab, ModelsLabLLM])
+@pytest.mark.parametrize("alias", ["model", "model_id", "model_name"])
+def test_an_empty_model_id_is_refused_at_construction(
+    cls: type[ChatModelsLab | ModelsLabLLM], alias: str
+) -> None:
+    with pytest.raises(ConfigurationError, match="model must be a non-empty model id"):
+        cls(api_key=KEY, **{alias: ""})
+
+
+@pytest.mark.parametrize("cls", [ChatModelsLab, ModelsLabLLM])
 def test_unknown_argument_warning_points_at_the_callers_line(
     cls: type[ChatModelsLab | ModelsLabLLM],
 ) -> None:
@@ -92,8 +101,6 @@ def test_missing_key_raises_the_documented_error(
 
 
 def test_other_validation_errors_are_configuration_errors_too() -> None:
-    from modelslab_core import ConfigurationError
-
     with pytest.raises(ConfigurationError, match="temperature") as caught:
         ChatModelsLab(api_key=KEY, temperature="hot")
     assert isinstance(caught.value, ValueError)  # as pydantic's ValidationError is
@@ -148,8 +155,9 @@ def test_trim_messages_with_the_model_as_token_counter(no_transformers: None) ->
     assert llm.get_num_tokens_from_messages(trimmed) <= 120
 
 
-def test_custom_get_token_ids_still_wins() -> None:
-    llm = ChatModelsLab(api_key=KEY, custom_get_token_ids=lambda text: text.split())
+@pytest.mark.parametrize("model_class", [ChatModelsLab, ModelsLabLLM])
+def test_custom_get_token_ids_still_wins(model_class: type[ChatModelsLab | ModelsLabLLM]) -> None:
+    llm = model_class(api_key=KEY, custom_get_token_ids=lambda text: text.split())
     assert llm.get_num_tokens("one two three") == 3
 
 

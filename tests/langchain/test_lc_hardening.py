@@ -161,6 +161,8 @@ def _add(a: int, b: int) -> int:
     [
         ({"type": "function", "function": {"parameters": {}}}, "has no name"),
         ({"type": "function", "function": {"name": "", "parameters": {}}}, "has no name"),
+        ({"type": "function", "function": None}, "has no name"),
+        ({"toolSpec": {"description": "Bedrock's shape without a name"}}, "has no name"),
         ({"description": "not a tool"}, "is not a tool LangChain can convert"),
     ],
 )

@@ -117,8 +117,10 @@ def test_stream_yields_the_text_and_asks_for_usage(make_llm: MakeLLM, mock: Mock
     assert mock.body["stream_options"] == {"include_usage": True}
 
 
-def test_streaming_field_makes_generate_stream(make_llm: MakeLLM, mock: Mock) -> None:
-    result = make_llm(STREAM, streaming=True).generate(["hi"])
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_streaming_field_makes_generate_stream(make_llm: MakeLLM, mock: Mock, path: str) -> None:
+    llm = make_llm(STREAM, streaming=True)
+    result = llm.generate(["hi"]) if path == "sync" else asyncio.run(llm.agenerate(["hi"]))
     assert mock.body["stream"] is True
     generation = result.generations[0][0]
     assert generation.text == "Hello"
