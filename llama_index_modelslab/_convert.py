@@ -30,6 +30,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 from llama_index.core.output_parsers import PydanticOutputParser
+from llama_index.core.output_parsers.utils import extract_json_str
 from pydantic import BaseModel
 
 from modelslab_core import (
@@ -45,7 +46,7 @@ from modelslab_core import (
     Usage,
 )
 from modelslab_core import ChatMessage as WireMessage
-from modelslab_core.structured import JSON_OBJECT_FORMAT, json_mode_fallback, json_schema_format
+from modelslab_core.structured import json_mode_fallback, json_schema_format
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -164,14 +165,6 @@ def resolve_tool_choice(
     return {"type": "function", "function": {"name": tool_choice}}
 
 
-def json_response_format(output_cls: type[BaseModel], *, schema: bool = True) -> dict[str, Any]:
-    """A ``response_format`` for ``output_cls``: ``json_schema``, or plain ``json_object`` (the
-    rules are the core's, shared with LangChain)."""
-    if not schema:
-        return dict(JSON_OBJECT_FORMAT)
-    return json_schema_format(output_cls.model_json_schema(), name=output_cls.__name__)
-
-
 def json_messages(
     output_cls: type[BaseModel], messages: Sequence[ChatMessage]
 ) -> list[ChatMessage]:
@@ -181,8 +174,10 @@ def json_messages(
 
 
 def json_kwargs(output_cls: type[BaseModel], kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """The call's ``kwargs`` with the ``json_schema`` response format for ``output_cls``."""
-    return {**(kwargs or {}), "response_format": json_response_format(output_cls)}
+    """The call's ``kwargs`` with the ``json_schema`` response format for ``output_cls`` (the
+    core's rules, shared with LangChain)."""
+    schema = json_schema_format(output_cls.model_json_schema(), name=output_cls.__name__)
+    return {**(kwargs or {}), "response_format": schema}
 
 
 def json_fallback_kwargs(error: BadRequestError, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -303,11 +298,8 @@ def stream_completion_step(
 
 
 def parse_output(output_cls: type[M], response: ChatResponse) -> M:
-    """A JSON answer as ``output_cls`` (also JSON inside prose)."""
-    parsed = PydanticOutputParser(output_cls).parse(response.message.content or "")
-    if not isinstance(parsed, output_cls):
-        raise ValueError(f"Expected a {output_cls.__name__}, got {type(parsed).__name__}")
-    return parsed
+    """A JSON answer as ``output_cls`` (also JSON inside prose, as LlamaIndex's parser finds it)."""
+    return output_cls.model_validate_json(extract_json_str(response.message.content or ""))
 
 
 def keep_first_tool_call(response: ChatResponse) -> None:

@@ -11,6 +11,8 @@ from llama_index.core.base.llms.types import (
     AudioBlock,
     ChatMessage,
     ChatResponse,
+    CitableBlock,
+    CitationBlock,
     ImageBlock,
     MessageRole,
     TextBlock,
@@ -126,6 +128,15 @@ def test_tool_result_carries_its_call_id() -> None:
     assert (wire.role, wire.content, wire.tool_call_id) == ("tool", "42", "call_1")
 
 
+def test_cited_text_is_sent_as_text() -> None:
+    cited = CitableBlock(content=[TextBlock(text="Paris is in France.")], source="atlas", title="")
+    citation = CitationBlock(
+        cited_content=TextBlock(text="p. 12"), source="atlas", title="", additional_location_info={}
+    )
+    message = ChatMessage(role="user", blocks=[TextBlock(text="Where?"), cited, citation])
+    assert conv.message_to_wire(message).content == "Where?\nParis is in France.\np. 12"
+
+
 def test_unsupported_blocks_are_refused_clearly() -> None:
     message = ChatMessage(role="user", blocks=[AudioBlock(audio=b"RIFF", format="wav")])
     with pytest.raises(ValueError, match="AudioBlock"):
@@ -159,15 +170,14 @@ def test_resolve_tool_choice(choice: Any, required: bool, expected: Any) -> None
     assert conv.resolve_tool_choice(choice, required) == (expected or choice)
 
 
-def test_json_response_format() -> None:
+def test_structured_output_asks_for_the_class_json_schema() -> None:
     class Person(BaseModel):
         name: str
 
-    fmt = conv.json_response_format(Person)
+    fmt = conv.json_kwargs(Person, None)["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "Person"
     assert fmt["json_schema"]["schema"]["required"] == ["name"]
-    assert conv.json_response_format(Person, schema=False) == {"type": "json_object"}
 
 
 # --- wire -> LlamaIndex ------------------------------------------------------------------------
@@ -196,6 +206,23 @@ def test_wire_message_becomes_thinking_text_and_tool_call_blocks() -> None:
         ("c2", "g", "not json"),
         ("c3", "h", {}),
     ]
+
+
+def test_an_answer_in_content_parts_becomes_its_text() -> None:
+    parts = [{"type": "text", "text": "Hel"}, {"type": "image_url"}, {"type": "text", "text": "lo"}]
+    message = conv.wire_to_message(WireMessage(content=parts))
+    assert message.content == "Hello"
+
+
+def test_a_json_answer_inside_prose_parses_and_no_json_is_an_error() -> None:
+    class Person(BaseModel):
+        name: str
+
+    prose = 'Here you are: {"name": "Ann"} Hope it helps.'
+    answer = ChatResponse(message=ChatMessage(role="assistant", content=prose))
+    assert conv.parse_output(Person, answer) == Person(name="Ann")
+    with pytest.raises(ValueError, match="json"):
+        conv.parse_output(Person, ChatResponse(message=ChatMessage(content="no idea")))
 
 
 def test_response_to_chat_carries_usage_and_raw() -> None:

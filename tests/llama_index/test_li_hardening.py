@@ -18,7 +18,7 @@ from llama_index.core.tools import FunctionTool, ToolMetadata
 from pydantic import BaseModel
 
 from llama_index_modelslab import ModelsLabLLM
-from modelslab_core import BadRequestError, ParameterError
+from modelslab_core import BadRequestError, InvalidSettingError, ParameterError
 from modelslab_core.testing import LocalModelsLab, Reply
 
 KEY = "test-key"
@@ -117,6 +117,13 @@ def test_a_refused_response_format_still_falls_back_to_json_mode(
 def test_bad_numbers_are_refused_at_construction(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ParameterError, match=next(iter(kwargs))):
         ModelsLabLLM(api_key=KEY, **kwargs)
+
+
+@pytest.mark.parametrize("model", [123, ["gpt"], b"meta-llama-3-8B-instruct"])
+def test_a_model_that_is_not_an_id_is_refused_naming_the_setting(model: Any) -> None:
+    with pytest.raises(InvalidSettingError, match="model must be a model id") as caught:
+        ModelsLabLLM(model=model, api_key=KEY)
+    assert caught.value.field == "model"
 
 
 @pytest.mark.parametrize(
