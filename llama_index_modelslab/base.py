@@ -7,14 +7,7 @@ create, pickles, and works from several event loops in a row.
 
 from __future__ import annotations
 
-from collections.abc import (
-    AsyncGenerator,
-    Awaitable,
-    Callable,
-    Generator,
-    Iterator,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Sequence
 from functools import partial
 from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -100,11 +93,11 @@ _NOT_SHOWN = frozenset({
 })  # fmt: skip
 
 
-def _default_url(chat: bool) -> tuple[str, str]:
-    """The default base URL, chat's or text completions', and the variable that overrides it."""
-    if chat:
-        return CHAT_BASE_URL, BASE_URL_ENV
-    return COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
+#: By ``is_chat_model``: the default base URL and the variable that overrides it.
+_DEFAULT_URLS = {
+    True: (CHAT_BASE_URL, BASE_URL_ENV),
+    False: (COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV),
+}
 
 
 class UnknownArgumentError(InvalidSettingError, TypeError):
@@ -184,6 +177,14 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             )
         if not isinstance(model, str):
             raise InvalidSettingError(f"model must be a model id, got {model!r}", field="model")
+        # Read before pydantic would turn "false" into False: a string would pick the endpoint.
+        flags = {
+            "is_chat_model": is_chat_model,
+            "is_function_calling_model": is_function_calling_model,
+        }
+        for name, flag in flags.items():
+            if flag is not None and not isinstance(flag, bool):
+                raise InvalidSettingError(f"{name} must be True or False, got {flag!r}", field=name)
         profile = get_profile(model)
         chat = profile.chat if is_chat_model is None else is_chat_model
         if is_function_calling_model and not chat:
@@ -192,7 +193,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 "(is_chat_model=False, or a completions-only model): tools need the chat endpoint",
                 field="is_function_calling_model",
             )
-        default_url, url_env = _default_url(chat)
+        default_url, url_env = _DEFAULT_URLS[chat]
         url = resolve_base_url(base_url, default_url, env=url_env)
         if is_function_calling_model is None:
             is_function_calling_model = chat and profile.tool_calling
@@ -262,7 +263,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
     def _config(self) -> ClientConfig:
         """The settings from the current fields, built again only when one changed (a changed
         field takes effect at the next call)."""
-        default_url, url_env = _default_url(self.is_chat_model)
+        default_url, url_env = _DEFAULT_URLS[self.is_chat_model]
         cache: ClientCache = self._private("_clients")
         key = self._private("_api_key")
         return cache.config(

@@ -126,6 +126,16 @@ def test_a_model_that_is_not_an_id_is_refused_naming_the_setting(model: Any) -> 
     assert caught.value.field == "model"
 
 
+@pytest.mark.parametrize("name", ["is_chat_model", "is_function_calling_model"])
+@pytest.mark.parametrize("flag", ["false", "no", 0])
+def test_a_mode_flag_that_is_not_a_bool_is_refused_naming_it(name: str, flag: Any) -> None:
+    # "false" would otherwise pick the chat endpoint and then become False: a completions model
+    # talking to the chat URL.
+    with pytest.raises(InvalidSettingError, match=f"{name} must be True or False") as caught:
+        ModelsLabLLM(api_key=KEY, **{name: flag})
+    assert caught.value.field == name
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"max_tokens": True}, {"top_p": math.nan}, {"presence_penalty": -math.inf}, {"seed": True}],
