@@ -457,7 +457,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
     # Models with tools go through LlamaIndex's programs (the base class); others get a JSON
     # response format: ``json_schema`` first, then ``json_object`` (the one ModelsLab documents)
     # when the server refuses it. No other error is asked again: a context-length error would
-    # only come back with a longer prompt.
+    # only come back with a longer prompt. LlamaIndex calls the two stream hooks from inside its
+    # (async) generators, so their request still goes out when the stream is first read.
 
     def _json_mode(self) -> bool:
         return (
@@ -540,11 +541,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             responses = self.stream_chat(messages, **kwargs)
             return chain(list(islice(responses, 1)), responses)  # a refusal raises here
 
-        def gen() -> Generator[Any, None, None]:
-            request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
-            yield from _parse(self._json_call(started, *request), output_cls)
-
-        return gen()
+        request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+        return _parse(self._json_call(started, *request), output_cls)
 
     async def _structured_astream_call(
         self,
@@ -562,9 +560,5 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             responses = await self.astream_chat(messages, **kwargs)
             return _chain(await anext(responses, None), responses)  # a refusal raises here
 
-        async def gen() -> AsyncGenerator[Any, None]:
-            request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
-            async for value in _aparse(await self._ajson_call(started, *request), output_cls):
-                yield value
-
-        return gen()
+        request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+        return _aparse(await self._ajson_call(started, *request), output_cls)
