@@ -107,6 +107,18 @@ def test_a_refused_response_format_still_falls_back_to_json_mode(
     assert formats == ["json_schema", "json_object"]
 
 
+def test_a_structured_stream_sends_nothing_until_it_is_read(server: LocalModelsLab) -> None:
+    llm = json_mode_llm(server)
+    prompt = PromptTemplate("Extract the person: {text}")
+    stream = llm.stream_structured_predict(Person, prompt, text="Bob is 40")
+    astream = asyncio.run(llm.astream_structured_predict(Person, prompt, text="Bob is 40"))
+    assert server.requests == []
+    server.enqueue(Reply.text('{"name": "Bob", "age": 40}'))
+    assert list(stream)[-1] == Person(name="Bob", age=40)
+    assert len(server.requests) == 1
+    del astream
+
+
 # --- bad numbers and nameless tools -------------------------------------------------------------
 
 
