@@ -165,19 +165,16 @@ def resolve_tool_choice(
     return {"type": "function", "function": {"name": tool_choice}}
 
 
-def json_messages(
-    output_cls: type[BaseModel], messages: Sequence[ChatMessage]
-) -> list[ChatMessage]:
-    """``messages`` after a system message with the format instructions for ``output_cls``."""
+def json_request(
+    output_cls: type[BaseModel], messages: Sequence[ChatMessage], kwargs: dict[str, Any] | None
+) -> tuple[list[ChatMessage], dict[str, Any]]:
+    """``messages`` after a system message with the format instructions for ``output_cls``, and
+    the call's ``kwargs`` with its ``json_schema`` response format (the core's rules, shared
+    with LangChain)."""
     instructions = PydanticOutputParser(output_cls).get_format_string(escape_json=False)
-    return [ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip()), *messages]
-
-
-def json_kwargs(output_cls: type[BaseModel], kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """The call's ``kwargs`` with the ``json_schema`` response format for ``output_cls`` (the
-    core's rules, shared with LangChain)."""
+    system = ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip())
     schema = json_schema_format(output_cls.model_json_schema(), name=output_cls.__name__)
-    return {**(kwargs or {}), "response_format": schema}
+    return [system, *messages], {**(kwargs or {}), "response_format": schema}
 
 
 def json_fallback_kwargs(error: BadRequestError, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -212,7 +209,8 @@ def wire_to_message(message: WireMessage) -> ChatMessage:
     if isinstance(content, list):
         content = "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
     blocks.append(TextBlock(text=content or ""))
-    for call in message.tool_calls or ():
+    calls = message.tool_calls or []
+    for call in calls:
         blocks.append(
             ToolCallBlock(
                 tool_call_id=call.id or None,
@@ -223,11 +221,7 @@ def wire_to_message(message: WireMessage) -> ChatMessage:
     role = _ROLES.get(message.role, MessageRole.ASSISTANT.value)
     # Also under ``additional_kwargs["tool_calls"]`` (OpenAI-like objects), where LlamaIndex's
     # streaming structured-output program looks for them.
-    extra = (
-        {"tool_calls": [call.model_copy(deep=True) for call in message.tool_calls]}
-        if message.tool_calls
-        else {}
-    )
+    extra = {"tool_calls": [call.model_copy(deep=True) for call in calls]} if calls else {}
     return ChatMessage(role=MessageRole(role), blocks=blocks, additional_kwargs=extra)
 
 

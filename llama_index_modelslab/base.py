@@ -475,7 +475,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         llm_kwargs: dict[str, Any] | None,
     ) -> tuple[list[ChatMessage], dict[str, Any]]:
         messages = self._extend_messages(prompt.format_messages(llm=self, **prompt_args))
-        return conv.json_messages(output_cls, messages), conv.json_kwargs(output_cls, llm_kwargs)
+        return conv.json_request(output_cls, messages, llm_kwargs)
 
     def _json_call(
         self, send: Callable[..., R], messages: list[ChatMessage], kwargs: dict[str, Any]

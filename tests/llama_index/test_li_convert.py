@@ -170,11 +170,15 @@ def test_resolve_tool_choice(choice: Any, required: bool, expected: Any) -> None
     assert conv.resolve_tool_choice(choice, required) == (expected or choice)
 
 
-def test_structured_output_asks_for_the_class_json_schema() -> None:
+def test_structured_output_asks_for_the_class_json_schema_after_the_format_instructions() -> None:
     class Person(BaseModel):
         name: str
 
-    fmt = conv.json_kwargs(Person, None)["response_format"]
+    history = [ChatMessage(role="user", content="Ann")]
+    messages, kwargs = conv.json_request(Person, history, None)
+    assert [m.role for m in messages] == [MessageRole.SYSTEM, MessageRole.USER]
+    assert "JSON" in (messages[0].content or "")
+    fmt = kwargs["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "Person"
     assert fmt["json_schema"]["schema"]["required"] == ["name"]
@@ -378,7 +382,7 @@ def test_a_refused_schema_asks_again_in_json_mode_and_other_errors_stand() -> No
     class Person(BaseModel):
         name: str
 
-    kwargs = conv.json_kwargs(Person, {"max_tokens": 5})
+    _, kwargs = conv.json_request(Person, [], {"max_tokens": 5})
     assert kwargs["response_format"]["type"] == "json_schema"
     refused = BadRequestError("response_format json_schema is not supported")
     assert conv.json_fallback_kwargs(refused, kwargs) == {
