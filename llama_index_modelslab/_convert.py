@@ -30,6 +30,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.llms.utils import parse_partial_json
 from llama_index.core.output_parsers import PydanticOutputParser
+from llama_index.core.output_parsers.utils import extract_json_str
 from pydantic import BaseModel
 
 from modelslab_core import (
@@ -45,7 +46,7 @@ from modelslab_core import (
     Usage,
 )
 from modelslab_core import ChatMessage as WireMessage
-from modelslab_core.structured import JSON_OBJECT_FORMAT, json_mode_fallback, json_schema_format
+from modelslab_core.structured import json_mode_fallback, json_schema_format
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -164,25 +165,16 @@ def resolve_tool_choice(
     return {"type": "function", "function": {"name": tool_choice}}
 
 
-def json_response_format(output_cls: type[BaseModel], *, schema: bool = True) -> dict[str, Any]:
-    """A ``response_format`` for ``output_cls``: ``json_schema``, or plain ``json_object`` (the
-    rules are the core's, shared with LangChain)."""
-    if not schema:
-        return dict(JSON_OBJECT_FORMAT)
-    return json_schema_format(output_cls.model_json_schema(), name=output_cls.__name__)
-
-
-def json_messages(
-    output_cls: type[BaseModel], messages: Sequence[ChatMessage]
-) -> list[ChatMessage]:
-    """``messages`` after a system message with the format instructions for ``output_cls``."""
+def json_request(
+    output_cls: type[BaseModel], messages: Sequence[ChatMessage], kwargs: dict[str, Any] | None
+) -> tuple[list[ChatMessage], dict[str, Any]]:
+    """``messages`` after a system message with the format instructions for ``output_cls``, and
+    the call's ``kwargs`` with its ``json_schema`` response format (the core's rules, shared
+    with LangChain)."""
     instructions = PydanticOutputParser(output_cls).get_format_string(escape_json=False)
-    return [ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip()), *messages]
-
-
-def json_kwargs(output_cls: type[BaseModel], kwargs: dict[str, Any] | None) -> dict[str, Any]:
-    """The call's ``kwargs`` with the ``json_schema`` response format for ``output_cls``."""
-    return {**(kwargs or {}), "response_format": json_response_format(output_cls)}
+    system = ChatMessage(role=MessageRole.SYSTEM, content=instructions.strip())
+    schema = json_schema_format(output_cls.model_json_schema(), name=output_cls.__name__)
+    return [system, *messages], {**(kwargs or {}), "response_format": schema}
 
 
 def json_fallback_kwargs(error: BadRequestError, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -217,7 +209,8 @@ def wire_to_message(message: WireMessage) -> ChatMessage:
     if isinstance(content, list):
         content = "".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
     blocks.append(TextBlock(text=content or ""))
-    for call in message.tool_calls or ():
+    calls = message.tool_calls or []
+    for call in calls:
         blocks.append(
             ToolCallBlock(
                 tool_call_id=call.id or None,
@@ -228,11 +221,7 @@ def wire_to_message(message: WireMessage) -> ChatMessage:
     role = _ROLES.get(message.role, MessageRole.ASSISTANT.value)
     # Also under ``additional_kwargs["tool_calls"]`` (OpenAI-like objects), where LlamaIndex's
     # streaming structured-output program looks for them.
-    extra = (
-        {"tool_calls": [call.model_copy(deep=True) for call in message.tool_calls]}
-        if message.tool_calls
-        else {}
-    )
+    extra = {"tool_calls": [call.model_copy(deep=True) for call in calls]} if calls else {}
     return ChatMessage(role=MessageRole(role), blocks=blocks, additional_kwargs=extra)
 
 
@@ -303,11 +292,8 @@ def stream_completion_step(
 
 
 def parse_output(output_cls: type[M], response: ChatResponse) -> M:
-    """A JSON answer as ``output_cls`` (also JSON inside prose)."""
-    parsed = PydanticOutputParser(output_cls).parse(response.message.content or "")
-    if not isinstance(parsed, output_cls):
-        raise ValueError(f"Expected a {output_cls.__name__}, got {type(parsed).__name__}")
-    return parsed
+    """A JSON answer as ``output_cls`` (also JSON inside prose, as LlamaIndex's parser finds it)."""
+    return output_cls.model_validate_json(extract_json_str(response.message.content or ""))
 
 
 def keep_first_tool_call(response: ChatResponse) -> None:

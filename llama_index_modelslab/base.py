@@ -7,14 +7,7 @@ create, pickles, and works from several event loops in a row.
 
 from __future__ import annotations
 
-from collections.abc import (
-    AsyncGenerator,
-    Awaitable,
-    Callable,
-    Generator,
-    Iterator,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator, Sequence
 from functools import partial
 from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -100,11 +93,11 @@ _NOT_SHOWN = frozenset({
 })  # fmt: skip
 
 
-def _default_url(chat: bool) -> tuple[str, str]:
-    """The default base URL, chat's or text completions', and the variable that overrides it."""
-    if chat:
-        return CHAT_BASE_URL, BASE_URL_ENV
-    return COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
+#: By ``is_chat_model``: the default base URL and the variable that overrides it.
+_DEFAULT_URLS = {
+    True: (CHAT_BASE_URL, BASE_URL_ENV),
+    False: (COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV),
+}
 
 
 class UnknownArgumentError(InvalidSettingError, TypeError):
@@ -184,6 +177,14 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             )
         if not isinstance(model, str):
             raise InvalidSettingError(f"model must be a model id, got {model!r}", field="model")
+        # Read before pydantic would turn "false" into False: a string would pick the endpoint.
+        flags = {
+            "is_chat_model": is_chat_model,
+            "is_function_calling_model": is_function_calling_model,
+        }
+        for name, flag in flags.items():
+            if flag is not None and not isinstance(flag, bool):
+                raise InvalidSettingError(f"{name} must be True or False, got {flag!r}", field=name)
         profile = get_profile(model)
         chat = profile.chat if is_chat_model is None else is_chat_model
         if is_function_calling_model and not chat:
@@ -192,7 +193,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 "(is_chat_model=False, or a completions-only model): tools need the chat endpoint",
                 field="is_function_calling_model",
             )
-        default_url, url_env = _default_url(chat)
+        default_url, url_env = _DEFAULT_URLS[chat]
         url = resolve_base_url(base_url, default_url, env=url_env)
         if is_function_calling_model is None:
             is_function_calling_model = chat and profile.tool_calling
@@ -262,7 +263,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
     def _config(self) -> ClientConfig:
         """The settings from the current fields, built again only when one changed (a changed
         field takes effect at the next call)."""
-        default_url, url_env = _default_url(self.is_chat_model)
+        default_url, url_env = _DEFAULT_URLS[self.is_chat_model]
         cache: ClientCache = self._private("_clients")
         key = self._private("_api_key")
         return cache.config(
@@ -456,7 +457,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
     # Models with tools go through LlamaIndex's programs (the base class); others get a JSON
     # response format: ``json_schema`` first, then ``json_object`` (the one ModelsLab documents)
     # when the server refuses it. No other error is asked again: a context-length error would
-    # only come back with a longer prompt.
+    # only come back with a longer prompt. LlamaIndex calls the two stream hooks from inside its
+    # (async) generators, so their request still goes out when the stream is first read.
 
     def _json_mode(self) -> bool:
         return (
@@ -473,7 +475,7 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         llm_kwargs: dict[str, Any] | None,
     ) -> tuple[list[ChatMessage], dict[str, Any]]:
         messages = self._extend_messages(prompt.format_messages(llm=self, **prompt_args))
-        return conv.json_messages(output_cls, messages), conv.json_kwargs(output_cls, llm_kwargs)
+        return conv.json_request(output_cls, messages, llm_kwargs)
 
     def _json_call(
         self, send: Callable[..., R], messages: list[ChatMessage], kwargs: dict[str, Any]
@@ -539,11 +541,8 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             responses = self.stream_chat(messages, **kwargs)
             return chain(list(islice(responses, 1)), responses)  # a refusal raises here
 
-        def gen() -> Generator[Any, None, None]:
-            request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
-            yield from _parse(self._json_call(started, *request), output_cls)
-
-        return gen()
+        request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+        return _parse(self._json_call(started, *request), output_cls)
 
     async def _structured_astream_call(
         self,
@@ -561,9 +560,5 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
             responses = await self.astream_chat(messages, **kwargs)
             return _chain(await anext(responses, None), responses)  # a refusal raises here
 
-        async def gen() -> AsyncGenerator[Any, None]:
-            request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
-            async for value in _aparse(await self._ajson_call(started, *request), output_cls):
-                yield value
-
-        return gen()
+        request = self._json_request(output_cls, prompt, prompt_args, llm_kwargs)
+        return _aparse(await self._ajson_call(started, *request), output_cls)

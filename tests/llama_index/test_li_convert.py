@@ -11,6 +11,8 @@ from llama_index.core.base.llms.types import (
     AudioBlock,
     ChatMessage,
     ChatResponse,
+    CitableBlock,
+    CitationBlock,
     ImageBlock,
     MessageRole,
     TextBlock,
@@ -126,6 +128,15 @@ def test_tool_result_carries_its_call_id() -> None:
     assert (wire.role, wire.content, wire.tool_call_id) == ("tool", "42", "call_1")
 
 
+def test_cited_text_is_sent_as_text() -> None:
+    cited = CitableBlock(content=[TextBlock(text="Paris is in France.")], source="atlas", title="")
+    citation = CitationBlock(
+        cited_content=TextBlock(text="p. 12"), source="atlas", title="", additional_location_info={}
+    )
+    message = ChatMessage(role="user", blocks=[TextBlock(text="Where?"), cited, citation])
+    assert conv.message_to_wire(message).content == "Where?\nParis is in France.\np. 12"
+
+
 def test_unsupported_blocks_are_refused_clearly() -> None:
     message = ChatMessage(role="user", blocks=[AudioBlock(audio=b"RIFF", format="wav")])
     with pytest.raises(ValueError, match="AudioBlock"):
@@ -161,15 +172,18 @@ def test_tool_choice_defaults_to_auto_or_required_and_a_name_becomes_a_function(
     assert conv.resolve_tool_choice(choice, required) == (expected or choice)
 
 
-def test_a_schema_gives_a_json_schema_format_and_json_mode_without_one() -> None:
+def test_structured_output_asks_for_the_class_json_schema_after_the_format_instructions() -> None:
     class Person(BaseModel):
         name: str
 
-    fmt = conv.json_response_format(Person)
+    history = [ChatMessage(role="user", content="Ann")]
+    messages, kwargs = conv.json_request(Person, history, None)
+    assert [m.role for m in messages] == [MessageRole.SYSTEM, MessageRole.USER]
+    assert "JSON" in (messages[0].content or "")
+    fmt = kwargs["response_format"]
     assert fmt["type"] == "json_schema"
     assert fmt["json_schema"]["name"] == "Person"
     assert fmt["json_schema"]["schema"]["required"] == ["name"]
-    assert conv.json_response_format(Person, schema=False) == {"type": "json_object"}
 
 
 # --- wire -> LlamaIndex ------------------------------------------------------------------------
@@ -198,6 +212,23 @@ def test_wire_message_becomes_thinking_text_and_tool_call_blocks() -> None:
         ("c2", "g", "not json"),
         ("c3", "h", {}),
     ]
+
+
+def test_an_answer_in_content_parts_becomes_its_text() -> None:
+    parts = [{"type": "text", "text": "Hel"}, {"type": "image_url"}, {"type": "text", "text": "lo"}]
+    message = conv.wire_to_message(WireMessage(content=parts))
+    assert message.content == "Hello"
+
+
+def test_a_json_answer_inside_prose_parses_and_no_json_is_an_error() -> None:
+    class Person(BaseModel):
+        name: str
+
+    prose = 'Here you are: {"name": "Ann"} Hope it helps.'
+    answer = ChatResponse(message=ChatMessage(role="assistant", content=prose))
+    assert conv.parse_output(Person, answer) == Person(name="Ann")
+    with pytest.raises(ValueError, match="json"):
+        conv.parse_output(Person, ChatResponse(message=ChatMessage(content="no idea")))
 
 
 def test_response_to_chat_carries_usage_and_raw() -> None:
@@ -353,7 +384,7 @@ def test_a_refused_schema_asks_again_in_json_mode_and_other_errors_stand() -> No
     class Person(BaseModel):
         name: str
 
-    kwargs = conv.json_kwargs(Person, {"max_tokens": 5})
+    _, kwargs = conv.json_request(Person, [], {"max_tokens": 5})
     assert kwargs["response_format"]["type"] == "json_schema"
     refused = BadRequestError("response_format json_schema is not supported")
     assert conv.json_fallback_kwargs(refused, kwargs) == {

@@ -18,7 +18,7 @@ from llama_index.core.tools import FunctionTool, ToolMetadata
 from pydantic import BaseModel
 
 from llama_index_modelslab import ModelsLabLLM
-from modelslab_core import BadRequestError, ParameterError
+from modelslab_core import BadRequestError, InvalidSettingError, ParameterError
 from modelslab_core.testing import LocalModelsLab, Reply
 
 KEY = "test-key"
@@ -109,6 +109,18 @@ def test_a_refused_response_format_still_falls_back_to_json_mode(
     assert formats == ["json_schema", "json_object"]
 
 
+def test_a_structured_stream_sends_nothing_until_it_is_read(server: LocalModelsLab) -> None:
+    llm = json_mode_llm(server)
+    prompt = PromptTemplate("Extract the person: {text}")
+    stream = llm.stream_structured_predict(Person, prompt, text="Bob is 40")
+    astream = asyncio.run(llm.astream_structured_predict(Person, prompt, text="Bob is 40"))
+    assert server.requests == []
+    server.enqueue(Reply.text('{"name": "Bob", "age": 40}'))
+    assert list(stream)[-1] == Person(name="Bob", age=40)
+    assert len(server.requests) == 1
+    del astream
+
+
 # --- bad numbers and nameless tools -------------------------------------------------------------
 
 
@@ -119,6 +131,23 @@ def test_a_refused_response_format_still_falls_back_to_json_mode(
 def test_bad_numbers_are_refused_at_construction(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ParameterError, match=next(iter(kwargs))):
         ModelsLabLLM(api_key=KEY, **kwargs)
+
+
+@pytest.mark.parametrize("model", [123, ["gpt"], b"meta-llama-3-8B-instruct"])
+def test_a_model_that_is_not_an_id_is_refused_naming_the_setting(model: Any) -> None:
+    with pytest.raises(InvalidSettingError, match="model must be a model id") as caught:
+        ModelsLabLLM(model=model, api_key=KEY)
+    assert caught.value.field == "model"
+
+
+@pytest.mark.parametrize("name", ["is_chat_model", "is_function_calling_model"])
+@pytest.mark.parametrize("flag", ["false", "no", 0])
+def test_a_mode_flag_that_is_not_a_bool_is_refused_naming_it(name: str, flag: Any) -> None:
+    # "false" would otherwise pick the chat endpoint and then become False: a completions model
+    # talking to the chat URL.
+    with pytest.raises(InvalidSettingError, match=f"{name} must be True or False") as caught:
+        ModelsLabLLM(api_key=KEY, **{name: flag})
+    assert caught.value.field == name
 
 
 @pytest.mark.parametrize(
