@@ -357,8 +357,20 @@ class BaseClient(Generic[H]):
         bodyless.update(self._bodyless_headers)
         return with_body, bodyless
 
+    def _retry_delay(self, error: APIError, plan: CallPlan) -> float:
+        """After a failed attempt: the seconds to sleep before the next one, or (raised) the
+        error that ends the call, the key masked (a server may echo it back)."""
+        redact_error(error, self._secret)
+        outcome = plan.after_error(error, time.monotonic())
+        if outcome is error:
+            raise error
+        if isinstance(outcome, APIError):
+            raise outcome from error
+        logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
+        return outcome
+
     @staticmethod
-    def _log(response: httpx.Response, model: str | None, started: float, retries: int) -> None:
+    def _log(response: httpx.Response, model: str | None, started: float, plan: CallPlan) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "ModelsLab %s %s model=%s status=%s request_id=%s latency=%.3fs retries=%d",
@@ -368,7 +380,7 @@ class BaseClient(Generic[H]):
                 response.status_code,
                 request_id_of(response.headers),
                 time.monotonic() - started,
-                retries,
+                plan.retries + plan.rate_limits,
             )
 
     def _url(self, path: str) -> httpx.URL:
