@@ -51,6 +51,8 @@ R = TypeVar("R")
 ChatInput = ChatRequest | Mapping[str, Any]
 CompletionInput = CompletionRequest | Mapping[str, Any]
 Request = ChatRequest | CompletionRequest
+Attempt = Callable[[Permit, CallPlan], R]
+AsyncAttempt = Callable[[Permit, CallPlan], Awaitable[R]]
 
 
 class ModelsLabClientBase(BaseClient[httpx.Client]):
@@ -96,18 +98,20 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
         self, path: str, request: Request, answer: type[BaseModel], chunk: type[T]
     ) -> Stream[T]:
         body = self._encode(request.body(stream=True))
-        return self._retrying(partial(self._open_stream, path, body, answer, chunk, request.model))
+        call = partial(self._open_stream, path, body, answer, chunk, request.model)
+        return self._retrying(call)
 
     # --- the I/O skeleton (each step without I/O is BaseClient's or _call's) --------------------
 
-    def _retrying(self, attempt: Callable[[Permit, CallPlan], R], *, gated: bool = True) -> R:
+    def _retrying(self, attempt: Attempt[R], *, gated: bool = True) -> R:
         plan = self._plan(gated)
         gate = self.flow_gate if plan.gated else None
         while True:
             timeout = admission(plan)
             permit = NO_PERMIT
             if gate is not None:
-                permit = admitted(gate.acquire(timeout, retry_at=plan.take_retry_at()), plan)
+                got = gate.acquire(timeout, retry_at=plan.take_retry_at())
+                permit = admitted(got, plan)
             try:
                 return attempt(permit, plan)
             except APIError as error:
@@ -148,7 +152,8 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
             with translated:
                 response = self._exchange(method, path, body, plan)
                 try:
-                    data = b"".join(body_bytes(response, plan, self.config.timeout))
+                    chunks = body_bytes(response, plan, self.config.timeout)
+                    data = b"".join(chunks)
                 finally:
                     response.close()
             self._log(response, label, started, plan)
@@ -164,7 +169,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
         path: str,
         body: bytes,
         answer_model: type[BaseModel],
-        chunk_model: type[T],
+        model: type[T],
         label: str | None,
         permit: Permit,
         plan: CallPlan,
@@ -182,14 +187,14 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
                         answer = answer_as_chunk(self._parse(response, data, answer_model))
                         finish(permit, None)
                         return Stream.of_answer(response, answer)  # type: ignore[arg-type]
-                    stream = Stream.open(response, chunk_model, chunks, secret=self._secret)
+                    stream = Stream.open(response, model, chunks, secret=self._secret)
                 except BaseException:
                     response.close()
                     raise
         except BaseException as error:
             finish(permit, error)
             raise
-        guard_stream(stream, chunks, permit, self.flow_gate if plan.gated else None, None)
+        guard_stream(stream, chunks, permit, self.flow_gate, None)
         return stream
 
 
@@ -221,7 +226,8 @@ class ModelsLabCompletionsClient(ModelsLabClientBase):
 
     def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
         """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""
-        return self._stream("completions", CompletionRequest.of(request), Completion, Completion)
+        request = CompletionRequest.of(request)
+        return self._stream("completions", request, Completion, Completion)
 
 
 class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
@@ -232,8 +238,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
     _transport_name = "aiohttp"
 
     async def _http(self) -> httpx.AsyncClient:
-        own = self._http_client
-        return own if own is not None else await _pools.async_pool()
+        return self._http_client if self._http_client is not None else await _pools.async_pool()
 
     async def list_models(self) -> ModelList:
         """GET the model list (``/v1/models``, falling back to ``/models``)."""
@@ -266,24 +271,20 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         self, path: str, request: Request, answer: type[BaseModel], chunk: type[T]
     ) -> AsyncStream[T]:
         body = self._encode(request.body(stream=True))
-        return await self._retrying(
-            partial(self._open_stream, path, body, answer, chunk, request.model)
-        )
+        call = partial(self._open_stream, path, body, answer, chunk, request.model)
+        return await self._retrying(call)
 
     # --- the I/O skeleton (each step without I/O is BaseClient's or _call's) --------------------
 
-    async def _retrying(
-        self, attempt: Callable[[Permit, CallPlan], Awaitable[R]], *, gated: bool = True
-    ) -> R:
+    async def _retrying(self, attempt: AsyncAttempt[R], *, gated: bool = True) -> R:
         plan = self._plan(gated)
         gate = self.flow_gate if plan.gated else None
         while True:
             timeout = admission(plan)
             permit = NO_PERMIT
             if gate is not None:
-                permit = admitted(
-                    await gate.acquire_async(timeout, retry_at=plan.take_retry_at()), plan
-                )
+                got = await gate.acquire_async(timeout, retry_at=plan.take_retry_at())
+                permit = admitted(got, plan)
             try:
                 return await attempt(permit, plan)
             except APIError as error:
@@ -324,9 +325,8 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
             with translated:
                 response = await self._exchange(method, path, body, plan)
                 try:
-                    data = b"".join(
-                        [chunk async for chunk in abody_bytes(response, plan, self.config.timeout)]
-                    )
+                    chunks = abody_bytes(response, plan, self.config.timeout)
+                    data = b"".join([chunk async for chunk in chunks])
                 finally:
                     await response.aclose()
             self._log(response, label, started, plan)
@@ -342,7 +342,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         path: str,
         body: bytes,
         answer_model: type[BaseModel],
-        chunk_model: type[T],
+        model: type[T],
         label: str | None,
         permit: Permit,
         plan: CallPlan,
@@ -360,17 +360,14 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
                         answer = answer_as_chunk(self._parse(response, data, answer_model))
                         finish(permit, None)
                         return AsyncStream.of_answer(response, answer)  # type: ignore[arg-type]
-                    stream = await AsyncStream.open(
-                        response, chunk_model, chunks, secret=self._secret
-                    )
+                    stream = await AsyncStream.open(response, model, chunks, secret=self._secret)
                 except BaseException:
                     await response.aclose()
                     raise
         except BaseException as error:
             finish(permit, error)
             raise
-        loop = asyncio.get_running_loop()
-        guard_stream(stream, chunks, permit, self.flow_gate if plan.gated else None, loop)
+        guard_stream(stream, chunks, permit, self.flow_gate, asyncio.get_running_loop())
         return stream
 
 
@@ -399,6 +396,5 @@ class AsyncModelsLabCompletionsClient(AsyncModelsLabClientBase):
 
     async def complete_stream(self, request: CompletionInput) -> AsyncStream[Completion]:
         """POST ``/completions`` with ``stream: true``; an async iterator of completion chunks."""
-        return await self._stream(
-            "completions", CompletionRequest.of(request), Completion, Completion
-        )
+        request = CompletionRequest.of(request)
+        return await self._stream("completions", request, Completion, Completion)
