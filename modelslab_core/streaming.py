@@ -18,8 +18,7 @@ import enum
 import json
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar
 
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
@@ -221,7 +220,7 @@ def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | No
     Raises the mapped :class:`APIError` for an error object inside the stream and
     :class:`InvalidResponseError` for a payload that is not a JSON object of the expected shape.
     """
-    if data.startswith("[DONE]") or data.strip() == DONE:
+    if data.startswith(DONE) or data.strip() == DONE:
         return None
     if '"error"' not in data and '"status"' not in data:
         try:
@@ -374,12 +373,7 @@ class Stream(_StreamBase[T, Iterator[bytes]]):
 
     @classmethod
     def open(
-        cls,
-        response: httpx.Response,
-        model: type[T],
-        chunks: Iterable[bytes],
-        *,
-        secret: str = "",
+        cls, response: httpx.Response, model: type[T], chunks: Iterable[bytes], *, secret: str = ""
     ) -> Stream[T]:
         stream = cls(response, _Events(model, response.status_code), iter(chunks), secret=secret)
         stream._events.put_back(stream._pull())
@@ -444,15 +438,10 @@ class Stream(_StreamBase[T, Iterator[bytes]]):
             if self._on_close is not None:
                 self._on_close()
 
-    def __enter__(self) -> Stream[T]:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -531,15 +520,10 @@ class AsyncStream(_StreamBase[T, AsyncIterator[bytes]]):
             if self._on_close is not None:
                 self._on_close()
 
-    async def __aenter__(self) -> AsyncStream[T]:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
 
