@@ -75,29 +75,25 @@ def next_hop(
     if following is None:
         return None
     location = response.headers.get("location", "")
-    if following.method != response.request.method:
-        raise APIStatusError(
-            f"the API answered {response.request.method} {response.request.url} with HTTP "
-            f"{response.status_code}, a redirect to {location!r} that would turn it into a "
-            f"{following.method} and drop its body; set base_url to the new address",
-            status_code=response.status_code,
-            request_id=request_id_of(response.headers),
+    request = response.request
+    answered = f"the API answered {request.method} {request.url} with HTTP {response.status_code}"
+    if following.method != request.method:
+        message = (
+            f"{answered}, a redirect to {location!r} that would turn it into a "
+            f"{following.method} and drop its body; set base_url to the new address"
         )
-    if _leaves_origin(response.request.url, following.url) and _carries_key(following, secret):
-        raise APIStatusError(
-            f"the API answered {response.request.method} {response.request.url} with HTTP "
-            f"{response.status_code}, a redirect to another origin ({location!r}) that would "
-            "take the API key there; set base_url to the new address",
-            status_code=response.status_code,
-            request_id=request_id_of(response.headers),
+    elif _leaves_origin(request.url, following.url) and _carries_key(following, secret):
+        message = (
+            f"{answered}, a redirect to another origin ({location!r}) that would take the API "
+            "key there; set base_url to the new address"
         )
-    if hops >= max_hops:
-        raise APIStatusError(
-            f"more than {max_hops} redirects, the last to {location!r}",
-            status_code=response.status_code,
-            request_id=request_id_of(response.headers),
-        )
-    return following
+    elif hops >= max_hops:
+        message = f"more than {max_hops} redirects, the last to {location!r}"
+    else:
+        return following
+    raise APIStatusError(
+        message, status_code=response.status_code, request_id=request_id_of(response.headers)
+    )
 
 
 def _leaves_origin(old: httpx.URL, new: httpx.URL) -> bool:
@@ -333,7 +329,10 @@ class BaseClient(Generic[H]):
             # the pool's headers, not the pool: a client must not keep a closed loop's pool.)
             merged = self._pool_headers
             if merged is None or merged[0] is not http.headers:
-                merged = self._pool_headers = (http.headers, *self._merged_headers(http))
+                with_body, bodyless = httpx.Headers(http.headers), httpx.Headers(http.headers)
+                with_body.update(self._headers)  # as build_request merges them
+                bodyless.update(self._bodyless_headers)
+                merged = self._pool_headers = (http.headers, with_body, bodyless)
             return httpx.Request(
                 method,
                 self._url(path),
@@ -348,14 +347,6 @@ class BaseClient(Generic[H]):
             headers=self._headers if body is not None else self._bodyless_headers,
             timeout=self._timeout,
         )
-
-    def _merged_headers(self, http: H) -> tuple[httpx.Headers, httpx.Headers]:
-        """The pool's headers with ours on top, as build_request merges them: with a body and
-        without."""
-        with_body, bodyless = httpx.Headers(http.headers), httpx.Headers(http.headers)
-        with_body.update(self._headers)
-        bodyless.update(self._bodyless_headers)
-        return with_body, bodyless
 
     def _retry_delay(self, error: APIError, plan: CallPlan) -> float:
         """After a failed attempt: the seconds to sleep before the next one, or (raised) the
