@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from ._call import timed
 from ._version import __version__
 from .config import BASE_URL_ENV, CHAT_BASE_URL, ClientConfig
 from .errors import (
@@ -322,31 +323,33 @@ class BaseClient(Generic[H]):
             headers["x-api-key"] = self._secret
         return httpx.Headers(headers)
 
-    def _request(self, http: H, method: str, path: str, body: bytes | None) -> httpx.Request:
-        if self._http_client is None:
-            # The shared pool has no base URL, params or cookies, and its headers never change:
-            # its merge with ours is done once, not per call as build_request does. (Keyed by
-            # the pool's headers, not the pool: a client must not keep a closed loop's pool.)
-            merged = self._pool_headers
-            if merged is None or merged[0] is not http.headers:
-                with_body, bodyless = httpx.Headers(http.headers), httpx.Headers(http.headers)
-                with_body.update(self._headers)  # as build_request merges them
-                bodyless.update(self._bodyless_headers)
-                merged = self._pool_headers = (http.headers, with_body, bodyless)
-            return httpx.Request(
-                method,
-                self._url(path),
-                content=body,
-                headers=merged[1] if body is not None else merged[2],
-                extensions={"timeout": self._timeout_extension},
+    def _request(self, http: H, path: str, body: bytes | None, plan: CallPlan) -> httpx.Request:
+        """A POST of ``body`` (a GET without one: the model list), each network step bounded by
+        what is left of the call's deadline (:func:`timed`)."""
+        method = "POST" if body is not None else "GET"
+        if self._http_client is not None:
+            headers = self._headers if body is not None else self._bodyless_headers
+            request = http.build_request(
+                method, self._url(path), content=body, headers=headers, timeout=self._timeout
             )
-        return http.build_request(
+            return timed(request, plan, self.config.timeout)
+        # The shared pool has no base URL, params or cookies, and its headers never change: its
+        # merge with ours is done once, not per call as build_request does. (Keyed by the pool's
+        # headers, not the pool: a client must not keep a closed loop's pool.)
+        merged = self._pool_headers
+        if merged is None or merged[0] is not http.headers:
+            with_body, bodyless = httpx.Headers(http.headers), httpx.Headers(http.headers)
+            with_body.update(self._headers)  # as build_request merges them
+            bodyless.update(self._bodyless_headers)
+            merged = self._pool_headers = (http.headers, with_body, bodyless)
+        request = httpx.Request(
             method,
             self._url(path),
             content=body,
-            headers=self._headers if body is not None else self._bodyless_headers,
-            timeout=self._timeout,
+            headers=merged[1] if body is not None else merged[2],
+            extensions={"timeout": self._timeout_extension},
         )
+        return timed(request, plan, self.config.timeout)
 
     def _retry_delay(self, error: APIError, plan: CallPlan) -> float:
         """After a failed attempt: the seconds to sleep before the next one, or (raised) the

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from . import _pools
 from ._base_client import BaseClient, next_hop
-from ._call import abody_bytes, admission, admitted, body_bytes, finish, guard_stream, timed
+from ._call import abody_bytes, admission, admitted, body_bytes, finish, guard_stream
 from ._transport import translated
 from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
 from .errors import APIError, NotFoundError
@@ -72,12 +72,10 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
         # The model list is no queued request: it does not pass through the account gate.
         try:
             return self._retrying(
-                partial(self._send, "GET", "v1/models", None, ModelList, None), gated=False
+                partial(self._send, "v1/models", None, ModelList, None), gated=False
             )
         except NotFoundError:
-            return self._retrying(
-                partial(self._send, "GET", "models", None, ModelList, None), gated=False
-            )
+            return self._retrying(partial(self._send, "models", None, ModelList, None), gated=False)
 
     def close(self) -> None:
         """Close the ``http_client`` this client was given; the shared pool stays open."""
@@ -92,7 +90,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
 
     def _answer(self, path: str, request: Request, model: type[T]) -> T:
         body = self._encode(request.body(stream=False))
-        return self._retrying(partial(self._send, "POST", path, body, model, request.model))
+        return self._retrying(partial(self._send, path, body, model, request.model))
 
     def _stream(
         self, path: str, request: Request, answer: type[BaseModel], chunk: type[T]
@@ -119,12 +117,10 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
             if delay:
                 time.sleep(delay)
 
-    def _exchange(
-        self, method: str, path: str, body: bytes | None, plan: CallPlan
-    ) -> httpx.Response:
+    def _exchange(self, path: str, body: bytes | None, plan: CallPlan) -> httpx.Response:
         """The open (unread) response, after following 307/308 redirects (:func:`next_hop`)."""
         http = self._http()
-        request = timed(self._request(http, method, path, body), plan, self.config.timeout)
+        request = self._request(http, path, body, plan)
         hops = 0
         while True:
             response = http.send(request, stream=True, follow_redirects=False)
@@ -139,7 +135,6 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
 
     def _send(
         self,
-        method: str,
         path: str,
         body: bytes | None,
         model: type[T],
@@ -150,7 +145,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
         started = time.monotonic()
         try:
             with translated:
-                response = self._exchange(method, path, body, plan)
+                response = self._exchange(path, body, plan)
                 try:
                     chunks = body_bytes(response, plan, self.config.timeout)
                     data = b"".join(chunks)
@@ -177,7 +172,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
         started = time.monotonic()
         try:
             with translated:
-                response = self._exchange("POST", path, body, plan)
+                response = self._exchange(path, body, plan)
                 self._log(response, label, started, plan)
                 try:
                     chunks = body_bytes(response, plan, self.config.timeout)
@@ -245,11 +240,11 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         # The model list is no queued request: it does not pass through the account gate.
         try:
             return await self._retrying(
-                partial(self._send, "GET", "v1/models", None, ModelList, None), gated=False
+                partial(self._send, "v1/models", None, ModelList, None), gated=False
             )
         except NotFoundError:
             return await self._retrying(
-                partial(self._send, "GET", "models", None, ModelList, None), gated=False
+                partial(self._send, "models", None, ModelList, None), gated=False
             )
 
     async def close(self) -> None:
@@ -265,7 +260,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
 
     async def _answer(self, path: str, request: Request, model: type[T]) -> T:
         body = self._encode(request.body(stream=False))
-        return await self._retrying(partial(self._send, "POST", path, body, model, request.model))
+        return await self._retrying(partial(self._send, path, body, model, request.model))
 
     async def _stream(
         self, path: str, request: Request, answer: type[BaseModel], chunk: type[T]
@@ -292,12 +287,10 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
             if delay:
                 await asyncio.sleep(delay)
 
-    async def _exchange(
-        self, method: str, path: str, body: bytes | None, plan: CallPlan
-    ) -> httpx.Response:
+    async def _exchange(self, path: str, body: bytes | None, plan: CallPlan) -> httpx.Response:
         """The open (unread) response, after following 307/308 redirects (:func:`next_hop`)."""
         http = await self._http()
-        request = timed(self._request(http, method, path, body), plan, self.config.timeout)
+        request = self._request(http, path, body, plan)
         hops = 0
         while True:
             response = await http.send(request, stream=True, follow_redirects=False)
@@ -312,7 +305,6 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
 
     async def _send(
         self,
-        method: str,
         path: str,
         body: bytes | None,
         model: type[T],
@@ -323,7 +315,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         started = time.monotonic()
         try:
             with translated:
-                response = await self._exchange(method, path, body, plan)
+                response = await self._exchange(path, body, plan)
                 try:
                     chunks = abody_bytes(response, plan, self.config.timeout)
                     data = b"".join([chunk async for chunk in chunks])
@@ -350,7 +342,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         started = time.monotonic()
         try:
             with translated:
-                response = await self._exchange("POST", path, body, plan)
+                response = await self._exchange(path, body, plan)
                 self._log(response, label, started, plan)
                 try:
                     chunks = abody_bytes(response, plan, self.config.timeout)
