@@ -122,27 +122,21 @@ def body_bytes(response: httpx.Response, plan: CallPlan, timeout: float) -> Iter
     if plan.deadline is None:
         return response.iter_bytes()
     # httpx reads a sync body with one read timeout, taken when the body starts: set it now.
-    window = read_window(plan, timeout)
-    response.request.extensions["timeout"] = {
-        **response.request.extensions.get("timeout", {}),
-        "read": window,
-    }
+    timeouts = response.request.extensions.get("timeout", {})
+    response.request.extensions["timeout"] = {**timeouts, "read": read_window(plan, timeout)}
     return _until(response.iter_bytes(), plan)
 
 
 def _until(chunks: Iterator[bytes], plan: CallPlan) -> Iterator[bytes]:
-    while True:
-        try:
-            chunk = next(chunks)
-        except StopIteration:
-            return
-        except httpx.TimeoutException:
+    try:
+        for chunk in chunks:
             if _past(plan):
-                raise plan.timeout_error() from None
-            raise
+                raise plan.timeout_error()
+            yield chunk
+    except httpx.TimeoutException:
         if _past(plan):
-            raise plan.timeout_error()
-        yield chunk
+            raise plan.timeout_error() from None
+        raise
 
 
 def abody_bytes(response: httpx.Response, plan: CallPlan, timeout: float) -> AsyncIterator[bytes]:

@@ -186,16 +186,11 @@ def _error_event_data(data: str) -> str:
 def _raise_error_body(head: str) -> None:
     """Raise the error a whole JSON body names (as :func:`error_from_body` maps a non-streamed
     one), or return when ``head`` is not such a body."""
-    text = head.strip()
-    if not text.startswith("{"):
-        return
     try:
-        body = json.loads(text)
+        body = json.loads(head) if head.lstrip().startswith("{") else None
     except ValueError:
         return
-    if not isinstance(body, dict):
-        return
-    error = body_error(200, body)
+    error = body_error(200, body) if isinstance(body, dict) else None
     if error is not None:
         raise error
 
