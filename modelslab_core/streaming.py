@@ -18,7 +18,7 @@ import enum
 import json
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from typing import Generic, Self, TypeVar
+from typing import Generic, Self, TypeVar, cast
 
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
@@ -343,6 +343,12 @@ class _StreamBase(Generic[T, C]):
         self._closed = False
         self._done = False
 
+    @classmethod
+    def of_answer(cls, response: httpx.Response, answer: T) -> Self:
+        """``answer`` and ``[DONE]``, with no body left to read."""
+        events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
+        return cls(response, events, cast(C, iter(())))
+
     def when_closed(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, when the stream closes."""
         self._on_close = callback
@@ -373,11 +379,6 @@ class Stream(_StreamBase[T, Iterator[bytes]]):
         stream = cls(response, _Events(model, response.status_code), iter(chunks), secret=secret)
         stream._events.put_back(stream._pull())
         return stream
-
-    @classmethod
-    def of_answer(cls, response: httpx.Response, answer: T) -> Stream[T]:
-        events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
-        return cls(response, events, iter(()))
 
     def _pull(self) -> T | _Signal:
         events = self._events
@@ -456,11 +457,6 @@ class AsyncStream(_StreamBase[T, AsyncIterator[bytes]]):
         stream._events.put_back(await stream._pull())
         return stream
 
-    @classmethod
-    def of_answer(cls, response: httpx.Response, answer: T) -> AsyncStream[T]:
-        events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
-        return cls(response, events, _no_bytes())
-
     async def _pull(self) -> T | _Signal:
         events = self._events
         while True:
@@ -520,8 +516,3 @@ class AsyncStream(_StreamBase[T, AsyncIterator[bytes]]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-async def _no_bytes() -> AsyncIterator[bytes]:
-    return
-    yield b""  # an async generator that yields nothing
