@@ -374,9 +374,9 @@ class Stream(_StreamBase[T, Iterator[bytes]]):
 
     @classmethod
     def open(
-        cls, response: httpx.Response, model: type[T], chunks: Iterable[bytes], *, secret: str = ""
+        cls, response: httpx.Response, model: type[T], body: Iterable[bytes], secret: str = ""
     ) -> Stream[T]:
-        stream = cls(response, _Events(model, response.status_code), iter(chunks), secret=secret)
+        stream = cls(response, _Events(model, response.status_code), iter(body), secret=secret)
         stream._events.put_back(stream._pull())
         return stream
 
@@ -446,14 +446,9 @@ class AsyncStream(_StreamBase[T, AsyncIterator[bytes]]):
 
     @classmethod
     async def open(
-        cls,
-        response: httpx.Response,
-        model: type[T],
-        chunks: AsyncIterable[bytes],
-        *,
-        secret: str = "",
+        cls, response: httpx.Response, model: type[T], body: AsyncIterable[bytes], secret: str = ""
     ) -> AsyncStream[T]:
-        stream = cls(response, _Events(model, response.status_code), aiter(chunks), secret=secret)
+        stream = cls(response, _Events(model, response.status_code), aiter(body), secret=secret)
         stream._events.put_back(await stream._pull())
         return stream
 
