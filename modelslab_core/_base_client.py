@@ -32,7 +32,7 @@ from .flow import FlowGate, account_of, gate_for
 from .retry import CallPlan, RetryPolicy, parse_retry_after
 from .types import ModelList
 
-__all__ = ["BaseClient", "endpoint_of", "next_hop", "user_agent"]
+__all__ = ["BaseClient", "next_hop", "user_agent"]
 
 T = TypeVar("T", bound=BaseModel)
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
@@ -122,12 +122,6 @@ def _carries_key(request: httpx.Request, secret: str) -> bool:
     return any(form in body for form in forms)
 
 
-def endpoint_of(request: httpx.Request, secret: str) -> str:
-    """``POST https://host/path``, for an error message: what was called (the key masked, though
-    no URL we build holds it)."""
-    return redact(f"{request.method} {request.url}", secret)
-
-
 def request_id_of(headers: httpx.Headers) -> str | None:
     for name in _REQUEST_ID_HEADERS:
         value = headers.get(name)
@@ -214,11 +208,6 @@ def parse_body(
             f"the API answered with an unexpected shape: {exc.errors()[0]['msg']}",
             body,
         ) from None
-
-
-def _context(text: str, exc: UnicodeEncodeError) -> str:
-    around = text[max(exc.start - 24, 0) : exc.end + 24]
-    return around.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class BaseClient(Generic[H]):
@@ -396,10 +385,11 @@ class BaseClient(Generic[H]):
         try:
             encoded = text.encode()
         except UnicodeEncodeError as exc:
-            bad = text[exc.start : exc.end]
+            around = text[max(exc.start - 24, 0) : exc.end + 24]
+            around = around.encode("utf-8", "backslashreplace").decode("utf-8")
             raise ParameterError(
-                f"the request holds text that is not valid Unicode (U+{ord(bad[0]):04X}, a lone "
-                f"surrogate, at character {exc.start} of the JSON body): {_context(text, exc)!r}"
+                f"the request holds text that is not valid Unicode (U+{ord(text[exc.start]):04X}, "
+                f"a lone surrogate, at character {exc.start} of the JSON body): {around!r}"
             ) from None
         if self.config.key_placement == "body":
             key = json.dumps(self._secret).encode()
@@ -414,7 +404,9 @@ class BaseClient(Generic[H]):
             model,
             self._secret,
             require_choices=model is not ModelList,
-            endpoint=endpoint_of(response.request, self._secret),
+            # What was called, for an error message (the key masked, though no URL we build
+            # holds it).
+            endpoint=redact(f"{response.request.method} {response.request.url}", self._secret),
         )
 
     @staticmethod
