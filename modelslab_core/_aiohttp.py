@@ -96,10 +96,8 @@ class _Transport(AiohttpTransport):
     def get_client(self) -> aiohttp.ClientSession:
         """``httpx-aiohttp``'s session with a cookie jar that keeps nothing: the shared pools
         serve every account of the process (its connector is taken over, its session dropped
-        unused)."""
+        unused; the pools give the transport no session of their own)."""
         built = super().get_client()
-        if built is self.client or callable(self.client):
-            return built  # a session (or factory) given to the transport is used as given
         connector = built.connector
         built.detach()
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
@@ -136,11 +134,10 @@ class _Transport(AiohttpTransport):
 
 
 class PacedAiohttpClient(HttpxAiohttpClient):
-    """``HttpxAiohttpClient`` on :class:`_Transport`, for direct and proxied connections."""
+    """``HttpxAiohttpClient`` on :class:`_Transport`, for direct and proxied connections (built
+    by the shared pools only, which give it no transport of their own)."""
 
     def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.AsyncBaseTransport:
-        if kwargs.get("transport") is not None:
-            return super()._init_transport(*args, **kwargs)
         return _rebuilt(super()._init_transport(*args, **kwargs))
 
     def _init_proxy_transport(self, *args: Any, **kwargs: Any) -> httpx.AsyncBaseTransport:

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from ._call import timed
 from ._version import __version__
 from .config import BASE_URL_ENV, CHAT_BASE_URL, ClientConfig
 from .errors import (
@@ -31,7 +32,7 @@ from .flow import FlowGate, account_of, gate_for
 from .retry import CallPlan, RetryPolicy, parse_retry_after
 from .types import ModelList
 
-__all__ = ["BaseClient", "endpoint_of", "next_hop", "user_agent"]
+__all__ = ["BaseClient", "next_hop", "user_agent"]
 
 T = TypeVar("T", bound=BaseModel)
 H = TypeVar("H", httpx.Client, httpx.AsyncClient)
@@ -75,29 +76,25 @@ def next_hop(
     if following is None:
         return None
     location = response.headers.get("location", "")
-    if following.method != response.request.method:
-        raise APIStatusError(
-            f"the API answered {response.request.method} {response.request.url} with HTTP "
-            f"{response.status_code}, a redirect to {location!r} that would turn it into a "
-            f"{following.method} and drop its body; set base_url to the new address",
-            status_code=response.status_code,
-            request_id=request_id_of(response.headers),
+    request = response.request
+    answered = f"the API answered {request.method} {request.url} with HTTP {response.status_code}"
+    if following.method != request.method:
+        message = (
+            f"{answered}, a redirect to {location!r} that would turn it into a "
+            f"{following.method} and drop its body; set base_url to the new address"
         )
-    if _leaves_origin(response.request.url, following.url) and _carries_key(following, secret):
-        raise APIStatusError(
-            f"the API answered {response.request.method} {response.request.url} with HTTP "
-            f"{response.status_code}, a redirect to another origin ({location!r}) that would "
-            "take the API key there; set base_url to the new address",
-            status_code=response.status_code,
-            request_id=request_id_of(response.headers),
+    elif _leaves_origin(request.url, following.url) and _carries_key(following, secret):
+        message = (
+            f"{answered}, a redirect to another origin ({location!r}) that would take the API "
+            "key there; set base_url to the new address"
         )
-    if hops >= max_hops:
-        raise APIStatusError(
-            f"more than {max_hops} redirects, the last to {location!r}",
-            status_code=response.status_code,
-            request_id=request_id_of(response.headers),
-        )
-    return following
+    elif hops >= max_hops:
+        message = f"more than {max_hops} redirects, the last to {location!r}"
+    else:
+        return following
+    raise APIStatusError(
+        message, status_code=response.status_code, request_id=request_id_of(response.headers)
+    )
 
 
 def _leaves_origin(old: httpx.URL, new: httpx.URL) -> bool:
@@ -123,12 +120,6 @@ def _carries_key(request: httpx.Request, secret: str) -> bool:
         json.dumps(secret, ensure_ascii=False)[1:-1].encode(),
     }
     return any(form in body for form in forms)
-
-
-def endpoint_of(request: httpx.Request, secret: str) -> str:
-    """``POST https://host/path``, for an error message: what was called (the key masked, though
-    no URL we build holds it)."""
-    return redact(f"{request.method} {request.url}", secret)
 
 
 def request_id_of(headers: httpx.Headers) -> str | None:
@@ -217,11 +208,6 @@ def parse_body(
             f"the API answered with an unexpected shape: {exc.errors()[0]['msg']}",
             body,
         ) from None
-
-
-def _context(text: str, exc: UnicodeEncodeError) -> str:
-    around = text[max(exc.start - 24, 0) : exc.end + 24]
-    return around.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class BaseClient(Generic[H]):
@@ -326,39 +312,48 @@ class BaseClient(Generic[H]):
             headers["x-api-key"] = self._secret
         return httpx.Headers(headers)
 
-    def _request(self, http: H, method: str, path: str, body: bytes | None) -> httpx.Request:
-        if self._http_client is None:
-            # The shared pool has no base URL, params or cookies, and its headers never change:
-            # its merge with ours is done once, not per call as build_request does. (Keyed by
-            # the pool's headers, not the pool: a client must not keep a closed loop's pool.)
-            merged = self._pool_headers
-            if merged is None or merged[0] is not http.headers:
-                merged = self._pool_headers = (http.headers, *self._merged_headers(http))
-            return httpx.Request(
-                method,
-                self._url(path),
-                content=body,
-                headers=merged[1] if body is not None else merged[2],
-                extensions={"timeout": self._timeout_extension},
+    def _request(self, http: H, path: str, body: bytes | None, plan: CallPlan) -> httpx.Request:
+        """A POST of ``body`` (a GET without one: the model list), each network step bounded by
+        what is left of the call's deadline (:func:`timed`)."""
+        method = "POST" if body is not None else "GET"
+        if self._http_client is not None:
+            headers = self._headers if body is not None else self._bodyless_headers
+            request = http.build_request(
+                method, self._url(path), content=body, headers=headers, timeout=self._timeout
             )
-        return http.build_request(
+            return timed(request, plan, self.config.timeout)
+        # The shared pool has no base URL, params or cookies, and its headers never change: its
+        # merge with ours is done once, not per call as build_request does. (Keyed by the pool's
+        # headers, not the pool: a client must not keep a closed loop's pool.)
+        merged = self._pool_headers
+        if merged is None or merged[0] is not http.headers:
+            with_body, bodyless = httpx.Headers(http.headers), httpx.Headers(http.headers)
+            with_body.update(self._headers)  # as build_request merges them
+            bodyless.update(self._bodyless_headers)
+            merged = self._pool_headers = (http.headers, with_body, bodyless)
+        request = httpx.Request(
             method,
             self._url(path),
             content=body,
-            headers=self._headers if body is not None else self._bodyless_headers,
-            timeout=self._timeout,
+            headers=merged[1] if body is not None else merged[2],
+            extensions={"timeout": self._timeout_extension},
         )
+        return timed(request, plan, self.config.timeout)
 
-    def _merged_headers(self, http: H) -> tuple[httpx.Headers, httpx.Headers]:
-        """The pool's headers with ours on top, as build_request merges them: with a body and
-        without."""
-        with_body, bodyless = httpx.Headers(http.headers), httpx.Headers(http.headers)
-        with_body.update(self._headers)
-        bodyless.update(self._bodyless_headers)
-        return with_body, bodyless
+    def _retry_delay(self, error: APIError, plan: CallPlan) -> float:
+        """After a failed attempt: the seconds to sleep before the next one, or (raised) the
+        error that ends the call, the key masked (a server may echo it back)."""
+        redact_error(error, self._secret)
+        outcome = plan.after_error(error, time.monotonic())
+        if outcome is error:
+            raise error
+        if isinstance(outcome, APIError):
+            raise outcome from error
+        logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
+        return outcome
 
     @staticmethod
-    def _log(response: httpx.Response, model: str | None, started: float, retries: int) -> None:
+    def _log(response: httpx.Response, model: str | None, started: float, plan: CallPlan) -> None:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "ModelsLab %s %s model=%s status=%s request_id=%s latency=%.3fs retries=%d",
@@ -368,7 +363,7 @@ class BaseClient(Generic[H]):
                 response.status_code,
                 request_id_of(response.headers),
                 time.monotonic() - started,
-                retries,
+                plan.retries + plan.rate_limits,
             )
 
     def _url(self, path: str) -> httpx.URL:
@@ -390,10 +385,11 @@ class BaseClient(Generic[H]):
         try:
             encoded = text.encode()
         except UnicodeEncodeError as exc:
-            bad = text[exc.start : exc.end]
+            around = text[max(exc.start - 24, 0) : exc.end + 24]
+            around = around.encode("utf-8", "backslashreplace").decode("utf-8")
             raise ParameterError(
-                f"the request holds text that is not valid Unicode (U+{ord(bad[0]):04X}, a lone "
-                f"surrogate, at character {exc.start} of the JSON body): {_context(text, exc)!r}"
+                f"the request holds text that is not valid Unicode (U+{ord(text[exc.start]):04X}, "
+                f"a lone surrogate, at character {exc.start} of the JSON body): {around!r}"
             ) from None
         if self.config.key_placement == "body":
             key = json.dumps(self._secret).encode()
@@ -408,7 +404,9 @@ class BaseClient(Generic[H]):
             model,
             self._secret,
             require_choices=model is not ModelList,
-            endpoint=endpoint_of(response.request, self._secret),
+            # What was called, for an error message (the key masked, though no URL we build
+            # holds it).
+            endpoint=redact(f"{response.request.method} {response.request.url}", self._secret),
         )
 
     @staticmethod

@@ -29,7 +29,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -42,12 +42,13 @@ from .retry import CallPlan
 __all__ = [
     "COLLECT_AFTER",
     "abody_bytes",
+    "admission",
+    "admitted",
     "body_bytes",
     "finish",
     "guard_stream",
     "read_window",
     "settle_dropped",
-    "stream_closer",
     "timed",
 ]
 
@@ -58,6 +59,25 @@ COLLECT_AFTER = 1.0
 _TICK = 0.05
 #: Slack when telling a read timeout at the deadline from an ordinary one.
 _SLACK = 0.05
+
+
+def admission(plan: CallPlan) -> float | None:
+    """How long the gate may hold the next attempt back (None: as long as it takes); past the
+    deadline or the rate-limit budget, the call's error. Streams dropped since the last call
+    give their places back first."""
+    timeout = plan.admission_timeout(time.monotonic())
+    if timeout is not None and timeout <= 0:
+        raise plan.admission_error(time.monotonic())
+    settle_dropped()
+    return timeout
+
+
+def admitted(permit: Permit | None, plan: CallPlan) -> Permit:
+    """The place the gate gave, or the call's error when it held the call back past its
+    admission timeout (None)."""
+    if permit is None:
+        raise plan.admission_error(time.monotonic())
+    return permit
 
 
 def finish(permit: Permit, error: BaseException | None) -> None:
@@ -102,27 +122,21 @@ def body_bytes(response: httpx.Response, plan: CallPlan, timeout: float) -> Iter
     if plan.deadline is None:
         return response.iter_bytes()
     # httpx reads a sync body with one read timeout, taken when the body starts: set it now.
-    window = read_window(plan, timeout)
-    response.request.extensions["timeout"] = {
-        **response.request.extensions.get("timeout", {}),
-        "read": window,
-    }
+    timeouts = response.request.extensions.get("timeout", {})
+    response.request.extensions["timeout"] = {**timeouts, "read": read_window(plan, timeout)}
     return _until(response.iter_bytes(), plan)
 
 
 def _until(chunks: Iterator[bytes], plan: CallPlan) -> Iterator[bytes]:
-    while True:
-        try:
-            chunk = next(chunks)
-        except StopIteration:
-            return
-        except httpx.TimeoutException:
+    try:
+        for chunk in chunks:
             if _past(plan):
-                raise plan.timeout_error() from None
-            raise
+                raise plan.timeout_error()
+            yield chunk
+    except httpx.TimeoutException:
         if _past(plan):
-            raise plan.timeout_error()
-        yield chunk
+            raise plan.timeout_error() from None
+        raise
 
 
 def abody_bytes(response: httpx.Response, plan: CallPlan, timeout: float) -> AsyncIterator[bytes]:
@@ -259,26 +273,23 @@ def guard_stream(
     gate: FlowGate | None,
     loop: asyncio.AbstractEventLoop | None,
 ) -> None:
-    """A stream dropped unclosed gives its place and its connection back (see the module's
-    docstring); closing it first does that at once (see :func:`stream_closer`).
+    """A stream handed out holds its place (``permit``, accepted: its first event arrived) until
+    it closes, which gives the place back as ``succeeded``, or is dropped unclosed, which gives
+    the place and the connection back (see the module's docstring).
 
     The finalizer holds the stream's body iterator (``chunks``): collected with the stream, that
     generator's own finalizer would close the response inside the collector, where the thread
     may hold httpcore's pool lock (encode/httpcore#990). Kept alive, it is closed by
-    :func:`settle_dropped`, in ordinary code."""
+    :func:`settle_dropped`, in ordinary code. The close callback holds no reference to the
+    stream (that would keep it alive until the garbage collector ran)."""
+    permit.accepted()
     key = id(stream)
+    stream.when_closed(partial(_closed, key, permit))
     leftovers = _Leftovers(permit, stream.response, chunks, loop)
     finalizer = weakref.finalize(stream, _dropped_unclosed, key, leftovers)
     finalizer.atexit = False
     _live[key] = (finalizer, gate)
     _janitor.ensure()
-
-
-def stream_closer(stream: Any, permit: Permit) -> Callable[[], None]:
-    """What a guarded stream calls when it closes: its place goes back as ``succeeded`` (its
-    first event arrived) and its finalizer is not needed any more. Holds no reference to the
-    stream (that would keep it alive until the garbage collector ran)."""
-    return partial(_closed, id(stream), permit)
 
 
 def _closed(key: int, permit: Permit) -> None:

@@ -26,8 +26,6 @@ __all__ = [
     "KEEPALIVE_EXPIRY",
     "async_pool",
     "close_shared_pools",
-    "new_async_client",
-    "new_sync_client",
     "sync_pool",
 ]
 
@@ -80,21 +78,8 @@ class _KeepsNoCookies:
 
 
 class SharedSyncClient(_KeepsNoCookies, httpx.Client):
-    """The process-wide sync pool: an ``httpx.Client`` that keeps no cookies."""
-
-
-def new_sync_client() -> httpx.Client:
-    """A sync httpx client as the shared pool builds it (environment proxies and CAs honoured,
-    no cookies kept). Timeouts are set per request by the ModelsLab clients."""
-    return SharedSyncClient(limits=pool_limits(), timeout=None)
-
-
-def new_async_client() -> httpx.AsyncClient:
-    """An async httpx client on the aiohttp transport, as the shared per-loop pools build it
-    (with the write timeout and the end of a broken body it misses: :mod:`._aiohttp`; no
-    cookies kept at httpx's level)."""
-    limits = pool_limits(ASYNC_MAX_CONNECTIONS)
-    return _shared_async_class()(limits=limits, timeout=None)
+    """The process-wide sync pool: an ``httpx.Client`` that keeps no cookies (environment
+    proxies and CAs honoured; timeouts are set per request by the ModelsLab clients)."""
 
 
 @functools.cache
@@ -102,7 +87,8 @@ def _shared_async_class() -> type[httpx.AsyncClient]:
     from ._aiohttp import PacedAiohttpClient  # aiohttp is imported on the first async call
 
     class SharedAsyncClient(_KeepsNoCookies, PacedAiohttpClient):
-        """A shared per-loop async pool: keeps no cookies, as :class:`SharedSyncClient`."""
+        """A shared per-loop async pool on the aiohttp transport (with the write timeout and the
+        end of a broken body it misses: :mod:`._aiohttp`), keeping no cookies."""
 
     return SharedAsyncClient
 
@@ -140,7 +126,7 @@ def sync_pool() -> httpx.Client:
     if client is None:
         with shared.lock:
             if shared.sync is None:
-                shared.sync = new_sync_client()
+                shared.sync = SharedSyncClient(limits=pool_limits(), timeout=None)
             client = shared.sync
     return client
 
@@ -157,11 +143,6 @@ async def _close_with_loop(
         await client.aclose()
 
 
-def _drop_closed_loops(shared: _Shared) -> None:
-    for loop in [loop for loop in list(shared.by_loop) if loop.is_closed()]:
-        shared.by_loop.pop(loop, None)
-
-
 async def async_pool() -> httpx.AsyncClient:
     """The async client of the running event loop (created on first use there)."""
     loop = asyncio.get_running_loop()
@@ -169,8 +150,10 @@ async def async_pool() -> httpx.AsyncClient:
     entry = shared.by_loop.get(loop)
     if entry is not None:
         return entry[0]
-    _drop_closed_loops(shared)
-    client = new_async_client()
+    for closed in [old for old in list(shared.by_loop) if old.is_closed()]:
+        shared.by_loop.pop(closed, None)  # closed without shutting down: its guard never ran
+    limits = pool_limits(ASYNC_MAX_CONNECTIONS)
+    client = _shared_async_class()(limits=limits, timeout=None)
     guard = _close_with_loop(shared, loop, client)
     await guard.__anext__()  # started: the loop now tracks it and closes it at shutdown
     shared.by_loop[loop] = (client, guard)

@@ -4,12 +4,13 @@ clients and the streams, which import it."""
 from __future__ import annotations
 
 import sys
+from types import TracebackType
 
 import httpx
 
 from .errors import APIConnectionError, APIError, APITimeoutError
 
-__all__ = ["is_transport_error", "translate_transport_error"]
+__all__ = ["is_transport_error", "translate_transport_error", "translated"]
 
 
 def _aiohttp_error(exc: BaseException) -> bool:
@@ -35,3 +36,19 @@ def translate_transport_error(exc: BaseException) -> APIError:
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return APITimeoutError(f"request timed out: {type(exc).__name__}: {detail}")
     return APIConnectionError(f"connection failed: {type(exc).__name__}: {detail}")
+
+
+class _Translated:
+    """``with translated:``: an HTTP-stack error raised inside leaves as ours; others pass."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if isinstance(exc, Exception) and is_transport_error(exc):
+            raise translate_transport_error(exc) from None
+
+
+translated = _Translated()

@@ -10,11 +10,9 @@ gate until it ends, is closed or is dropped.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import httpx
@@ -22,25 +20,13 @@ from pydantic import BaseModel
 
 from . import _pools
 from ._base_client import BaseClient, next_hop
-from ._call import (
-    abody_bytes,
-    body_bytes,
-    finish,
-    guard_stream,
-    settle_dropped,
-    stream_closer,
-    timed,
-)
-from ._transport import is_transport_error, translate_transport_error
+from ._call import abody_bytes, admission, admitted, body_bytes, finish, guard_stream
+from ._transport import translated
 from .config import COMPLETIONS_BASE_URL, COMPLETIONS_BASE_URL_ENV
-from .errors import APIError, redact_error
-from .flow import NO_PERMIT, FlowGate, Permit
+from .errors import APIError, NotFoundError
+from .flow import NO_PERMIT, Permit
 from .retry import CallPlan
-from .streaming import (
-    AsyncStream,
-    Stream,
-    answer_as_chunk,
-)
+from .streaming import AsyncStream, Stream, answer_as_chunk
 from .types import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -59,13 +45,14 @@ __all__ = [
     "ModelsLabCompletionsClient",
 ]
 
-logger = logging.getLogger("modelslab_core")
-
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 
 ChatInput = ChatRequest | Mapping[str, Any]
 CompletionInput = CompletionRequest | Mapping[str, Any]
+Request = ChatRequest | CompletionRequest
+Attempt = Callable[[Permit, CallPlan], R]
+AsyncAttempt = Callable[[Permit, CallPlan], Awaitable[R]]
 
 
 class ModelsLabClientBase(BaseClient[httpx.Client]):
@@ -80,21 +67,15 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
     def _http(self) -> httpx.Client:
         return self._http_client if self._http_client is not None else _pools.sync_pool()
 
-    # --- public API ---------------------------------------------------------------------------
-
     def list_models(self) -> ModelList:
         """GET the model list (``/v1/models``, falling back to ``/models``)."""
-        from .errors import NotFoundError
-
         # The model list is no queued request: it does not pass through the account gate.
         try:
             return self._retrying(
-                partial(self._send, "GET", "v1/models", None, ModelList, None), gated=False
+                partial(self._send, "v1/models", None, ModelList, None), gated=False
             )
         except NotFoundError:
-            return self._retrying(
-                partial(self._send, "GET", "models", None, ModelList, None), gated=False
-            )
+            return self._retrying(partial(self._send, "models", None, ModelList, None), gated=False)
 
     def close(self) -> None:
         """Close the ``http_client`` this client was given; the shared pool stays open."""
@@ -104,76 +85,45 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _answer(self, path: str, payload: dict[str, Any], model: type[T]) -> T:
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(partial(self._send, "POST", path, body, model, label))
+    def _answer(self, path: str, request: Request, model: type[T]) -> T:
+        body = self._encode(request.body(stream=False))
+        return self._retrying(partial(self._send, path, body, model, request.model))
 
     def _stream(
-        self, path: str, payload: dict[str, Any], answer: type[BaseModel], chunk: type[T]
+        self, path: str, request: Request, answer: type[BaseModel], chunk: type[T]
     ) -> Stream[T]:
-        body = self._encode(payload)
-        label = payload.get("model")
-        return self._retrying(partial(self._open_stream, path, body, answer, chunk, label))
+        body = self._encode(request.body(stream=True))
+        call = partial(self._open_stream, path, body, answer, chunk, request.model)
+        return self._retrying(call)
 
-    # --- the I/O loop -------------------------------------------------------------------------
+    # --- the I/O skeleton (each step without I/O is BaseClient's or _call's) --------------------
 
-    def _retrying(self, attempt: Callable[[Permit, CallPlan], R], *, gated: bool = True) -> R:
+    def _retrying(self, attempt: Attempt[R], *, gated: bool = True) -> R:
         plan = self._plan(gated)
         gate = self.flow_gate if plan.gated else None
         while True:
-            permit = self._admit(gate, plan)
+            timeout = admission(plan)
+            permit = NO_PERMIT
+            if gate is not None:
+                got = gate.acquire(timeout, retry_at=plan.take_retry_at())
+                permit = admitted(got, plan)
             try:
                 return attempt(permit, plan)
             except APIError as error:
-                redact_error(error, self._secret)  # a server may echo the key back
-                outcome = plan.after_error(error, time.monotonic())
-                if isinstance(outcome, APIError):
-                    if outcome is error:
-                        raise
-                    raise outcome from error
-                logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
-            if outcome:
-                time.sleep(outcome)
+                delay = self._retry_delay(error, plan)
+            if delay:
+                time.sleep(delay)
 
-    @staticmethod
-    def _admit(gate: FlowGate | None, plan: CallPlan) -> Permit:
-        """A place at the account gate: held back while the account's queue is full, up to the
-        deadline and (after a 429) the rate-limit budget."""
-        timeout = plan.admission_timeout(time.monotonic())
-        if timeout is not None and timeout <= 0:
-            raise plan.admission_error(time.monotonic())
-        if gate is None:
-            return NO_PERMIT
-        settle_dropped()  # places of streams dropped since the last call come back first
-        permit = gate.acquire(timeout, retry_at=plan.take_retry_at())
-        if permit is None:
-            raise plan.admission_error(time.monotonic())
-        return permit
-
-    def _exchange(
-        self, method: str, path: str, body: bytes | None, plan: CallPlan
-    ) -> httpx.Response:
-        """Send through the httpx client and return the open (unread) response, after following
-        307/308 redirects (see :func:`next_hop`)."""
+    def _exchange(self, path: str, body: bytes | None, plan: CallPlan) -> httpx.Response:
+        """The open (unread) response, after following 307/308 redirects (:func:`next_hop`)."""
         http = self._http()
-        request = timed(self._request(http, method, path, body), plan, self.config.timeout)
+        request = self._request(http, path, body, plan)
         hops = 0
         while True:
-            try:
-                response = http.send(request, stream=True, follow_redirects=False)
-            except Exception as exc:
-                if not is_transport_error(exc):
-                    raise
-                raise translate_transport_error(exc) from None
+            response = http.send(request, stream=True, follow_redirects=False)
             try:
                 following = next_hop(response, hops, http.max_redirects, self._secret)
             finally:
@@ -185,9 +135,8 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
 
     def _send(
         self,
-        method: str,
         path: str,
-        content: bytes | None,
+        body: bytes | None,
         model: type[T],
         label: str | None,
         permit: Permit,
@@ -195,16 +144,14 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
     ) -> T:
         started = time.monotonic()
         try:
-            response = self._exchange(method, path, content, plan)
-            try:
-                data = b"".join(body_bytes(response, plan, self.config.timeout))
-            except Exception as exc:
-                if not is_transport_error(exc):
-                    raise
-                raise translate_transport_error(exc) from None
-            finally:
-                response.close()
-            self._log(response, label, started, plan.retries + plan.rate_limits)
+            with translated:
+                response = self._exchange(path, body, plan)
+                try:
+                    chunks = body_bytes(response, plan, self.config.timeout)
+                    data = b"".join(chunks)
+                finally:
+                    response.close()
+            self._log(response, label, started, plan)
             result = self._parse(response, data, model)
         except BaseException as error:
             finish(permit, error)
@@ -217,38 +164,32 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
         path: str,
         body: bytes,
         answer_model: type[BaseModel],
-        chunk_model: type[T],
+        model: type[T],
         label: str | None,
         permit: Permit,
         plan: CallPlan,
     ) -> Stream[T]:
+        started = time.monotonic()
         try:
-            started = time.monotonic()
-            response = self._exchange("POST", path, body, plan)
-            self._log(response, label, started, plan.retries + plan.rate_limits)
-            try:
-                chunks = body_bytes(response, plan, self.config.timeout)
-                if not self._is_event_stream(response):
-                    data = b"".join(chunks)
+            with translated:
+                response = self._exchange(path, body, plan)
+                self._log(response, label, started, plan)
+                try:
+                    chunks = body_bytes(response, plan, self.config.timeout)
+                    if not self._is_event_stream(response):
+                        data = b"".join(chunks)
+                        response.close()
+                        answer = answer_as_chunk(self._parse(response, data, answer_model))
+                        finish(permit, None)
+                        return Stream.of_answer(response, answer)  # type: ignore[arg-type]
+                    stream = Stream.open(response, model, chunks, secret=self._secret)
+                except BaseException:
                     response.close()
-                    answer = answer_as_chunk(self._parse(response, data, answer_model))
-                    finish(permit, None)
-                    return Stream.of_answer(response, answer)  # type: ignore[arg-type]
-                stream = Stream.open(response, chunk_model, chunks, secret=self._secret)
-            except Exception as exc:
-                response.close()
-                if not is_transport_error(exc):
                     raise
-                raise translate_transport_error(exc) from None
-            except BaseException:
-                response.close()
-                raise
         except BaseException as error:
             finish(permit, error)
             raise
-        permit.accepted()
-        stream.when_closed(stream_closer(stream, permit))
-        guard_stream(stream, chunks, permit, self.flow_gate if plan.gated else None, None)
+        guard_stream(stream, chunks, permit, self.flow_gate, None)
         return stream
 
 
@@ -258,13 +199,12 @@ class ModelsLabClient(ModelsLabClientBase):
 
     def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
-        payload = ChatRequest.of(request).body(stream=False)
-        return self._answer("chat/completions", payload, ChatCompletion)
+        return self._answer("chat/completions", ChatRequest.of(request), ChatCompletion)
 
     def chat_stream(self, request: ChatInput) -> Stream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an iterator of chunks."""
-        payload = ChatRequest.of(request).body(stream=True)
-        return self._stream("chat/completions", payload, ChatCompletion, ChatCompletionChunk)
+        request = ChatRequest.of(request)
+        return self._stream("chat/completions", request, ChatCompletion, ChatCompletionChunk)
 
 
 class ModelsLabCompletionsClient(ModelsLabClientBase):
@@ -277,13 +217,12 @@ class ModelsLabCompletionsClient(ModelsLabClientBase):
 
     def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
-        payload = CompletionRequest.of(request).body(stream=False)
-        return self._answer("completions", payload, Completion)
+        return self._answer("completions", CompletionRequest.of(request), Completion)
 
     def complete_stream(self, request: CompletionInput) -> Stream[Completion]:
         """POST ``/completions`` with ``stream: true``; an iterator of completion chunks."""
-        payload = CompletionRequest.of(request).body(stream=True)
-        return self._stream("completions", payload, Completion, Completion)
+        request = CompletionRequest.of(request)
+        return self._stream("completions", request, Completion, Completion)
 
 
 class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
@@ -294,23 +233,18 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
     _transport_name = "aiohttp"
 
     async def _http(self) -> httpx.AsyncClient:
-        own = self._http_client
-        return own if own is not None else await _pools.async_pool()
-
-    # --- public API ---------------------------------------------------------------------------
+        return self._http_client if self._http_client is not None else await _pools.async_pool()
 
     async def list_models(self) -> ModelList:
         """GET the model list (``/v1/models``, falling back to ``/models``)."""
-        from .errors import NotFoundError
-
         # The model list is no queued request: it does not pass through the account gate.
         try:
             return await self._retrying(
-                partial(self._send, "GET", "v1/models", None, ModelList, None), gated=False
+                partial(self._send, "v1/models", None, ModelList, None), gated=False
             )
         except NotFoundError:
             return await self._retrying(
-                partial(self._send, "GET", "models", None, ModelList, None), gated=False
+                partial(self._send, "models", None, ModelList, None), gated=False
             )
 
     async def close(self) -> None:
@@ -321,76 +255,45 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _answer(self, path: str, payload: dict[str, Any], model: type[T]) -> T:
-        body = self._encode(payload)
-        label = payload.get("model")
-        return await self._retrying(partial(self._send, "POST", path, body, model, label))
+    async def _answer(self, path: str, request: Request, model: type[T]) -> T:
+        body = self._encode(request.body(stream=False))
+        return await self._retrying(partial(self._send, path, body, model, request.model))
 
     async def _stream(
-        self, path: str, payload: dict[str, Any], answer: type[BaseModel], chunk: type[T]
+        self, path: str, request: Request, answer: type[BaseModel], chunk: type[T]
     ) -> AsyncStream[T]:
-        body = self._encode(payload)
-        label = payload.get("model")
-        return await self._retrying(partial(self._open_stream, path, body, answer, chunk, label))
+        body = self._encode(request.body(stream=True))
+        call = partial(self._open_stream, path, body, answer, chunk, request.model)
+        return await self._retrying(call)
 
-    # --- the I/O loop -------------------------------------------------------------------------
+    # --- the I/O skeleton (each step without I/O is BaseClient's or _call's) --------------------
 
-    async def _retrying(
-        self, attempt: Callable[[Permit, CallPlan], Awaitable[R]], *, gated: bool = True
-    ) -> R:
+    async def _retrying(self, attempt: AsyncAttempt[R], *, gated: bool = True) -> R:
         plan = self._plan(gated)
         gate = self.flow_gate if plan.gated else None
         while True:
-            permit = await self._admit(gate, plan)
+            timeout = admission(plan)
+            permit = NO_PERMIT
+            if gate is not None:
+                got = await gate.acquire_async(timeout, retry_at=plan.take_retry_at())
+                permit = admitted(got, plan)
             try:
                 return await attempt(permit, plan)
             except APIError as error:
-                redact_error(error, self._secret)  # a server may echo the key back
-                outcome = plan.after_error(error, time.monotonic())
-                if isinstance(outcome, APIError):
-                    if outcome is error:
-                        raise
-                    raise outcome from error
-                logger.info("retrying in %.2fs after %s", outcome, type(error).__name__)
-            if outcome:
-                await asyncio.sleep(outcome)
+                delay = self._retry_delay(error, plan)
+            if delay:
+                await asyncio.sleep(delay)
 
-    @staticmethod
-    async def _admit(gate: FlowGate | None, plan: CallPlan) -> Permit:
-        """Async twin of :meth:`ModelsLabClient._admit`: waits without blocking the loop."""
-        timeout = plan.admission_timeout(time.monotonic())
-        if timeout is not None and timeout <= 0:
-            raise plan.admission_error(time.monotonic())
-        if gate is None:
-            return NO_PERMIT
-        settle_dropped()  # places of streams dropped since the last call come back first
-        permit = await gate.acquire_async(timeout, retry_at=plan.take_retry_at())
-        if permit is None:
-            raise plan.admission_error(time.monotonic())
-        return permit
-
-    async def _exchange(
-        self, method: str, path: str, body: bytes | None, plan: CallPlan
-    ) -> httpx.Response:
-        """Async twin of :meth:`ModelsLabClient._exchange`."""
+    async def _exchange(self, path: str, body: bytes | None, plan: CallPlan) -> httpx.Response:
+        """The open (unread) response, after following 307/308 redirects (:func:`next_hop`)."""
         http = await self._http()
-        request = timed(self._request(http, method, path, body), plan, self.config.timeout)
+        request = self._request(http, path, body, plan)
         hops = 0
         while True:
-            try:
-                response = await http.send(request, stream=True, follow_redirects=False)
-            except Exception as exc:
-                if not is_transport_error(exc):
-                    raise
-                raise translate_transport_error(exc) from None
+            response = await http.send(request, stream=True, follow_redirects=False)
             try:
                 following = next_hop(response, hops, http.max_redirects, self._secret)
             finally:
@@ -402,9 +305,8 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
 
     async def _send(
         self,
-        method: str,
         path: str,
-        content: bytes | None,
+        body: bytes | None,
         model: type[T],
         label: str | None,
         permit: Permit,
@@ -412,18 +314,14 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
     ) -> T:
         started = time.monotonic()
         try:
-            response = await self._exchange(method, path, content, plan)
-            try:
-                data = b"".join(
-                    [chunk async for chunk in abody_bytes(response, plan, self.config.timeout)]
-                )
-            except Exception as exc:
-                if not is_transport_error(exc):
-                    raise
-                raise translate_transport_error(exc) from None
-            finally:
-                await response.aclose()
-            self._log(response, label, started, plan.retries + plan.rate_limits)
+            with translated:
+                response = await self._exchange(path, body, plan)
+                try:
+                    chunks = abody_bytes(response, plan, self.config.timeout)
+                    data = b"".join([chunk async for chunk in chunks])
+                finally:
+                    await response.aclose()
+            self._log(response, label, started, plan)
             result = self._parse(response, data, model)
         except BaseException as error:
             finish(permit, error)
@@ -436,39 +334,32 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
         path: str,
         body: bytes,
         answer_model: type[BaseModel],
-        chunk_model: type[T],
+        model: type[T],
         label: str | None,
         permit: Permit,
         plan: CallPlan,
     ) -> AsyncStream[T]:
+        started = time.monotonic()
         try:
-            started = time.monotonic()
-            response = await self._exchange("POST", path, body, plan)
-            self._log(response, label, started, plan.retries + plan.rate_limits)
-            try:
-                chunks = abody_bytes(response, plan, self.config.timeout)
-                if not self._is_event_stream(response):
-                    data = b"".join([chunk async for chunk in chunks])
+            with translated:
+                response = await self._exchange(path, body, plan)
+                self._log(response, label, started, plan)
+                try:
+                    chunks = abody_bytes(response, plan, self.config.timeout)
+                    if not self._is_event_stream(response):
+                        data = b"".join([chunk async for chunk in chunks])
+                        await response.aclose()
+                        answer = answer_as_chunk(self._parse(response, data, answer_model))
+                        finish(permit, None)
+                        return AsyncStream.of_answer(response, answer)  # type: ignore[arg-type]
+                    stream = await AsyncStream.open(response, model, chunks, secret=self._secret)
+                except BaseException:
                     await response.aclose()
-                    answer = answer_as_chunk(self._parse(response, data, answer_model))
-                    finish(permit, None)
-                    return AsyncStream.of_answer(response, answer)  # type: ignore[arg-type]
-                stream = await AsyncStream.open(response, chunk_model, chunks, secret=self._secret)
-            except Exception as exc:
-                await response.aclose()
-                if not is_transport_error(exc):
                     raise
-                raise translate_transport_error(exc) from None
-            except BaseException:
-                await response.aclose()
-                raise
         except BaseException as error:
             finish(permit, error)
             raise
-        permit.accepted()
-        stream.when_closed(stream_closer(stream, permit))
-        loop = asyncio.get_running_loop()
-        guard_stream(stream, chunks, permit, self.flow_gate if plan.gated else None, loop)
+        guard_stream(stream, chunks, permit, self.flow_gate, asyncio.get_running_loop())
         return stream
 
 
@@ -477,13 +368,12 @@ class AsyncModelsLabClient(AsyncModelsLabClientBase):
 
     async def chat(self, request: ChatInput) -> ChatCompletion:
         """POST ``/chat/completions`` and return the completion."""
-        payload = ChatRequest.of(request).body(stream=False)
-        return await self._answer("chat/completions", payload, ChatCompletion)
+        return await self._answer("chat/completions", ChatRequest.of(request), ChatCompletion)
 
     async def chat_stream(self, request: ChatInput) -> AsyncStream[ChatCompletionChunk]:
         """POST ``/chat/completions`` with ``stream: true``; an async iterator of chunks."""
-        payload = ChatRequest.of(request).body(stream=True)
-        return await self._stream("chat/completions", payload, ChatCompletion, ChatCompletionChunk)
+        request = ChatRequest.of(request)
+        return await self._stream("chat/completions", request, ChatCompletion, ChatCompletionChunk)
 
 
 class AsyncModelsLabCompletionsClient(AsyncModelsLabClientBase):
@@ -494,10 +384,9 @@ class AsyncModelsLabCompletionsClient(AsyncModelsLabClientBase):
 
     async def complete(self, request: CompletionInput) -> Completion:
         """POST ``/completions`` (text completion) and return it."""
-        payload = CompletionRequest.of(request).body(stream=False)
-        return await self._answer("completions", payload, Completion)
+        return await self._answer("completions", CompletionRequest.of(request), Completion)
 
     async def complete_stream(self, request: CompletionInput) -> AsyncStream[Completion]:
         """POST ``/completions`` with ``stream: true``; an async iterator of completion chunks."""
-        payload = CompletionRequest.of(request).body(stream=True)
-        return await self._stream("completions", payload, Completion, Completion)
+        request = CompletionRequest.of(request)
+        return await self._stream("completions", request, Completion, Completion)

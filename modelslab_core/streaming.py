@@ -18,8 +18,7 @@ import enum
 import json
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Generic, Self, TypeVar, cast
 
 import httpx
 from httpx_sse._decoders import SSEDecoder, SSELineDecoder
@@ -187,16 +186,11 @@ def _error_event_data(data: str) -> str:
 def _raise_error_body(head: str) -> None:
     """Raise the error a whole JSON body names (as :func:`error_from_body` maps a non-streamed
     one), or return when ``head`` is not such a body."""
-    text = head.strip()
-    if not text.startswith("{"):
-        return
     try:
-        body = json.loads(text)
+        body = json.loads(head) if head.lstrip().startswith("{") else None
     except ValueError:
         return
-    if not isinstance(body, dict):
-        return
-    error = body_error(200, body)
+    error = body_error(200, body) if isinstance(body, dict) else None
     if error is not None:
         raise error
 
@@ -221,7 +215,7 @@ def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | No
     Raises the mapped :class:`APIError` for an error object inside the stream and
     :class:`InvalidResponseError` for a payload that is not a JSON object of the expected shape.
     """
-    if data.startswith("[DONE]") or data.strip() == DONE:
+    if data.startswith(DONE) or data.strip() == DONE:
         return None
     if '"error"' not in data and '"status"' not in data:
         try:
@@ -349,6 +343,12 @@ class _StreamBase(Generic[T, C]):
         self._closed = False
         self._done = False
 
+    @classmethod
+    def of_answer(cls, response: httpx.Response, answer: T) -> Self:
+        """``answer`` and ``[DONE]``, with no body left to read."""
+        events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
+        return cls(response, events, cast(C, iter(())))
+
     def when_closed(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once, when the stream closes."""
         self._on_close = callback
@@ -374,21 +374,11 @@ class Stream(_StreamBase[T, Iterator[bytes]]):
 
     @classmethod
     def open(
-        cls,
-        response: httpx.Response,
-        model: type[T],
-        chunks: Iterable[bytes],
-        *,
-        secret: str = "",
+        cls, response: httpx.Response, model: type[T], body: Iterable[bytes], secret: str = ""
     ) -> Stream[T]:
-        stream = cls(response, _Events(model, response.status_code), iter(chunks), secret=secret)
+        stream = cls(response, _Events(model, response.status_code), iter(body), secret=secret)
         stream._events.put_back(stream._pull())
         return stream
-
-    @classmethod
-    def of_answer(cls, response: httpx.Response, answer: T) -> Stream[T]:
-        events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
-        return cls(response, events, iter(()))
 
     def _pull(self) -> T | _Signal:
         events = self._events
@@ -444,15 +434,10 @@ class Stream(_StreamBase[T, Iterator[bytes]]):
             if self._on_close is not None:
                 self._on_close()
 
-    def __enter__(self) -> Stream[T]:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 
@@ -461,21 +446,11 @@ class AsyncStream(_StreamBase[T, AsyncIterator[bytes]]):
 
     @classmethod
     async def open(
-        cls,
-        response: httpx.Response,
-        model: type[T],
-        chunks: AsyncIterable[bytes],
-        *,
-        secret: str = "",
+        cls, response: httpx.Response, model: type[T], body: AsyncIterable[bytes], secret: str = ""
     ) -> AsyncStream[T]:
-        stream = cls(response, _Events(model, response.status_code), aiter(chunks), secret=secret)
+        stream = cls(response, _Events(model, response.status_code), aiter(body), secret=secret)
         stream._events.put_back(await stream._pull())
         return stream
-
-    @classmethod
-    def of_answer(cls, response: httpx.Response, answer: T) -> AsyncStream[T]:
-        events: _Events[T] = _Events(None, response.status_code, [answer, _Signal.DONE])
-        return cls(response, events, _no_bytes())
 
     async def _pull(self) -> T | _Signal:
         events = self._events
@@ -531,18 +506,8 @@ class AsyncStream(_StreamBase[T, AsyncIterator[bytes]]):
             if self._on_close is not None:
                 self._on_close()
 
-    async def __aenter__(self) -> AsyncStream[T]:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-async def _no_bytes() -> AsyncIterator[bytes]:
-    return
-    yield b""  # an async generator that yields nothing
