@@ -6,21 +6,15 @@ answers the next one with HTTP 429 ``Maximum 5 queued requests allowed.`` and ``
 thread and event loop, passes through its account's :class:`FlowGate`. Before the first 429 the
 gate only paces bursts (a slow start of :data:`COLD_START`); a 429 sets the limit to what the
 server was holding of ours (and to the limit its message names); answers raise it again slowly.
-
 A 429 means the account is full, not that this one request must sit out ``retry_after``: the
-turned-away request waits at the head of the gate and goes out as soon as a place of the account
-frees, or when ``retry_after`` passes, whichever comes first (and only while the gate has room).
+turned-away call waits at the head of the gate until a place of the account frees or
+``retry_after`` passes, whichever comes first.
 
 With a Redis URL (``MODELSLAB_REDIS_URL`` or ``redis_url=``) the gate is shared by every process
-and machine using the key (:mod:`modelslab_core._fleet`); without one it is this process's.
-``max_in_flight=N`` pins the limit; ``flow_control=False`` keeps a client out of the gate.
-docs/rate_limits.md tells the whole story.
-
-The controller is pure (:class:`AdaptiveLimit`); the gate is a short :class:`threading.Lock`, with
-sync waiters on a :class:`threading.Event` and async ones on a future of their own loop. Gates are
-keyed by a SHA-256 digest of the key and named by host and its first 8 hex digits: the key never
-leaves the client. Idle gates beyond :data:`MAX_GATES` are dropped; what they learned is kept a
-while in a bounded cache of :data:`MAX_LEARNED` accounts.
+and machine using the key (:mod:`modelslab_core._fleet`); docs/rate_limits.md tells the whole
+story. Gates are keyed by a SHA-256 digest of the key and named by host and its first 8 hex
+digits: the key never leaves the client. Idle gates beyond :data:`MAX_GATES` are dropped; what
+they learned is kept a while for :data:`MAX_LEARNED` accounts.
 """
 
 from __future__ import annotations
@@ -114,8 +108,9 @@ _WAITING, _GRANTED, _GONE = 0, 1, 2
 
 @dataclass(slots=True)
 class _Waiter:
+    """A call waiting for a place: sync ones on an event, async ones on a future of their loop."""
+
     event: threading.Event | None
-    loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[None] | None
     state: int = _WAITING
     #: A call turned away by a 429 waits at the head until then, or until a place frees.
@@ -123,10 +118,32 @@ class _Waiter:
     #: Woken because the shared gate's Redis went away (a fleet waiter goes to the local gate).
     failed: bool = False
 
+    def wake(self) -> bool:
+        """Wake the call from any thread; False when its loop is closed (nobody will wake)."""
+        if self.event is not None:
+            self.event.set()
+            return True
+        assert self.future is not None
+        try:
+            self.future.get_loop().call_soon_threadsafe(_set_result, self.future)
+        except RuntimeError:
+            return False
+        return True
 
-def _wake_future(future: asyncio.Future[None] | None) -> None:
-    if future is not None and not future.done():
+
+def _set_result(future: asyncio.Future[None]) -> None:
+    if not future.done():
         future.set_result(None)
+
+
+def _wait_time(end: float | None, not_before: float) -> float | None:
+    """Seconds to wait before looking again: until ``end``, or until a head waiter's
+    ``not_before`` (while it is ahead)."""
+    now = time.monotonic()
+    bounds = [] if end is None else [end - now]
+    if not_before > now:
+        bounds.append(not_before - now)
+    return max(min(bounds), 0.0) if bounds else None
 
 
 class Permit:
@@ -219,7 +236,7 @@ class FlowGate:
                 pinned=control.pinned is not None,
                 named_limit=control.named,
                 in_flight=self._in_flight,
-                waiting=len(self._waiters) + len(self._heads),
+                waiting=self._waiting_locked(),
                 rate_limited=self._rate_limited,
                 admitted=self._admitted,
                 peak_in_flight=self._peak,
@@ -241,8 +258,11 @@ class FlowGate:
             self._log_change_locked("pinned" if limit is not None else "unpinned")
         self._wake(wake)
 
+    def _waiting_locked(self) -> int:
+        return len(self._waiters) + len(self._heads)
+
     def _idle_locked(self) -> bool:
-        return self._in_flight == 0 and not self._waiters and not self._heads
+        return self._in_flight == 0 and not self._waiting_locked()
 
     def _successor(self) -> FlowGate:
         assert self._key is not None
@@ -254,19 +274,9 @@ class FlowGate:
     def try_acquire(self) -> Permit | None:
         """A place now, or None when the gate is full (or callers are already waiting)."""
         with self._lock:
-            retired = self._retired
-            if not retired:
-                if self._waiters or self._heads or not self._control.admits(self._in_flight):
-                    return None
-                return self._admit_locked()
+            if not self._retired:
+                return self._admit_locked() if self._ready_locked() else None
         return self._successor().try_acquire()
-
-    def _enqueue_locked(self, waiter: _Waiter, retry_at: float | None) -> None:
-        if retry_at is None:
-            self._waiters.append(waiter)
-        else:
-            waiter.not_before = retry_at
-            self._heads.append(waiter)
 
     def acquire(
         self, timeout: float | None = None, *, retry_at: float | None = None
@@ -277,31 +287,22 @@ class FlowGate:
         at the head of the gate, before every other caller, and goes out when a place of the
         account frees or at ``retry_at``, whichever comes first, and only while the gate has
         room."""
-        with self._lock:
-            retired = self._retired
-            if not retired:
-                if retry_at is None and self._ready_locked():
-                    return self._admit_locked()
-                waiter = _Waiter(threading.Event(), None, None)
-                self._enqueue_locked(waiter, retry_at)
-                woken = self._grant_locked()  # a head whose retry_at passed may go at once
-        if retired:
+        waiter = self._join(retry_at, sync=True)
+        if waiter is None:
             return self._successor().acquire(timeout, retry_at=retry_at)
-        self._wake(woken)
+        if isinstance(waiter, Permit):
+            return waiter
         assert waiter.event is not None
         end = None if timeout is None else time.monotonic() + timeout
         try:
-            while True:
-                if waiter.event.wait(self._next_wait(waiter, end)):
-                    return Permit(self)
+            while not waiter.event.wait(_wait_time(end, waiter.not_before)):
                 if end is not None and time.monotonic() >= end:
-                    break
-                self._ripen(waiter)
+                    return None if self._abandon(waiter) else Permit(self)
+                self._grant()  # its retry_at passed: it goes out as soon as there is room
         except BaseException:
-            if not self._abandon(waiter):
-                self._release(None, Outcome.NEUTRAL, None)
+            self._leave(waiter)
             raise
-        return None if self._abandon(waiter) else Permit(self)
+        return Permit(self)
 
     async def acquire_async(
         self, timeout: float | None = None, *, retry_at: float | None = None
@@ -309,57 +310,49 @@ class FlowGate:
         """Wait for a place without blocking the event loop; None when ``timeout`` seconds pass
         first. Cancelling the wait gives back a place granted meanwhile. ``retry_at``: as for
         :meth:`acquire`."""
-        with self._lock:
-            retired = self._retired
-            if not retired:
-                if retry_at is None and self._ready_locked():
-                    return self._admit_locked()
-                loop = asyncio.get_running_loop()
-                waiter = _Waiter(None, loop, loop.create_future())
-                self._enqueue_locked(waiter, retry_at)
-                woken = self._grant_locked()  # a head whose retry_at passed may go at once
-                if waiter in woken:
-                    woken.remove(waiter)
-                    _wake_future(waiter.future)
-        if retired:
+        waiter = self._join(retry_at, sync=False)
+        if waiter is None:
             return await self._successor().acquire_async(timeout, retry_at=retry_at)
-        self._wake(woken)
-        assert waiter.future is not None
-        if waiter.future.done():
-            return Permit(self)
+        if isinstance(waiter, Permit):
+            return waiter
+        future = waiter.future
+        assert future is not None
         end = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                await asyncio.wait([waiter.future], timeout=self._next_wait(waiter, end))
-                if waiter.future.done():
+                await asyncio.wait([future], timeout=_wait_time(end, waiter.not_before))
+                if future.done():
                     return Permit(self)
                 if end is not None and time.monotonic() >= end:
-                    break
-                self._ripen(waiter)
+                    return None if self._abandon(waiter) else Permit(self)
+                self._grant()
         except BaseException:
-            if not self._abandon(waiter):
-                self._release(None, Outcome.NEUTRAL, None)
+            self._leave(waiter)
             raise
-        return None if self._abandon(waiter) else Permit(self)
 
-    @staticmethod
-    def _next_wait(waiter: _Waiter, end: float | None) -> float | None:
-        """How long to wait before looking again: until the end, or until a head waiter's
-        ``retry_at``."""
-        now = time.monotonic()
-        bounds = [] if end is None else [end - now]
-        if waiter.not_before > now:
-            bounds.append(waiter.not_before - now)
-        return max(min(bounds), 0.0) if bounds else None
-
-    def _ripen(self, waiter: _Waiter) -> None:
-        """A head waiter's ``retry_at`` passed: it goes out as soon as the gate has room."""
+    def _join(self, retry_at: float | None, *, sync: bool) -> Permit | _Waiter | None:
+        """A place at once, else a new waiter in the queue (at the head after a 429); None when
+        the gate was retired."""
         with self._lock:
-            wake = self._grant_locked()
-        self._wake(wake)
+            if self._retired:
+                return None
+            if retry_at is None and self._ready_locked():
+                return self._admit_locked()
+            if sync:
+                waiter = _Waiter(threading.Event(), None)
+            else:
+                waiter = _Waiter(None, asyncio.get_running_loop().create_future())
+            if retry_at is None:
+                self._waiters.append(waiter)
+            else:
+                waiter.not_before = retry_at
+                self._heads.append(waiter)
+            woken = self._grant_locked()  # a head whose retry_at passed may go at once
+        self._wake(woken)
+        return waiter
 
     def _ready_locked(self) -> bool:
-        return not self._waiters and not self._heads and self._control.admits(self._in_flight)
+        return not self._waiting_locked() and self._control.admits(self._in_flight)
 
     def _admit_locked(self) -> Permit:
         self._count_in_locked()
@@ -376,37 +369,42 @@ class FlowGate:
         """A waiter gives up. True when it held no place; False when a place had been granted
         to it (kept by the caller, who then owns it)."""
         with self._lock:
-            if waiter.state == _WAITING:
-                waiter.state = _GONE
-                for queue in (self._waiters, self._heads):
-                    with contextlib.suppress(ValueError):
-                        queue.remove(waiter)
-                wake = self._grant_locked()  # a head that gave up may have held others back
-            else:
-                # _GONE: nothing held. _GRANTED: a place is ours, and a caller that raises
-                # (cancelled) must give it back.
+            if waiter.state != _WAITING:
                 return waiter.state == _GONE
+            waiter.state = _GONE
+            for queue in (self._waiters, self._heads):
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+            wake = self._grant_locked()  # a head that gave up may have held others back
         self._wake(wake)
         return True
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """A waiter leaves with an error (cancelled): a place granted meanwhile goes back."""
+        if not self._abandon(waiter):
+            self._release(None, Outcome.NEUTRAL, None)
+
+    def _grant(self) -> None:
+        with self._lock:
+            wake = self._grant_locked()
+        self._wake(wake)
 
     def _grant_locked(self) -> list[_Waiter]:
         """Let waiters out while the gate has room: heads first (calls turned away by a 429),
         in the order they were turned away; a head still waiting out its ``retry_at`` holds
-        every other caller back (the account is full)."""
+        every other caller back (the account is full). Queued waiters are all waiting: one that
+        gives up leaves its queue."""
         woken: list[_Waiter] = []
         now = time.monotonic()
         while self._control.admits(self._in_flight):
             if self._heads:
-                waiter = self._heads[0]
-                if waiter.state == _WAITING and waiter.not_before > now:
+                if self._heads[0].not_before > now:
                     break
-                self._heads.popleft()
+                waiter = self._heads.popleft()
             elif self._waiters:
                 waiter = self._waiters.popleft()
             else:
                 break
-            if waiter.state != _WAITING:
-                continue
             waiter.state = _GRANTED
             self._count_in_locked()
             woken.append(waiter)
@@ -414,13 +412,7 @@ class FlowGate:
 
     def _wake(self, woken: list[_Waiter]) -> None:
         for waiter in woken:
-            if waiter.event is not None:
-                waiter.event.set()
-                continue
-            assert waiter.loop is not None and waiter.future is not None
-            try:
-                waiter.loop.call_soon_threadsafe(_wake_future, waiter.future)
-            except RuntimeError:  # its loop is closed: nobody will take the place
+            if not waiter.wake():  # its loop is closed: nobody will take the place
                 with self._lock:
                     waiter.state = _GONE
                 self._release(None, Outcome.NEUTRAL, None)
@@ -429,7 +421,7 @@ class FlowGate:
 
     def _accepted(self, permit: Permit | None = None) -> None:
         with self._lock:
-            self._control.on_accepted(self._in_flight, len(self._waiters) + len(self._heads))
+            self._control.on_accepted(self._in_flight, self._waiting_locked())
             wake = self._grant_locked()
         self._wake(wake)
 
@@ -441,9 +433,8 @@ class FlowGate:
                     return
                 permit._gate = None
             control = self._control
-            waiting = len(self._waiters) + len(self._heads)
             if outcome is Outcome.ANSWERED:
-                if control.on_success(self._in_flight, waiting, now):
+                if control.on_success(self._in_flight, self._waiting_locked(), now):
                     self._log_change_locked("raised after answers filled it")
                 elif self._pending_log:
                     self._log_change_locked("")
@@ -590,8 +581,3 @@ def reset_gates() -> None:
     with registry.lock:
         registry.gates.clear()
         registry.learned.clear()
-
-
-def _registered() -> int:
-    """How many gates the process keeps now (tests)."""
-    return len(_registry.gates)

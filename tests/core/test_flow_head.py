@@ -262,7 +262,7 @@ def test_idle_gates_are_dropped_and_their_learned_limit_is_kept() -> None:
         permit = gate.try_acquire()
         assert permit is not None
         permit.succeeded()
-    assert flow._registered() <= flow.MAX_GATES
+    assert len(flow._registry.gates) <= flow.MAX_GATES
     # A gate with a request in flight is never dropped.
     assert gate_for(account_of("user-busy", "https://modelslab.com")) is busy
     held.succeeded()
@@ -270,7 +270,7 @@ def test_idle_gates_are_dropped_and_their_learned_limit_is_kept() -> None:
     again = gate_for(account_of("user-learned", "https://modelslab.com"))
     assert again is not learned
     assert (again.stats().limit, again.stats().named_limit) == (5, 5)
-    assert len(gate_stats()) == flow._registered()
+    assert len(gate_stats()) == len(flow._registry.gates)
 
 
 def test_a_dropped_gate_still_held_sends_its_callers_to_the_accounts_gate() -> None:
