@@ -309,7 +309,14 @@ class FleetGate(FlowGate):
         super().__init__(host, digest[:8], key=key)
         self._link = _link_for(redis_url)
         prefix = f"modelslab:{{{fleet_digest(digest, host)}}}:"
-        self._prefix = prefix
+        #: The script's ARGV[1..5]; ARGV[6] is the pinned limit (0: none), ARGV[7] the operation.
+        self._settings = [
+            prefix,
+            int(LEASE_SECONDS * 1000),
+            int(WAITER_SECONDS * 1000),
+            COLD_START,
+            int(TRUST_NAMED_LIMIT * 1000),
+        ]
         self._redis_keys = [
             prefix + name for name in ("leases", "queue", "alive", "state", "defer", "seq")
         ]
@@ -319,17 +326,7 @@ class FleetGate(FlowGate):
         self._listener: threading.Thread | None = None
 
     def _args(self, op: str, *rest: Any) -> list[Any]:
-        pinned = self._control.pinned or 0
-        return [
-            self._prefix,
-            int(LEASE_SECONDS * 1000),
-            int(WAITER_SECONDS * 1000),
-            pinned,
-            COLD_START,
-            int(TRUST_NAMED_LIMIT * 1000),
-            op,
-            *rest,
-        ]
+        return [*self._settings, self._control.pinned or 0, op, *rest]
 
     def _run_sync(self, op: str, *rest: Any) -> Any:
         _, script = self._link.sync()
