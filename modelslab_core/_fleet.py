@@ -43,7 +43,7 @@ from .flow import (
     _Waiter,
 )
 
-__all__ = ["LEASE_SECONDS", "FleetGate", "fleet_digest", "masked_url"]
+__all__ = ["LEASE_SECONDS", "FleetGate", "masked_url"]
 
 logger = logging.getLogger("modelslab_core.flow")
 
@@ -74,11 +74,6 @@ try:
     from redis.retry import Retry
 except ImportError:  # pragma: no cover - without the [redis] extra
     redis = None  # type: ignore[assignment]
-
-
-def fleet_digest(digest: str, host: str) -> str:
-    """The account's name in Redis: salted, so not the plain SHA-256 of the key."""
-    return hashlib.sha256(f"modelslab-fleet\0{host}\0{digest}".encode()).hexdigest()[:32]
 
 
 def masked_url(url: str) -> str:
@@ -308,7 +303,9 @@ class FleetGate(FlowGate):
     ) -> None:
         super().__init__(host, digest[:8], key=key)
         self._link = _link_for(redis_url)
-        prefix = f"modelslab:{{{fleet_digest(digest, host)}}}:"
+        # Salted: the account's name in Redis is not the plain SHA-256 of the key.
+        salted = hashlib.sha256(f"modelslab-fleet\0{host}\0{digest}".encode()).hexdigest()
+        prefix = f"modelslab:{{{salted[:32]}}}:"
         #: The script's ARGV[1..5]; ARGV[6] is the pinned limit (0: none), ARGV[7] the operation.
         self._settings = [
             prefix,

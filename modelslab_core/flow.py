@@ -29,7 +29,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
+
+import httpx
 
 from ._limit import COLD_START, TRUST_NAMED_LIMIT, AdaptiveLimit, parse_queue_limit
 
@@ -241,12 +242,6 @@ class FlowGate:
                 admitted=self._admitted,
                 peak_in_flight=self._peak,
             )
-
-    @property
-    def limit(self) -> int | None:
-        """Requests admitted at once (None: no limit known yet)."""
-        with self._lock:
-            return self._control.current()
 
     def pin(self, limit: int | None) -> None:
         """Pin the limit at ``limit`` (``max_in_flight``); None makes it adaptive again."""
@@ -475,8 +470,6 @@ class FlowGate:
 
 # ----------------------------------------------------------------------------- the registry
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
 
 def account_of(api_key: str, base_url: str) -> Account:
     """The registry key of an account: (SHA-256 hex digest of the key, ``scheme://host[:port]``).
@@ -484,19 +477,9 @@ def account_of(api_key: str, base_url: str) -> Account:
     The queue limit is per key at a host, whatever the path (the chat and completions bases of
     one host are one account) and however the URL is spelled: the host's case, a default port
     and a trailing slash do not matter."""
+    url = httpx.URL(base_url)
     digest = hashlib.sha256(api_key.encode("utf-8")).hexdigest()
-    parts = urlsplit(base_url)
-    scheme = parts.scheme.lower()
-    hostname = (parts.hostname or "").lower()
-    if ":" in hostname:  # an IPv6 address
-        hostname = f"[{hostname}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None or port == _DEFAULT_PORTS.get(scheme):
-        return digest, f"{scheme}://{hostname}"
-    return digest, f"{scheme}://{hostname}:{port}"
+    return digest, f"{url.scheme}://{url.netloc.decode('ascii')}"
 
 
 class _Registry:
