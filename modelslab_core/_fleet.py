@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import hashlib
 import logging
 import os
@@ -114,8 +115,8 @@ class _Link:
         self.held: dict[str, FleetGate] = {}
         self._renewer: threading.Thread | None = None
         self._sender: threading.Thread | None = None
-        self._outbox: queue.SimpleQueue[tuple[FleetGate, str, tuple[Any, ...]] | threading.Event]
-        self._outbox = queue.SimpleQueue()
+        #: What the sender thread runs, in order.
+        self._outbox: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
 
     @staticmethod
     def _options(retry: Any) -> dict[str, Any]:
@@ -204,7 +205,7 @@ class _Link:
                 # Its thread is a daemon: without this, the releases of a process's last calls
                 # die with it and their places stay held until the leases expire.
                 atexit.register(self.flush, FLUSH_SECONDS)
-        self._outbox.put((gate, op, args))
+        self._outbox.put(functools.partial(self.run, gate, op, args))
 
     def flush(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until the sender thread has sent what it was
@@ -213,16 +214,12 @@ class _Link:
         if sender is None or not sender.is_alive():
             return
         done = threading.Event()
-        self._outbox.put(done)
+        self._outbox.put(done.set)
         done.wait(timeout)
 
     def _send_all(self) -> None:
         while True:
-            item = self._outbox.get()
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            self.run(*item)
+            self._outbox.get()()
 
     def run(self, gate: FleetGate, op: str, args: tuple[Any, ...]) -> None:
         """Run ``op`` now unless Redis is away; a failure is an outage (the lease expires)."""
