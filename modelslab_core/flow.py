@@ -282,6 +282,9 @@ class FlowGate:
         at the head of the gate, before every other caller, and goes out when a place of the
         account frees or at ``retry_at``, whichever comes first, and only while the gate has
         room."""
+        with self._lock:
+            if retry_at is None and not self._retired and self._ready_locked():
+                return self._admit_locked()
         waiter = self._join(retry_at, sync=True)
         if waiter is None:
             return self._successor().acquire(timeout, retry_at=retry_at)
@@ -305,6 +308,9 @@ class FlowGate:
         """Wait for a place without blocking the event loop; None when ``timeout`` seconds pass
         first. Cancelling the wait gives back a place granted meanwhile. ``retry_at``: as for
         :meth:`acquire`."""
+        with self._lock:
+            if retry_at is None and not self._retired and self._ready_locked():
+                return self._admit_locked()
         waiter = self._join(retry_at, sync=False)
         if waiter is None:
             return await self._successor().acquire_async(timeout, retry_at=retry_at)
@@ -327,7 +333,7 @@ class FlowGate:
 
     def _join(self, retry_at: float | None, *, sync: bool) -> Permit | _Waiter | None:
         """A place at once, else a new waiter in the queue (at the head after a 429); None when
-        the gate was retired."""
+        the gate was retired. (The twins try the first case alone before: the hot path.)"""
         with self._lock:
             if self._retired:
                 return None
@@ -347,7 +353,7 @@ class FlowGate:
         return waiter
 
     def _ready_locked(self) -> bool:
-        return not self._waiting_locked() and self._control.admits(self._in_flight)
+        return not self._waiters and not self._heads and self._control.admits(self._in_flight)
 
     def _admit_locked(self) -> Permit:
         self._count_in_locked()
@@ -429,7 +435,8 @@ class FlowGate:
                 permit._gate = None
             control = self._control
             if outcome is Outcome.ANSWERED:
-                if control.on_success(self._in_flight, self._waiting_locked(), now):
+                waiting = len(self._waiters) + len(self._heads)
+                if control.on_success(self._in_flight, waiting, now):
                     self._log_change_locked("raised after answers filled it")
                 elif self._pending_log:
                     self._log_change_locked("")
