@@ -277,13 +277,10 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _link_for(url: str) -> _Link:
-    link = _links.get(url)
-    if link is None:
-        with _links_lock:
-            link = _links.get(url)
-            if link is None:
-                link = _links[url] = _Link(url)
-    return link
+    with _links_lock:
+        if url not in _links:
+            _links[url] = _Link(url)
+        return _links[url]
 
 
 class FleetGate(FlowGate):
