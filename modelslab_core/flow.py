@@ -1,20 +1,14 @@
 """Account-aware flow control: one gate per ModelsLab account (API key and host).
 
-ModelsLab lets an account have only a few requests queued at once (5, 10 or 15, by plan) and
-answers the next one with HTTP 429 ``Maximum 5 queued requests allowed.`` and ``retry_after`` 30
+ModelsLab queues only a few requests of an account at once (5, 10 or 15, by plan) and answers
+the next with HTTP 429 ``Maximum 5 queued requests allowed.`` and ``retry_after`` 30
 (https://docs.modelslab.com). Every client and model of both frameworks, sync and async, in every
-thread and event loop, passes through its account's :class:`FlowGate`. Before the first 429 the
-gate only paces bursts (a slow start of :data:`COLD_START`); a 429 sets the limit to what the
-server was holding of ours (and to the limit its message names); answers raise it again slowly.
-A 429 means the account is full, not that this one request must sit out ``retry_after``: the
-turned-away call waits at the head of the gate until a place of the account frees or
-``retry_after`` passes, whichever comes first.
-
-With a Redis URL (``MODELSLAB_REDIS_URL`` or ``redis_url=``) the gate is shared by every process
-and machine using the key (:mod:`modelslab_core._fleet`); docs/rate_limits.md tells the whole
-story. Gates are keyed by a SHA-256 digest of the key and named by host and its first 8 hex
-digits: the key never leaves the client. Idle gates beyond :data:`MAX_GATES` are dropped; what
-they learned is kept a while for :data:`MAX_LEARNED` accounts.
+thread and event loop, passes its account's :class:`FlowGate`: a slow start (:data:`COLD_START`)
+until the first 429, then the limit the 429 showed, raised slowly by answers. A turned-away call
+waits at the head of the gate until a place of the account frees or ``retry_after`` passes. With
+a Redis URL the gate is shared by a fleet (:mod:`modelslab_core._fleet`). docs/rate_limits.md
+tells the whole story. Gates are keyed by a SHA-256 digest of the key, never the key; idle ones
+beyond :data:`MAX_GATES` are dropped, what they learned kept for :data:`MAX_LEARNED` accounts.
 """
 
 from __future__ import annotations
