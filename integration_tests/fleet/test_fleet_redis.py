@@ -175,6 +175,40 @@ def test_waiters_of_several_processes_are_served_in_arrival_order(
         worker.join(10)
 
 
+def test_a_cancelled_fleet_waiter_leaves_the_queue_and_gives_back_a_place_granted_to_it(
+    redis_server: RedisServer,
+) -> None:
+    gate = _gate("https://modelslab.com/api/v7/llm", redis_server.url, pinned=1)
+
+    async def cancel(task: asyncio.Task[Any]) -> None:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def scenario() -> None:
+        held = await gate.acquire_async(5)
+        assert held is not None and held.lease
+        waiting = asyncio.ensure_future(gate.acquire_async(30))
+        while gate.stats().fleet_waiting != 1:
+            await asyncio.sleep(0.005)
+        await cancel(waiting)  # while it waits: it leaves the queue
+        assert gate.stats().fleet_waiting == 0
+        granted = asyncio.ensure_future(gate.acquire_async(30))
+        while gate.stats().fleet_waiting != 1:
+            await asyncio.sleep(0.005)
+        held.succeeded()
+        gate._link.flush(5)  # the release ran: the place is the waiter's in Redis
+        assert gate.stats().fleet_in_flight == 1
+        await cancel(granted)  # before it took the place: the place goes back
+
+    asyncio.run(scenario())
+    stats = gate.stats()
+    assert (stats.fleet_in_flight, stats.fleet_waiting, stats.in_flight) == (0, 0, 0)
+    permit = gate.acquire(5)
+    assert permit is not None and permit.lease
+    permit.succeeded()
+
+
 # ----------------------------------------------------------------------------- streams
 
 
