@@ -29,7 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ._fleet_lua import SCRIPT
-from ._limit import COLD_START, TRUST_NAMED_LIMIT
+from ._limit import COLD_START, PROBE_SLOWDOWN, TRUST_NAMED_LIMIT
 from .errors import ConfigurationError
 from .flow import (
     _GONE,
@@ -300,13 +300,14 @@ class FleetGate(FlowGate):
         # Salted: the account's name in Redis is not the plain SHA-256 of the key.
         salted = hashlib.sha256(f"modelslab-fleet\0{host}\0{digest}".encode()).hexdigest()
         prefix = f"modelslab:{{{salted[:32]}}}:"
-        #: The script's ARGV[1..5]; ARGV[6] is the pinned limit (0: none), ARGV[7] the operation.
+        #: The script's ARGV[1..6]; ARGV[7] is the pinned limit (0: none), ARGV[8] the operation.
         self._settings = [
             prefix,
             int(LEASE_SECONDS * 1000),
             int(WAITER_SECONDS * 1000),
             COLD_START,
             int(TRUST_NAMED_LIMIT * 1000),
+            PROBE_SLOWDOWN,
         ]
         self._redis_keys = [
             prefix + name for name in ("leases", "queue", "alive", "state", "defer", "seq")

@@ -19,9 +19,9 @@ __all__ = ["SCRIPT"]
 
 SCRIPT = r"""
 local leases, queue, alive, state, defer, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local prefix, op, id = ARGV[1], ARGV[7], ARGV[8]
-local lease_ms, alive_ms = tonumber(ARGV[2]), tonumber(ARGV[3])
-local cold, trust_ms, pinned = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local prefix, op, id = ARGV[1], ARGV[8], ARGV[9]
+local lease_ms, alive_ms, cold = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local trust_ms, slowdown, pinned = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -81,7 +81,7 @@ local function on_success(in_flight, waiting)
   if named and now < (num('named_until') or 0) then ceiling = named end
   local quiet = redis.call('HINCRBY', state, 'quiet', 1)
   local step = 1.0 / limit
-  if ceiling == nil or limit >= ceiling or quiet < 2 * limit then step = step / 8 end
+  if ceiling == nil or limit >= ceiling or quiet < 2 * limit then step = step / slowdown end
   local grown = limit + step
   if ceiling and grown > ceiling then grown = ceiling end
   if grown > limit then redis.call('HSET', state, 'limit', tostring(grown)) end
@@ -110,13 +110,13 @@ local function holds(waiter)  -- 1 when the place is the waiter's: its wake-up i
   return 1
 end
 
-local function touch(key, ms)  -- the ids in ARGV[8..] are still there
-  for i = 8, #ARGV do redis.call('ZADD', key, 'XX', now + ms, ARGV[i]) end
+local function touch(key, ms)  -- the ids in ARGV[9..] are still there
+  for i = 9, #ARGV do redis.call('ZADD', key, 'XX', now + ms, ARGV[i]) end
 end
 
 if op == 'acquire' then
   if holds(id) == 1 then return 1 end
-  local head_ms = tonumber(ARGV[9])
+  local head_ms = tonumber(ARGV[10])
   if not redis.call('ZSCORE', queue, id) then
     local number = redis.call('INCR', seq)
     if head_ms >= 0 then
@@ -131,14 +131,14 @@ if op == 'acquire' then
   keep()
   return holds(id)
 elseif op == 'release' then
-  local outcome = ARGV[9]
+  local outcome = ARGV[10]
   if redis.call('ZSCORE', leases, id) then
     local in_flight = redis.call('ZCARD', leases)
     local waiting = redis.call('ZCARD', queue)
     if outcome == 'answered' then
       on_success(in_flight, waiting)
     elseif outcome == 'rate_limited' then
-      on_rate_limited(in_flight, tonumber(ARGV[10]))
+      on_rate_limited(in_flight, tonumber(ARGV[11]))
     end
     redis.call('ZREM', leases, id)
   end

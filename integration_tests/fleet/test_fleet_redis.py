@@ -24,7 +24,8 @@ import pytest
 import redis
 
 from langchain_modelslab import ChatModelsLab
-from modelslab_core import AsyncModelsLabClient, ClientConfig, ModelsLabClient, _fleet
+from modelslab_core import AsyncModelsLabClient, ClientConfig, ModelsLabClient, _fleet, _limit
+from modelslab_core._limit import AdaptiveLimit
 from modelslab_core.flow import COLD_START, FlowGate, gate_stats
 from modelslab_core.testing import LocalModelsLab
 
@@ -207,6 +208,32 @@ def test_a_cancelled_fleet_waiter_leaves_the_queue_and_gives_back_a_place_grante
     permit = gate.acquire(5)
     assert permit is not None and permit.lease
     permit.succeeded()
+
+
+def test_the_fleet_script_moves_the_limit_as_the_local_controller_does(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Lua script repeats AdaptiveLimit's rules; its constants come from the same module
+    (a probe slowdown other than the default shows a copy written into the script)."""
+    monkeypatch.setattr(_limit, "PROBE_SLOWDOWN", 2.0)
+    monkeypatch.setattr(_fleet, "PROBE_SLOWDOWN", 2.0)
+    gate = _gate("https://modelslab.com/api/v7/llm", redis_server.url)
+    control = AdaptiveLimit()
+    held = [gate.acquire(5) for _ in range(5)]
+    assert all(p is not None and p.lease for p in held)
+    held[0].rate_limited()
+    control.on_rate_limited(5, None, 0.0)
+    for permit in held[1:]:
+        permit.release()
+    for _ in range(40):  # rounds that fill the limit: each answer may raise it
+        limit = control.current()
+        assert limit is not None and gate.stats().limit == limit
+        round_ = [gate.acquire(5) for _ in range(limit)]
+        for count, permit in enumerate(round_):
+            assert permit is not None
+            permit.succeeded()
+            control.on_success(limit - count, 0, 0.0)
+    assert gate.stats().limit == control.current() and control.current() > 4
 
 
 # ----------------------------------------------------------------------------- streams
