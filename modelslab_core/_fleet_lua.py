@@ -10,7 +10,8 @@ waiter is woken by a push of its id on its process's list ``wake:<process>``, wh
 of that process waits on (BLPOP): no polling, one blocked connection per process. Time is the Redis
 server's, so machines with skewed clocks agree.
 
-The controller's rules are :class:`modelslab_core._limit.AdaptiveLimit`'s, written again here.
+The controller's rules are :class:`modelslab_core._limit.AdaptiveLimit`'s, written again here
+(its constants come in as arguments).
 """
 
 from __future__ import annotations
