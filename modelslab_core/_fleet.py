@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import hashlib
 import logging
 import os
@@ -22,13 +23,13 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ._fleet_lua import SCRIPT
-from ._limit import COLD_START, TRUST_NAMED_LIMIT
+from ._limit import COLD_START, PROBE_SLOWDOWN, TRUST_NAMED_LIMIT
 from .errors import ConfigurationError
 from .flow import (
     _GONE,
@@ -39,11 +40,11 @@ from .flow import (
     GateStats,
     Outcome,
     Permit,
+    _wait_time,
     _Waiter,
-    _wake_future,
 )
 
-__all__ = ["LEASE_SECONDS", "FleetGate", "fleet_digest", "masked_url"]
+__all__ = ["LEASE_SECONDS", "FleetGate", "masked_url"]
 
 logger = logging.getLogger("modelslab_core.flow")
 
@@ -74,11 +75,6 @@ try:
     from redis.retry import Retry
 except ImportError:  # pragma: no cover - without the [redis] extra
     redis = None  # type: ignore[assignment]
-
-
-def fleet_digest(digest: str, host: str) -> str:
-    """The account's name in Redis: salted, so not the plain SHA-256 of the key."""
-    return hashlib.sha256(f"modelslab-fleet\0{host}\0{digest}".encode()).hexdigest()[:32]
 
 
 def masked_url(url: str) -> str:
@@ -118,10 +114,9 @@ class _Link:
         #: lease id -> its gate, renewed by the renewer thread while held.
         self.held: dict[str, FleetGate] = {}
         self._renewer: threading.Thread | None = None
-        self._wakeup = threading.Event()
         self._sender: threading.Thread | None = None
-        self._outbox: queue.SimpleQueue[tuple[FleetGate, str, tuple[Any, ...]] | threading.Event]
-        self._outbox = queue.SimpleQueue()
+        #: What the sender thread runs, in order.
+        self._outbox: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
 
     @staticmethod
     def _options(retry: Any) -> dict[str, Any]:
@@ -200,23 +195,17 @@ class _Link:
         with self.lock:
             self.held[lease] = gate
             if self._renewer is None:
-                self._renewer = threading.Thread(
-                    target=self._renew, name="modelslab-fleet-renewer", daemon=True
-                )
-                self._renewer.start()
+                self._renewer = _daemon(self._renew, "modelslab-fleet-renewer")
 
     def post(self, gate: FleetGate, op: str, args: tuple[Any, ...]) -> None:
         """Send ``op`` from the sender thread, in order."""
         with self.lock:
             if self._sender is None:
-                self._sender = threading.Thread(
-                    target=self._send_all, name="modelslab-fleet-sender", daemon=True
-                )
-                self._sender.start()
+                self._sender = _daemon(self._send_all, "modelslab-fleet-sender")
                 # Its thread is a daemon: without this, the releases of a process's last calls
                 # die with it and their places stay held until the leases expire.
                 atexit.register(self.flush, FLUSH_SECONDS)
-        self._outbox.put((gate, op, args))
+        self._outbox.put(functools.partial(self.run, gate, op, args))
 
     def flush(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) until the sender thread has sent what it was
@@ -225,18 +214,16 @@ class _Link:
         if sender is None or not sender.is_alive():
             return
         done = threading.Event()
-        self._outbox.put(done)
+        self._outbox.put(done.set)
         done.wait(timeout)
 
     def _send_all(self) -> None:
         while True:
-            item = self._outbox.get()
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            gate, op, args = item
-            if not self.usable():
-                continue
+            self._outbox.get()()
+
+    def run(self, gate: FleetGate, op: str, args: tuple[Any, ...]) -> None:
+        """Run ``op`` now unless Redis is away; a failure is an outage (the lease expires)."""
+        if self.usable():
             try:
                 gate._run_sync(op, *args)
             except (RedisError, OSError) as error:
@@ -248,18 +235,19 @@ class _Link:
 
     def _renew(self) -> None:
         while True:
-            self._wakeup.wait(LEASE_SECONDS / 3)
+            time.sleep(LEASE_SECONDS / 3)
             with self.lock:
                 groups: dict[FleetGate, list[str]] = {}
                 for lease, gate in self.held.items():
                     groups.setdefault(gate, []).append(lease)
             for gate, leases in groups.items():
-                if not self.usable():
-                    break
-                try:
-                    gate._run_sync("renew", *leases)
-                except (RedisError, OSError) as error:
-                    self.failed(error)
+                self.run(gate, "renew", tuple(leases))
+
+
+def _daemon(target: Callable[[], None], name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 async def _close_with_loop(
@@ -289,13 +277,10 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _link_for(url: str) -> _Link:
-    link = _links.get(url)
-    if link is None:
-        with _links_lock:
-            link = _links.get(url)
-            if link is None:
-                link = _links[url] = _Link(url)
-    return link
+    with _links_lock:
+        if url not in _links:
+            _links[url] = _Link(url)
+        return _links[url]
 
 
 class FleetGate(FlowGate):
@@ -312,8 +297,18 @@ class FleetGate(FlowGate):
     ) -> None:
         super().__init__(host, digest[:8], key=key)
         self._link = _link_for(redis_url)
-        prefix = f"modelslab:{{{fleet_digest(digest, host)}}}:"
-        self._prefix = prefix
+        # Salted: the account's name in Redis is not the plain SHA-256 of the key.
+        salted = hashlib.sha256(f"modelslab-fleet\0{host}\0{digest}".encode()).hexdigest()
+        prefix = f"modelslab:{{{salted[:32]}}}:"
+        #: The script's ARGV[1..6]; ARGV[7] is the pinned limit (0: none), ARGV[8] the operation.
+        self._settings = [
+            prefix,
+            int(LEASE_SECONDS * 1000),
+            int(WAITER_SECONDS * 1000),
+            COLD_START,
+            int(TRUST_NAMED_LIMIT * 1000),
+            PROBE_SLOWDOWN,
+        ]
         self._redis_keys = [
             prefix + name for name in ("leases", "queue", "alive", "state", "defer", "seq")
         ]
@@ -323,17 +318,7 @@ class FleetGate(FlowGate):
         self._listener: threading.Thread | None = None
 
     def _args(self, op: str, *rest: Any) -> list[Any]:
-        pinned = self._control.pinned or 0
-        return [
-            self._prefix,
-            int(LEASE_SECONDS * 1000),
-            int(WAITER_SECONDS * 1000),
-            pinned,
-            COLD_START,
-            int(TRUST_NAMED_LIMIT * 1000),
-            op,
-            *rest,
-        ]
+        return [*self._settings, self._control.pinned or 0, op, *rest]
 
     def _run_sync(self, op: str, *rest: Any) -> Any:
         _, script = self._link.sync()
@@ -371,35 +356,14 @@ class FleetGate(FlowGate):
 
     # --- admission --------------------------------------------------------------------------
 
-    def _granted(self, lease: str) -> Permit:
-        with self._lock:
-            self._count_in_locked()
-        self._link.hold(lease, self)
-        return Permit(self, lease)
-
-    @staticmethod
-    def _head_ms(retry_at: float | None) -> int:
-        if retry_at is None:
-            return -1
-        return max(int((retry_at - time.monotonic()) * 1000), 0)
-
-    @staticmethod
-    def _wait_for(end: float | None, retry_at: float | None) -> float | None:
-        now = time.monotonic()
-        bounds = [] if end is None else [end - now]
-        if retry_at is not None:
-            bounds.append(retry_at - now)
-        return max(min(bounds), 0.0) if bounds else None
-
-    def _register(self, lease: str, waiter: _Waiter) -> None:
-        """Wait for ``lease``'s wake-up from this process's listener (started if none runs)."""
+    def _register(self, waiter: _Waiter) -> str:
+        """A new waiter's id, woken by this process's listener (started if none runs)."""
+        lease = f"{self._link.token}:{uuid.uuid4().hex}"
         with self._lock:
             self._remote[lease] = waiter
             if self._listener is None:
-                self._listener = threading.Thread(
-                    target=self._listen, name="modelslab-fleet-listener", daemon=True
-                )
-                self._listener.start()
+                self._listener = _daemon(self._listen, "modelslab-fleet-listener")
+        return lease
 
     def _settle(self, lease: str, waiter: _Waiter) -> bool:
         """The waiter stops waiting: whether a place was granted to it."""
@@ -408,6 +372,15 @@ class FleetGate(FlowGate):
             granted = waiter.state == _GRANTED
             waiter.state = _GONE
         return granted
+
+    def _finish(self, lease: str, waiter: _Waiter, granted: bool) -> Permit | None:
+        """The waiter stops waiting: its place, if the script or a wake-up granted one."""
+        if not (self._settle(lease, waiter) or granted):
+            return None
+        with self._lock:
+            self._count_in_locked()
+        self._link.hold(lease, self)
+        return Permit(self, lease)
 
     def _listen(self) -> None:
         """Deliver the fleet's wake-ups to this process's waiters of the account, and tell Redis
@@ -438,7 +411,8 @@ class FleetGate(FlowGate):
             if waiter is None or waiter.state != _WAITING:
                 return  # gone: its abandon script told it the place was its own
             waiter.state = _GRANTED
-        self._wake_waiter(waiter, lease)
+        if not waiter.wake():  # its loop is closed: nobody will take the place
+            self._send("release", (lease, Outcome.NEUTRAL.value, ""))
 
     def _fail_waiters(self) -> None:
         with self._lock:
@@ -447,18 +421,7 @@ class FleetGate(FlowGate):
             for waiter in waiters:
                 waiter.failed = True
         for waiter in waiters:
-            self._wake_waiter(waiter)
-
-    def _wake_waiter(self, waiter: _Waiter, lease: str | None = None) -> None:
-        if waiter.event is not None:
-            waiter.event.set()
-            return
-        assert waiter.loop is not None
-        try:
-            waiter.loop.call_soon_threadsafe(_wake_future, waiter.future)
-        except RuntimeError:  # its loop is closed: nobody will take the place
-            if lease is not None:
-                self._send("release", (lease, Outcome.NEUTRAL.value, ""))
+            waiter.wake()
 
     def acquire(
         self, timeout: float | None = None, *, retry_at: float | None = None
@@ -475,29 +438,25 @@ class FleetGate(FlowGate):
         return super().acquire(timeout, retry_at=retry_at)
 
     def _acquire_shared(self, timeout: float | None, retry_at: float | None) -> Permit | None:
-        lease = f"{self._link.token}:{uuid.uuid4().hex}"
         end = None if timeout is None else time.monotonic() + timeout
-        waiter = _Waiter(threading.Event(), None, None)
+        waiter = _Waiter(threading.Event(), None, not_before=retry_at or 0.0)
         assert waiter.event is not None
-        self._register(lease, waiter)  # before the script: the wake-up may come first
+        lease = self._register(waiter)  # before the script: the wake-up may come first
         try:
-            granted = bool(self._run_sync("acquire", lease, self._head_ms(retry_at)))
+            granted = bool(self._run_sync("acquire", lease, _head_ms(retry_at)))
             while not granted:
-                if waiter.event.wait(self._wait_for(end, retry_at)):
-                    if waiter.failed:
-                        raise RedisConnectionError("Redis went away")
-                    granted = True
+                if waiter.event.wait(_wait_time(end, waiter.not_before)):
+                    granted = _woken(waiter)
                 elif end is not None and time.monotonic() >= end:
                     granted = bool(self._run_sync("abandon", lease))
                     break
-                elif retry_at is not None and time.monotonic() >= retry_at:
-                    retry_at = None  # its retry_after passed: out as soon as there is room
+                elif waiter.not_before and time.monotonic() >= waiter.not_before:
+                    waiter.not_before = 0.0  # its retry_after passed: out as soon as there is room
                     granted = bool(self._run_sync("acquire", lease, -1))
         except BaseException:
             self._give_back(lease, waiter)
             raise
-        granted = self._settle(lease, waiter) or granted
-        return self._granted(lease) if granted else None
+        return self._finish(lease, waiter, granted)
 
     def _give_back(self, lease: str, waiter: _Waiter) -> None:
         """A waiter leaves with an error (cancelled, Redis gone): a place granted meanwhile is
@@ -534,32 +493,26 @@ class FleetGate(FlowGate):
     async def _acquire_shared_async(
         self, timeout: float | None, retry_at: float | None
     ) -> Permit | None:
-        lease = f"{self._link.token}:{uuid.uuid4().hex}"
         end = None if timeout is None else time.monotonic() + timeout
-        loop = asyncio.get_running_loop()
-        waiter = _Waiter(None, loop, loop.create_future())
-        future = waiter.future
-        assert future is not None
-        self._register(lease, waiter)
+        future = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(None, future, not_before=retry_at or 0.0)
+        lease = self._register(waiter)
         try:
-            granted = bool(await self._run_async("acquire", lease, self._head_ms(retry_at)))
+            granted = bool(await self._run_async("acquire", lease, _head_ms(retry_at)))
             while not granted:
-                await asyncio.wait([future], timeout=self._wait_for(end, retry_at))
+                await asyncio.wait([future], timeout=_wait_time(end, waiter.not_before))
                 if future.done():
-                    if waiter.failed:
-                        raise RedisConnectionError("Redis went away")
-                    granted = True
+                    granted = _woken(waiter)
                 elif end is not None and time.monotonic() >= end:
                     granted = bool(await self._run_async("abandon", lease))
                     break
-                elif retry_at is not None and time.monotonic() >= retry_at:
-                    retry_at = None  # its retry_after passed: out as soon as there is room
+                elif waiter.not_before and time.monotonic() >= waiter.not_before:
+                    waiter.not_before = 0.0
                     granted = bool(await self._run_async("acquire", lease, -1))
         except BaseException:
             await self._give_back_async(lease, waiter)
             raise
-        granted = self._settle(lease, waiter) or granted
-        return self._granted(lease) if granted else None
+        return self._finish(lease, waiter, granted)
 
     # --- release ----------------------------------------------------------------------------
 
@@ -591,16 +544,20 @@ class FleetGate(FlowGate):
         thread (a task could be cancelled when its loop ends, keeping the place until its lease
         expires); elsewhere (a thread, a finalizer), at once. A failure is an outage: the lease
         expires."""
-        if not self._link.usable():
-            return
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            pass
+            self._link.run(self, op, args)
         else:
             self._link.post(self, op, args)
-            return
-        try:
-            self._run_sync(op, *args)
-        except (RedisError, OSError) as error:
-            self._link.failed(error)
+
+
+def _head_ms(retry_at: float | None) -> int:
+    """Milliseconds a call turned away by a 429 waits at the head (-1: an ordinary waiter)."""
+    return -1 if retry_at is None else max(int((retry_at - time.monotonic()) * 1000), 0)
+
+
+def _woken(waiter: _Waiter) -> bool:
+    if waiter.failed:
+        raise RedisConnectionError("Redis went away")
+    return True

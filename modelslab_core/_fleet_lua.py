@@ -10,7 +10,8 @@ waiter is woken by a push of its id on its process's list ``wake:<process>``, wh
 of that process waits on (BLPOP): no polling, one blocked connection per process. Time is the Redis
 server's, so machines with skewed clocks agree.
 
-The controller's rules are :class:`modelslab_core._limit.AdaptiveLimit`'s, written again here.
+The controller's rules are :class:`modelslab_core._limit.AdaptiveLimit`'s, written again here
+(its constants come in as arguments).
 """
 
 from __future__ import annotations
@@ -19,23 +20,20 @@ __all__ = ["SCRIPT"]
 
 SCRIPT = r"""
 local leases, queue, alive, state, defer, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local prefix = ARGV[1]
-local lease_ms = tonumber(ARGV[2])
-local alive_ms = tonumber(ARGV[3])
-local pinned = tonumber(ARGV[4])
-local cold = tonumber(ARGV[5])
-local trust_ms = tonumber(ARGV[6])
-local op = ARGV[7]
-local id = ARGV[8]
+local prefix, op, id = ARGV[1], ARGV[8], ARGV[9]
+local lease_ms, alive_ms, cold = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local trust_ms, slowdown, pinned = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
-for _, gone in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', now)) do
-  redis.call('ZREM', queue, gone)
-  redis.call('ZREM', alive, gone)
-  redis.call('HDEL', defer, gone)
+local function dequeue(waiter)
+  redis.call('ZREM', queue, waiter)
+  redis.call('ZREM', alive, waiter)
+  redis.call('HDEL', defer, waiter)
 end
+
+redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', alive, '-inf', now)) do dequeue(gone) end
 
 local function wake_key(waiter)
   return prefix .. 'wake:' .. (string.match(waiter, '^([^:]*):') or waiter)
@@ -58,9 +56,7 @@ local function grant()
     if not head then return end
     local due = tonumber(redis.call('HGET', defer, head))
     if due and due > now then return end
-    redis.call('ZREM', queue, head)
-    redis.call('ZREM', alive, head)
-    redis.call('HDEL', defer, head)
+    dequeue(head)
     redis.call('ZADD', leases, now + lease_ms, head)
     local wake = wake_key(head)
     redis.call('RPUSH', wake, head)
@@ -86,7 +82,7 @@ local function on_success(in_flight, waiting)
   if named and now < (num('named_until') or 0) then ceiling = named end
   local quiet = redis.call('HINCRBY', state, 'quiet', 1)
   local step = 1.0 / limit
-  if ceiling == nil or limit >= ceiling or quiet < 2 * limit then step = step / 8 end
+  if ceiling == nil or limit >= ceiling or quiet < 2 * limit then step = step / slowdown end
   local grown = limit + step
   if ceiling and grown > ceiling then grown = ceiling end
   if grown > limit then redis.call('HSET', state, 'limit', tostring(grown)) end
@@ -109,12 +105,19 @@ local function keep()
   for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, 86400000) end
 end
 
+local function holds(waiter)  -- 1 when the place is the waiter's: its wake-up is not needed
+  if not redis.call('ZSCORE', leases, waiter) then return 0 end
+  redis.call('LREM', wake_key(waiter), 0, waiter)
+  return 1
+end
+
+local function touch(key, ms)  -- the ids in ARGV[9..] are still there
+  for i = 9, #ARGV do redis.call('ZADD', key, 'XX', now + ms, ARGV[i]) end
+end
+
 if op == 'acquire' then
-  if redis.call('ZSCORE', leases, id) then
-    redis.call('LREM', wake_key(id), 0, id)
-    return 1
-  end
-  local head_ms = tonumber(ARGV[9])
+  if holds(id) == 1 then return 1 end
+  local head_ms = tonumber(ARGV[10])
   if not redis.call('ZSCORE', queue, id) then
     local number = redis.call('INCR', seq)
     if head_ms >= 0 then
@@ -127,20 +130,16 @@ if op == 'acquire' then
   redis.call('ZADD', alive, now + alive_ms, id)
   grant()
   keep()
-  if redis.call('ZSCORE', leases, id) then
-    redis.call('LREM', wake_key(id), 0, id)
-    return 1
-  end
-  return 0
+  return holds(id)
 elseif op == 'release' then
-  local outcome = ARGV[9]
+  local outcome = ARGV[10]
   if redis.call('ZSCORE', leases, id) then
     local in_flight = redis.call('ZCARD', leases)
     local waiting = redis.call('ZCARD', queue)
     if outcome == 'answered' then
       on_success(in_flight, waiting)
     elseif outcome == 'rate_limited' then
-      on_rate_limited(in_flight, tonumber(ARGV[10]))
+      on_rate_limited(in_flight, tonumber(ARGV[11]))
     end
     redis.call('ZREM', leases, id)
   end
@@ -158,22 +157,16 @@ elseif op == 'accepted' then
   grant()
   return 1
 elseif op == 'abandon' then
-  redis.call('ZREM', queue, id)
-  redis.call('ZREM', alive, id)
-  redis.call('HDEL', defer, id)
+  dequeue(id)
   redis.call('LREM', wake_key(id), 0, id)
   local held = redis.call('ZSCORE', leases, id) and 1 or 0
   grant()
   return held
 elseif op == 'renew' then
-  for i = 8, #ARGV do
-    redis.call('ZADD', leases, 'XX', now + lease_ms, ARGV[i])
-  end
+  touch(leases, lease_ms)
   return 1
 elseif op == 'alive' then
-  for i = 8, #ARGV do
-    redis.call('ZADD', alive, 'XX', now + alive_ms, ARGV[i])
-  end
+  touch(alive, alive_ms)
   grant()  -- places of expired leases (a killed worker's) go to the waiters
   return 1
 elseif op == 'stats' then

@@ -1,26 +1,14 @@
 """Account-aware flow control: one gate per ModelsLab account (API key and host).
 
-ModelsLab lets an account have only a few requests queued at once (5, 10 or 15, by plan) and
-answers the next one with HTTP 429 ``Maximum 5 queued requests allowed.`` and ``retry_after`` 30
+ModelsLab queues only a few requests of an account at once (5, 10 or 15, by plan) and answers
+the next with HTTP 429 ``Maximum 5 queued requests allowed.`` and ``retry_after`` 30
 (https://docs.modelslab.com). Every client and model of both frameworks, sync and async, in every
-thread and event loop, passes through its account's :class:`FlowGate`. Before the first 429 the
-gate only paces bursts (a slow start of :data:`COLD_START`); a 429 sets the limit to what the
-server was holding of ours (and to the limit its message names); answers raise it again slowly.
-
-A 429 means the account is full, not that this one request must sit out ``retry_after``: the
-turned-away request waits at the head of the gate and goes out as soon as a place of the account
-frees, or when ``retry_after`` passes, whichever comes first (and only while the gate has room).
-
-With a Redis URL (``MODELSLAB_REDIS_URL`` or ``redis_url=``) the gate is shared by every process
-and machine using the key (:mod:`modelslab_core._fleet`); without one it is this process's.
-``max_in_flight=N`` pins the limit; ``flow_control=False`` keeps a client out of the gate.
-docs/rate_limits.md tells the whole story.
-
-The controller is pure (:class:`AdaptiveLimit`); the gate is a short :class:`threading.Lock`, with
-sync waiters on a :class:`threading.Event` and async ones on a future of their own loop. Gates are
-keyed by a SHA-256 digest of the key and named by host and its first 8 hex digits: the key never
-leaves the client. Idle gates beyond :data:`MAX_GATES` are dropped; what they learned is kept a
-while in a bounded cache of :data:`MAX_LEARNED` accounts.
+thread and event loop, passes its account's :class:`FlowGate`: a slow start (:data:`COLD_START`)
+until the first 429, then the limit the 429 showed, raised slowly by answers. A turned-away call
+waits at the head of the gate until a place of the account frees or ``retry_after`` passes. With
+a Redis URL the gate is shared by a fleet (:mod:`modelslab_core._fleet`). docs/rate_limits.md
+tells the whole story. Gates are keyed by a SHA-256 digest of the key, never the key; idle ones
+beyond :data:`MAX_GATES` are dropped, what they learned kept for :data:`MAX_LEARNED` accounts.
 """
 
 from __future__ import annotations
@@ -35,7 +23,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
+
+import httpx
 
 from ._limit import COLD_START, TRUST_NAMED_LIMIT, AdaptiveLimit, parse_queue_limit
 
@@ -114,8 +103,9 @@ _WAITING, _GRANTED, _GONE = 0, 1, 2
 
 @dataclass(slots=True)
 class _Waiter:
+    """A call waiting for a place: sync ones on an event, async ones on a future of their loop."""
+
     event: threading.Event | None
-    loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[None] | None
     state: int = _WAITING
     #: A call turned away by a 429 waits at the head until then, or until a place frees.
@@ -123,10 +113,32 @@ class _Waiter:
     #: Woken because the shared gate's Redis went away (a fleet waiter goes to the local gate).
     failed: bool = False
 
+    def wake(self) -> bool:
+        """Wake the call from any thread; False when its loop is closed (nobody will wake)."""
+        if self.event is not None:
+            self.event.set()
+            return True
+        assert self.future is not None
+        try:
+            self.future.get_loop().call_soon_threadsafe(_set_result, self.future)
+        except RuntimeError:
+            return False
+        return True
 
-def _wake_future(future: asyncio.Future[None] | None) -> None:
-    if future is not None and not future.done():
+
+def _set_result(future: asyncio.Future[None]) -> None:
+    if not future.done():
         future.set_result(None)
+
+
+def _wait_time(end: float | None, not_before: float) -> float | None:
+    """Seconds to wait before looking again: until ``end``, or until a head waiter's
+    ``not_before`` (while it is ahead)."""
+    now = time.monotonic()
+    bounds = [] if end is None else [end - now]
+    if not_before > now:
+        bounds.append(not_before - now)
+    return max(min(bounds), 0.0) if bounds else None
 
 
 class Permit:
@@ -219,17 +231,11 @@ class FlowGate:
                 pinned=control.pinned is not None,
                 named_limit=control.named,
                 in_flight=self._in_flight,
-                waiting=len(self._waiters) + len(self._heads),
+                waiting=self._waiting_locked(),
                 rate_limited=self._rate_limited,
                 admitted=self._admitted,
                 peak_in_flight=self._peak,
             )
-
-    @property
-    def limit(self) -> int | None:
-        """Requests admitted at once (None: no limit known yet)."""
-        with self._lock:
-            return self._control.current()
 
     def pin(self, limit: int | None) -> None:
         """Pin the limit at ``limit`` (``max_in_flight``); None makes it adaptive again."""
@@ -241,8 +247,11 @@ class FlowGate:
             self._log_change_locked("pinned" if limit is not None else "unpinned")
         self._wake(wake)
 
+    def _waiting_locked(self) -> int:
+        return len(self._waiters) + len(self._heads)
+
     def _idle_locked(self) -> bool:
-        return self._in_flight == 0 and not self._waiters and not self._heads
+        return self._in_flight == 0 and not self._waiting_locked()
 
     def _successor(self) -> FlowGate:
         assert self._key is not None
@@ -254,19 +263,9 @@ class FlowGate:
     def try_acquire(self) -> Permit | None:
         """A place now, or None when the gate is full (or callers are already waiting)."""
         with self._lock:
-            retired = self._retired
-            if not retired:
-                if self._waiters or self._heads or not self._control.admits(self._in_flight):
-                    return None
-                return self._admit_locked()
+            if not self._retired:
+                return self._admit_locked() if self._ready_locked() else None
         return self._successor().try_acquire()
-
-    def _enqueue_locked(self, waiter: _Waiter, retry_at: float | None) -> None:
-        if retry_at is None:
-            self._waiters.append(waiter)
-        else:
-            waiter.not_before = retry_at
-            self._heads.append(waiter)
 
     def acquire(
         self, timeout: float | None = None, *, retry_at: float | None = None
@@ -278,30 +277,24 @@ class FlowGate:
         account frees or at ``retry_at``, whichever comes first, and only while the gate has
         room."""
         with self._lock:
-            retired = self._retired
-            if not retired:
-                if retry_at is None and self._ready_locked():
-                    return self._admit_locked()
-                waiter = _Waiter(threading.Event(), None, None)
-                self._enqueue_locked(waiter, retry_at)
-                woken = self._grant_locked()  # a head whose retry_at passed may go at once
-        if retired:
+            if retry_at is None and not self._retired and self._ready_locked():
+                return self._admit_locked()
+        waiter = self._join(retry_at, sync=True)
+        if waiter is None:
             return self._successor().acquire(timeout, retry_at=retry_at)
-        self._wake(woken)
+        if isinstance(waiter, Permit):
+            return waiter
         assert waiter.event is not None
         end = None if timeout is None else time.monotonic() + timeout
         try:
-            while True:
-                if waiter.event.wait(self._next_wait(waiter, end)):
-                    return Permit(self)
+            while not waiter.event.wait(_wait_time(end, waiter.not_before)):
                 if end is not None and time.monotonic() >= end:
-                    break
-                self._ripen(waiter)
+                    return None if self._abandon(waiter) else Permit(self)
+                self._grant()  # its retry_at passed: it goes out as soon as there is room
         except BaseException:
-            if not self._abandon(waiter):
-                self._release(None, Outcome.NEUTRAL, None)
+            self._leave(waiter)
             raise
-        return None if self._abandon(waiter) else Permit(self)
+        return Permit(self)
 
     async def acquire_async(
         self, timeout: float | None = None, *, retry_at: float | None = None
@@ -310,53 +303,48 @@ class FlowGate:
         first. Cancelling the wait gives back a place granted meanwhile. ``retry_at``: as for
         :meth:`acquire`."""
         with self._lock:
-            retired = self._retired
-            if not retired:
-                if retry_at is None and self._ready_locked():
-                    return self._admit_locked()
-                loop = asyncio.get_running_loop()
-                waiter = _Waiter(None, loop, loop.create_future())
-                self._enqueue_locked(waiter, retry_at)
-                woken = self._grant_locked()  # a head whose retry_at passed may go at once
-                if waiter in woken:
-                    woken.remove(waiter)
-                    _wake_future(waiter.future)
-        if retired:
+            if retry_at is None and not self._retired and self._ready_locked():
+                return self._admit_locked()
+        waiter = self._join(retry_at, sync=False)
+        if waiter is None:
             return await self._successor().acquire_async(timeout, retry_at=retry_at)
-        self._wake(woken)
-        assert waiter.future is not None
-        if waiter.future.done():
-            return Permit(self)
+        if isinstance(waiter, Permit):
+            return waiter
+        future = waiter.future
+        assert future is not None
         end = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                await asyncio.wait([waiter.future], timeout=self._next_wait(waiter, end))
-                if waiter.future.done():
+                await asyncio.wait([future], timeout=_wait_time(end, waiter.not_before))
+                if future.done():
                     return Permit(self)
                 if end is not None and time.monotonic() >= end:
-                    break
-                self._ripen(waiter)
+                    return None if self._abandon(waiter) else Permit(self)
+                self._grant()
         except BaseException:
-            if not self._abandon(waiter):
-                self._release(None, Outcome.NEUTRAL, None)
+            self._leave(waiter)
             raise
-        return None if self._abandon(waiter) else Permit(self)
 
-    @staticmethod
-    def _next_wait(waiter: _Waiter, end: float | None) -> float | None:
-        """How long to wait before looking again: until the end, or until a head waiter's
-        ``retry_at``."""
-        now = time.monotonic()
-        bounds = [] if end is None else [end - now]
-        if waiter.not_before > now:
-            bounds.append(waiter.not_before - now)
-        return max(min(bounds), 0.0) if bounds else None
-
-    def _ripen(self, waiter: _Waiter) -> None:
-        """A head waiter's ``retry_at`` passed: it goes out as soon as the gate has room."""
+    def _join(self, retry_at: float | None, *, sync: bool) -> Permit | _Waiter | None:
+        """A place at once, else a new waiter in the queue (at the head after a 429); None when
+        the gate was retired. (The twins try the first case alone before: the hot path.)"""
         with self._lock:
-            wake = self._grant_locked()
-        self._wake(wake)
+            if self._retired:
+                return None
+            if retry_at is None and self._ready_locked():
+                return self._admit_locked()
+            if sync:
+                waiter = _Waiter(threading.Event(), None)
+            else:
+                waiter = _Waiter(None, asyncio.get_running_loop().create_future())
+            if retry_at is None:
+                self._waiters.append(waiter)
+            else:
+                waiter.not_before = retry_at
+                self._heads.append(waiter)
+            woken = self._grant_locked()  # a head whose retry_at passed may go at once
+        self._wake(woken)
+        return waiter
 
     def _ready_locked(self) -> bool:
         return not self._waiters and not self._heads and self._control.admits(self._in_flight)
@@ -376,37 +364,42 @@ class FlowGate:
         """A waiter gives up. True when it held no place; False when a place had been granted
         to it (kept by the caller, who then owns it)."""
         with self._lock:
-            if waiter.state == _WAITING:
-                waiter.state = _GONE
-                for queue in (self._waiters, self._heads):
-                    with contextlib.suppress(ValueError):
-                        queue.remove(waiter)
-                wake = self._grant_locked()  # a head that gave up may have held others back
-            else:
-                # _GONE: nothing held. _GRANTED: a place is ours, and a caller that raises
-                # (cancelled) must give it back.
+            if waiter.state != _WAITING:
                 return waiter.state == _GONE
+            waiter.state = _GONE
+            for queue in (self._waiters, self._heads):
+                with contextlib.suppress(ValueError):
+                    queue.remove(waiter)
+            wake = self._grant_locked()  # a head that gave up may have held others back
         self._wake(wake)
         return True
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """A waiter leaves with an error (cancelled): a place granted meanwhile goes back."""
+        if not self._abandon(waiter):
+            self._release(None, Outcome.NEUTRAL, None)
+
+    def _grant(self) -> None:
+        with self._lock:
+            wake = self._grant_locked()
+        self._wake(wake)
 
     def _grant_locked(self) -> list[_Waiter]:
         """Let waiters out while the gate has room: heads first (calls turned away by a 429),
         in the order they were turned away; a head still waiting out its ``retry_at`` holds
-        every other caller back (the account is full)."""
+        every other caller back (the account is full). Queued waiters are all waiting: one that
+        gives up leaves its queue."""
         woken: list[_Waiter] = []
         now = time.monotonic()
         while self._control.admits(self._in_flight):
             if self._heads:
-                waiter = self._heads[0]
-                if waiter.state == _WAITING and waiter.not_before > now:
+                if self._heads[0].not_before > now:
                     break
-                self._heads.popleft()
+                waiter = self._heads.popleft()
             elif self._waiters:
                 waiter = self._waiters.popleft()
             else:
                 break
-            if waiter.state != _WAITING:
-                continue
             waiter.state = _GRANTED
             self._count_in_locked()
             woken.append(waiter)
@@ -414,13 +407,7 @@ class FlowGate:
 
     def _wake(self, woken: list[_Waiter]) -> None:
         for waiter in woken:
-            if waiter.event is not None:
-                waiter.event.set()
-                continue
-            assert waiter.loop is not None and waiter.future is not None
-            try:
-                waiter.loop.call_soon_threadsafe(_wake_future, waiter.future)
-            except RuntimeError:  # its loop is closed: nobody will take the place
+            if not waiter.wake():  # its loop is closed: nobody will take the place
                 with self._lock:
                     waiter.state = _GONE
                 self._release(None, Outcome.NEUTRAL, None)
@@ -429,7 +416,7 @@ class FlowGate:
 
     def _accepted(self, permit: Permit | None = None) -> None:
         with self._lock:
-            self._control.on_accepted(self._in_flight, len(self._waiters) + len(self._heads))
+            self._control.on_accepted(self._in_flight, self._waiting_locked())
             wake = self._grant_locked()
         self._wake(wake)
 
@@ -441,8 +428,8 @@ class FlowGate:
                     return
                 permit._gate = None
             control = self._control
-            waiting = len(self._waiters) + len(self._heads)
             if outcome is Outcome.ANSWERED:
+                waiting = len(self._waiters) + len(self._heads)
                 if control.on_success(self._in_flight, waiting, now):
                     self._log_change_locked("raised after answers filled it")
                 elif self._pending_log:
@@ -484,8 +471,6 @@ class FlowGate:
 
 # ----------------------------------------------------------------------------- the registry
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
 
 def account_of(api_key: str, base_url: str) -> Account:
     """The registry key of an account: (SHA-256 hex digest of the key, ``scheme://host[:port]``).
@@ -493,19 +478,9 @@ def account_of(api_key: str, base_url: str) -> Account:
     The queue limit is per key at a host, whatever the path (the chat and completions bases of
     one host are one account) and however the URL is spelled: the host's case, a default port
     and a trailing slash do not matter."""
+    url = httpx.URL(base_url)
     digest = hashlib.sha256(api_key.encode("utf-8")).hexdigest()
-    parts = urlsplit(base_url)
-    scheme = parts.scheme.lower()
-    hostname = (parts.hostname or "").lower()
-    if ":" in hostname:  # an IPv6 address
-        hostname = f"[{hostname}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    if port is None or port == _DEFAULT_PORTS.get(scheme):
-        return digest, f"{scheme}://{hostname}"
-    return digest, f"{scheme}://{hostname}:{port}"
+    return digest, f"{url.scheme}://{url.netloc.decode('ascii')}"
 
 
 class _Registry:
@@ -590,8 +565,3 @@ def reset_gates() -> None:
     with registry.lock:
         registry.gates.clear()
         registry.learned.clear()
-
-
-def _registered() -> int:
-    """How many gates the process keeps now (tests)."""
-    return len(_registry.gates)

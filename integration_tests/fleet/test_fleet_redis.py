@@ -24,7 +24,8 @@ import pytest
 import redis
 
 from langchain_modelslab import ChatModelsLab
-from modelslab_core import AsyncModelsLabClient, ClientConfig, ModelsLabClient, _fleet
+from modelslab_core import AsyncModelsLabClient, ClientConfig, ModelsLabClient, _fleet, _limit
+from modelslab_core._limit import AdaptiveLimit
 from modelslab_core.flow import COLD_START, FlowGate, gate_stats
 from modelslab_core.testing import LocalModelsLab
 
@@ -173,6 +174,66 @@ def test_waiters_of_several_processes_are_served_in_arrival_order(
     assert [out.get(timeout=20) for _ in workers] == ["first", "second", "third"]
     for worker in workers:
         worker.join(10)
+
+
+def test_a_cancelled_fleet_waiter_leaves_the_queue_and_gives_back_a_place_granted_to_it(
+    redis_server: RedisServer,
+) -> None:
+    gate = _gate("https://modelslab.com/api/v7/llm", redis_server.url, pinned=1)
+
+    async def cancel(task: asyncio.Task[Any]) -> None:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    async def scenario() -> None:
+        held = await gate.acquire_async(5)
+        assert held is not None and held.lease
+        waiting = asyncio.ensure_future(gate.acquire_async(30))
+        while gate.stats().fleet_waiting != 1:
+            await asyncio.sleep(0.005)
+        await cancel(waiting)  # while it waits: it leaves the queue
+        assert gate.stats().fleet_waiting == 0
+        granted = asyncio.ensure_future(gate.acquire_async(30))
+        while gate.stats().fleet_waiting != 1:
+            await asyncio.sleep(0.005)
+        held.succeeded()
+        gate._link.flush(5)  # the release ran: the place is the waiter's in Redis
+        assert gate.stats().fleet_in_flight == 1
+        await cancel(granted)  # before it took the place: the place goes back
+
+    asyncio.run(scenario())
+    stats = gate.stats()
+    assert (stats.fleet_in_flight, stats.fleet_waiting, stats.in_flight) == (0, 0, 0)
+    permit = gate.acquire(5)
+    assert permit is not None and permit.lease
+    permit.succeeded()
+
+
+def test_the_fleet_script_moves_the_limit_as_the_local_controller_does(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Lua script repeats AdaptiveLimit's rules; its constants come from the same module
+    (a probe slowdown other than the default shows a copy written into the script)."""
+    monkeypatch.setattr(_limit, "PROBE_SLOWDOWN", 2.0)
+    monkeypatch.setattr(_fleet, "PROBE_SLOWDOWN", 2.0)
+    gate = _gate("https://modelslab.com/api/v7/llm", redis_server.url)
+    control = AdaptiveLimit()
+    held = [gate.acquire(5) for _ in range(5)]
+    assert all(p is not None and p.lease for p in held)
+    held[0].rate_limited()
+    control.on_rate_limited(5, None, 0.0)
+    for permit in held[1:]:
+        permit.release()
+    for _ in range(40):  # rounds that fill the limit: each answer may raise it
+        limit = control.current()
+        assert limit is not None and gate.stats().limit == limit
+        round_ = [gate.acquire(5) for _ in range(limit)]
+        for count, permit in enumerate(round_):
+            assert permit is not None
+            permit.succeeded()
+            control.on_success(limit - count, 0, 0.0)
+    assert gate.stats().limit == control.current() and control.current() > 4
 
 
 # ----------------------------------------------------------------------------- streams

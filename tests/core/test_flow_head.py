@@ -264,7 +264,7 @@ def test_idle_gates_are_dropped_and_their_learned_limit_is_kept() -> None:
         permit = gate.try_acquire()
         assert permit is not None
         permit.succeeded()
-    assert flow._registered() <= flow.MAX_GATES
+    assert len(flow._registry.gates) <= flow.MAX_GATES
     # A gate with a request in flight is never dropped.
     assert gate_for(account_of("user-busy", "https://modelslab.com")) is busy
     held.succeeded()
@@ -272,7 +272,7 @@ def test_idle_gates_are_dropped_and_their_learned_limit_is_kept() -> None:
     again = gate_for(account_of("user-learned", "https://modelslab.com"))
     assert again is not learned
     assert (again.stats().limit, again.stats().named_limit) == (5, 5)
-    assert len(gate_stats()) == flow._registered()
+    assert len(gate_stats()) == len(flow._registry.gates)
 
 
 def test_a_dropped_gate_still_held_sends_its_callers_to_the_accounts_gate() -> None:
@@ -285,12 +285,37 @@ def test_a_dropped_gate_still_held_sends_its_callers_to_the_accounts_gate() -> N
         assert current is not stale
         stale._retired = True  # as a sweep leaves a gate dropped while a caller held it
         permit = stale.try_acquire()
-        assert permit is not None
-        assert current.stats().in_flight == 1 and stale.stats().in_flight == 0
-        permit.succeeded()
+        waited = stale.acquire(1)
+        waited_async = asyncio.run(stale.acquire_async(1))
+        assert permit is not None and waited is not None and waited_async is not None
+        assert current.stats().in_flight == 3 and stale.stats().in_flight == 0
+        for held in (permit, waited, waited_async):
+            held.succeeded()
         assert current.stats().in_flight == 0
     finally:
         flow.MAX_GATES = saved
+
+
+def test_a_turned_away_call_whose_retry_at_passed_goes_at_once_when_there_is_room() -> None:
+    gate = FlowGate("https://h", "abcd1234")
+    past = time.monotonic() - 1
+
+    async def head_async() -> flow.Permit | None:
+        return await gate.acquire_async(5, retry_at=past)
+
+    for permit in (gate.acquire(5, retry_at=past), asyncio.run(head_async())):
+        assert permit is not None
+        permit.succeeded()
+    stats = gate.stats()
+    assert (stats.in_flight, stats.waiting, stats.admitted) == (0, 0, 2)
+
+
+def test_a_pinned_limit_below_one_is_refused() -> None:
+    gate = FlowGate("https://h", "abcd1234")
+    with pytest.raises(ValueError, match="pinned limit must be >= 1"):
+        gate.pin(0)
+    gate.pin(2)
+    assert gate.stats().limit == 2 and gate.stats().pinned
 
 
 # ----------------------------------------------------------------------------- redis_url
