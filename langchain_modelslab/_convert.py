@@ -35,8 +35,9 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 import modelslab_core as wire
 from modelslab_core.accumulate import ToolCallSlots
+from modelslab_core.validation import check_tools
 
-from ._errors import ModelsLabParameterError
+from ._errors import ModelsLabParameterError, translated_errors
 
 #: ``response_metadata["model_provider"]``, as langchain-core 1.x expects of every integration.
 PROVIDER = "modelslab"
@@ -145,24 +146,17 @@ def tools_to_wire(tools: Sequence[ToolLike], *, strict: bool | None = None) -> l
     formatted = []
     for index, tool in enumerate(tools):
         try:
-            spec = convert_to_openai_tool(tool, strict=strict)
-        except KeyError as exc:
+            formatted.append(convert_to_openai_tool(tool, strict=strict))
+        except KeyError:  # another provider's shape (Bedrock's toolSpec) without its name
             raise ModelsLabParameterError(
-                f"tools[{index}] has no {exc.args[0] if exc.args else 'name'!s}: "
-                "every tool needs a function name",
-                field="tools",
+                f"tools[{index}] has no function name: every tool needs one", field="tools"
             ) from None
         except (ValueError, TypeError) as exc:
             raise ModelsLabParameterError(
                 f"tools[{index}] is not a tool LangChain can convert: {exc}", field="tools"
             ) from exc
-        function = spec.get("function")
-        name = function.get("name") if isinstance(function, Mapping) else None
-        if not isinstance(name, str) or not name.strip():
-            raise ModelsLabParameterError(
-                f"tools[{index}] has no name: every tool needs a function name", field="tools"
-            )
-        formatted.append(spec)
+    with translated_errors():
+        check_tools(formatted)  # the core's check of a request's tools, now at bind time
     return formatted
 
 

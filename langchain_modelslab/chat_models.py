@@ -205,7 +205,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         a tool's name, or an OpenAI ``tool_choice`` dict.
         """
         formatted = tools_to_wire(tools, strict=strict)
-        names = [t["function"]["name"] for t in formatted]
+        names = [t["function"]["name"] for t in formatted if "function" in t]
         choice = tool_choice_to_wire(tool_choice, names)
         if choice is not None:
             kwargs["tool_choice"] = choice
