@@ -73,7 +73,6 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
     role = _ROLES.get(message.role.value, message.role.value)
     parts: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
-    has_image = False
     for block in message.blocks:
         if isinstance(block, TextBlock):
             parts.append({"type": "text", "text": block.text})
@@ -81,7 +80,6 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
             url = str(block.url) if block.url is not None else block.inline_url()
             detail = {"detail": block.detail} if block.detail else {}
             parts.append({"type": "image_url", "image_url": {"url": url, **detail}})
-            has_image = True
         elif isinstance(block, ToolCallBlock):
             args = block.tool_kwargs
             arguments = args if isinstance(args, str) else json.dumps(args)
@@ -100,13 +98,9 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
     if not calls:  # kept in additional_kwargs (OpenAI objects or dicts)
         legacy = message.additional_kwargs.get("tool_calls") or ()
         calls = [ToolCall.model_validate(c, from_attributes=True) for c in legacy]
-    content: str | list[dict[str, Any]] | None
-    if has_image:
-        content = parts
-    else:
-        content = "\n".join(part["text"] for part in parts)
-        if not content and calls:
-            content = None
+    content: str | list[dict[str, Any]] | None = parts
+    if all(part["type"] == "text" for part in parts):  # no image: one string
+        content = "\n".join(part["text"] for part in parts) or (None if calls else "")
     tool_call_id = message.additional_kwargs.get("tool_call_id")
     name = message.additional_kwargs.get("name")
     return WireMessage(
