@@ -140,9 +140,9 @@ ToolLike = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
 
 
 def tools_to_wire(tools: Sequence[ToolLike], *, strict: bool | None = None) -> list[dict[str, Any]]:
-    """Any BaseTool, function, pydantic class, TypedDict or dict as OpenAI function tools. A tool
-    with no name, or one LangChain cannot convert, raises :class:`ModelsLabParameterError` naming
-    its position (``tools[1]``)."""
+    """Any BaseTool, function, pydantic class, TypedDict or dict as OpenAI tools. A function tool
+    with no name, or a tool LangChain cannot convert, raises :class:`ModelsLabParameterError`
+    naming its position (``tools[1]``); another kind of tool goes out as given."""
     formatted = []
     for index, tool in enumerate(tools):
         try:
