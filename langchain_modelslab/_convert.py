@@ -236,7 +236,7 @@ def _reasoning(text: str | None) -> dict[str, Any]:
     return {"reasoning_content": text} if text else {}
 
 
-def _answer_metadata(*, model: str, finish_reason: str | None, response_id: str) -> dict[str, Any]:
+def _answer_metadata(model: str, finish_reason: str | None, response_id: str) -> dict[str, Any]:
     metadata: dict[str, Any] = {"model_provider": PROVIDER, "model_name": model}
     if finish_reason:
         metadata["finish_reason"] = finish_reason
@@ -260,11 +260,7 @@ def completion_to_result(completion: wire.ChatCompletion, *, model: str = "") ->
             tool_calls=[c for c in calls if c.get("type") == "tool_call"],
             invalid_tool_calls=[c for c in calls if c.get("type") == "invalid_tool_call"],
             usage_metadata=usage,
-            response_metadata=_answer_metadata(
-                model=model_name,
-                finish_reason=choice.finish_reason,
-                response_id=completion.id,
-            ),
+            response_metadata=_answer_metadata(model_name, choice.finish_reason, completion.id),
             id=completion.id or None,
         )
         info = {"finish_reason": choice.finish_reason} if choice.finish_reason else None
@@ -301,9 +297,7 @@ def chunk_to_generation(
     info: dict[str, Any] | None = None
     metadata: dict[str, Any] = {"model_provider": PROVIDER}
     if choice.finish_reason:
-        metadata = _answer_metadata(
-            model=chunk.model or model, finish_reason=choice.finish_reason, response_id=chunk.id
-        )
+        metadata = _answer_metadata(chunk.model or model, choice.finish_reason, chunk.id)
         info = {"finish_reason": choice.finish_reason}
     message = AIMessageChunk(
         content=choice.delta.content or "",
