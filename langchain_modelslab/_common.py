@@ -116,28 +116,6 @@ def _caller_stacklevel() -> int:
     return level
 
 
-def move_unknown_to_model_kwargs(cls: type[Any], values: dict[str, Any]) -> dict[str, Any]:
-    """Constructor arguments that are no field (name, alias or alias choice) go to
-    ``model_kwargs``, as ChatOpenAI does."""
-    known = get_pydantic_field_names(cls)
-    for info in cls.model_fields.values():
-        if isinstance(info.validation_alias, AliasChoices):
-            known.update(c for c in info.validation_alias.choices if isinstance(c, str))
-    if isinstance(values.get("api_key"), str):  # never shown in an error's input_value
-        values["api_key"] = SecretStr(values["api_key"])
-    extra = dict(values.get("model_kwargs") or {})
-    for name in [k for k in values if k not in known]:
-        warnings.warn(
-            f"{name!r} is not a default parameter of {cls.__name__}; it is sent as a "
-            "model_kwargs entry.",
-            stacklevel=_caller_stacklevel(),
-        )
-        extra[name] = values.pop(name)
-    if extra:
-        values["model_kwargs"] = extra
-    return values
-
-
 class ModelsLabFields(ClientSettings):
     """The shared fields (the client settings come from
     :class:`modelslab_core.config.ClientSettings`). A subclass names its model default, base URL
@@ -195,10 +173,28 @@ class ModelsLabFields(ClientSettings):
     @model_validator(mode="before")
     @classmethod
     def _collect_model_kwargs(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            values = merge_aliases(values)
-            check_numbers(values)  # before pydantic turns True into 1 (NaN is checked after too)
-            return move_unknown_to_model_kwargs(cls, values)
+        """Arguments that are no field (name, alias or alias choice) go to ``model_kwargs``, as
+        ChatOpenAI does."""
+        if not isinstance(values, dict):
+            return values
+        values = merge_aliases(values)
+        check_numbers(values)  # before pydantic turns True into 1 (NaN is checked after too)
+        known = get_pydantic_field_names(cls)
+        for info in cls.model_fields.values():
+            if isinstance(info.validation_alias, AliasChoices):
+                known.update(c for c in info.validation_alias.choices if isinstance(c, str))
+        if isinstance(values.get("api_key"), str):  # never shown in an error's input_value
+            values["api_key"] = SecretStr(values["api_key"])
+        extra = dict(values.get("model_kwargs") or {})
+        for name in [k for k in values if k not in known]:
+            warnings.warn(
+                f"{name!r} is not a default parameter of {cls.__name__}; it is sent as a "
+                "model_kwargs entry.",
+                stacklevel=_caller_stacklevel(),
+            )
+            extra[name] = values.pop(name)
+        if extra:
+            values["model_kwargs"] = extra
         return values
 
     @model_validator(mode="after")

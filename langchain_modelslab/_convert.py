@@ -35,8 +35,9 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 
 import modelslab_core as wire
 from modelslab_core.accumulate import ToolCallSlots
+from modelslab_core.validation import check_tools
 
-from ._errors import ModelsLabParameterError
+from ._errors import ModelsLabParameterError, translated_errors
 
 #: ``response_metadata["model_provider"]``, as langchain-core 1.x expects of every integration.
 PROVIDER = "modelslab"
@@ -139,30 +140,23 @@ ToolLike = Mapping[str, Any] | type | Callable[..., Any] | BaseTool
 
 
 def tools_to_wire(tools: Sequence[ToolLike], *, strict: bool | None = None) -> list[dict[str, Any]]:
-    """Any BaseTool, function, pydantic class, TypedDict or dict as OpenAI function tools. A tool
-    with no name, or one LangChain cannot convert, raises :class:`ModelsLabParameterError` naming
-    its position (``tools[1]``)."""
+    """Any BaseTool, function, pydantic class, TypedDict or dict as OpenAI tools. A function tool
+    with no name, or a tool LangChain cannot convert, raises :class:`ModelsLabParameterError`
+    naming its position (``tools[1]``); another kind of tool goes out as given."""
     formatted = []
     for index, tool in enumerate(tools):
         try:
-            spec = convert_to_openai_tool(tool, strict=strict)
-        except KeyError as exc:
+            formatted.append(convert_to_openai_tool(tool, strict=strict))
+        except KeyError:  # another provider's shape (Bedrock's toolSpec) without its name
             raise ModelsLabParameterError(
-                f"tools[{index}] has no {exc.args[0] if exc.args else 'name'!s}: "
-                "every tool needs a function name",
-                field="tools",
+                f"tools[{index}] has no function name: every tool needs one", field="tools"
             ) from None
         except (ValueError, TypeError) as exc:
             raise ModelsLabParameterError(
                 f"tools[{index}] is not a tool LangChain can convert: {exc}", field="tools"
             ) from exc
-        function = spec.get("function")
-        name = function.get("name") if isinstance(function, Mapping) else None
-        if not isinstance(name, str) or not name.strip():
-            raise ModelsLabParameterError(
-                f"tools[{index}] has no name: every tool needs a function name", field="tools"
-            )
-        formatted.append(spec)
+    with translated_errors():
+        check_tools(formatted)  # the core's check of a request's tools, now at bind time
     return formatted
 
 
@@ -242,7 +236,7 @@ def _reasoning(text: str | None) -> dict[str, Any]:
     return {"reasoning_content": text} if text else {}
 
 
-def _answer_metadata(*, model: str, finish_reason: str | None, response_id: str) -> dict[str, Any]:
+def _answer_metadata(model: str, finish_reason: str | None, response_id: str) -> dict[str, Any]:
     metadata: dict[str, Any] = {"model_provider": PROVIDER, "model_name": model}
     if finish_reason:
         metadata["finish_reason"] = finish_reason
@@ -266,11 +260,7 @@ def completion_to_result(completion: wire.ChatCompletion, *, model: str = "") ->
             tool_calls=[c for c in calls if c.get("type") == "tool_call"],
             invalid_tool_calls=[c for c in calls if c.get("type") == "invalid_tool_call"],
             usage_metadata=usage,
-            response_metadata=_answer_metadata(
-                model=model_name,
-                finish_reason=choice.finish_reason,
-                response_id=completion.id,
-            ),
+            response_metadata=_answer_metadata(model_name, choice.finish_reason, completion.id),
             id=completion.id or None,
         )
         info = {"finish_reason": choice.finish_reason} if choice.finish_reason else None
@@ -307,9 +297,7 @@ def chunk_to_generation(
     info: dict[str, Any] | None = None
     metadata: dict[str, Any] = {"model_provider": PROVIDER}
     if choice.finish_reason:
-        metadata = _answer_metadata(
-            model=chunk.model or model, finish_reason=choice.finish_reason, response_id=chunk.id
-        )
+        metadata = _answer_metadata(chunk.model or model, choice.finish_reason, chunk.id)
         info = {"finish_reason": choice.finish_reason}
     message = AIMessageChunk(
         content=choice.delta.content or "",

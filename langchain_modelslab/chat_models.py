@@ -205,7 +205,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
         a tool's name, or an OpenAI ``tool_choice`` dict.
         """
         formatted = tools_to_wire(tools, strict=strict)
-        names = [t["function"]["name"] for t in formatted]
+        names = [t["function"]["name"] for t in formatted if "function" in t]
         choice = tool_choice_to_wire(tool_choice, names)
         if choice is not None:
             kwargs["tool_choice"] = choice
@@ -258,8 +258,7 @@ class ChatModelsLab(ModelsLabFields, BaseChatModel):
             json_schema = convert_to_json_schema(
                 dict(schema) if isinstance(schema, Mapping) else schema
             )
-            name = json_schema.get("title") or convert_to_openai_tool(schema)["function"]["name"]
-            response_format = json_schema_format(json_schema, name=name, strict=strict)
+            response_format = json_schema_format(json_schema, strict=strict)  # named by its title
             # ModelsLab documents only json_object: a server that refuses json_schema (and only
             # such a refusal: a context-length error would come back with a longer prompt) is
             # asked again in JSON mode (``llm`` so far), with the schema in a system message.

@@ -1,9 +1,5 @@
-"""Pure converters between LlamaIndex's types and ModelsLab's wire models.
-
-Nothing here does I/O. Streaming and non-streaming share :func:`wire_to_message`, so the last
-streamed ``ChatResponse`` carries the same message (text, tool calls, reasoning) and the same
-usage as the non-streamed one.
-"""
+"""Pure converters between LlamaIndex's types and ModelsLab's wire models (no I/O); streamed and
+whole answers share :func:`wire_to_message`, so a stream's last response equals ``chat``'s."""
 
 from __future__ import annotations
 
@@ -77,7 +73,6 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
     role = _ROLES.get(message.role.value, message.role.value)
     parts: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
-    has_image = False
     for block in message.blocks:
         if isinstance(block, TextBlock):
             parts.append({"type": "text", "text": block.text})
@@ -85,7 +80,6 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
             url = str(block.url) if block.url is not None else block.inline_url()
             detail = {"detail": block.detail} if block.detail else {}
             parts.append({"type": "image_url", "image_url": {"url": url, **detail}})
-            has_image = True
         elif isinstance(block, ToolCallBlock):
             args = block.tool_kwargs
             arguments = args if isinstance(args, str) else json.dumps(args)
@@ -104,13 +98,9 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
     if not calls:  # kept in additional_kwargs (OpenAI objects or dicts)
         legacy = message.additional_kwargs.get("tool_calls") or ()
         calls = [ToolCall.model_validate(c, from_attributes=True) for c in legacy]
-    content: str | list[dict[str, Any]] | None
-    if has_image:
-        content = parts
-    else:
-        content = "\n".join(part["text"] for part in parts)
-        if not content and calls:
-            content = None
+    content: str | list[dict[str, Any]] | None = parts
+    if all(part["type"] == "text" for part in parts):  # no image: one string
+        content = "\n".join(part["text"] for part in parts) or (None if calls else "")
     tool_call_id = message.additional_kwargs.get("tool_call_id")
     name = message.additional_kwargs.get("name")
     return WireMessage(
@@ -120,18 +110,6 @@ def message_to_wire(message: ChatMessage) -> WireMessage:
         tool_calls=calls or None,
         tool_call_id=str(tool_call_id) if role == "tool" and tool_call_id else None,
     )
-
-
-def with_user_message(
-    chat_history: Sequence[ChatMessage] | None, user_msg: str | ChatMessage | None
-) -> list[ChatMessage]:
-    """The history, then ``user_msg`` (a string as a user message) if given."""
-    if isinstance(user_msg, str):
-        user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
-    messages = list(chat_history or ())
-    if user_msg is not None:
-        messages.append(user_msg)
-    return messages
 
 
 def tool_specs(tools: Sequence[BaseTool], *, strict: bool = False) -> list[dict[str, Any]]:
@@ -294,13 +272,6 @@ def stream_completion_step(
 def parse_output(output_cls: type[M], response: ChatResponse) -> M:
     """A JSON answer as ``output_cls`` (also JSON inside prose, as LlamaIndex's parser finds it)."""
     return output_cls.model_validate_json(extract_json_str(response.message.content or ""))
-
-
-def keep_first_tool_call(response: ChatResponse) -> None:
-    """Drop every tool call of ``response`` but the first (in place)."""
-    blocks = response.message.blocks
-    calls = [b for b in blocks if isinstance(b, ToolCallBlock)]
-    response.message.blocks = [b for b in blocks if not isinstance(b, ToolCallBlock)] + calls[:1]
 
 
 def tool_calls_to_selections(

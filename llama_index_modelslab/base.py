@@ -1,9 +1,5 @@
-"""``ModelsLabLLM``: ModelsLab's LLM API as a LlamaIndex ``FunctionCallingLLM``.
-
-A translator between the pure converters in :mod:`._convert` and the adapter's clients; no HTTP
-here. Clients are built lazily and share the adapter's pools, so a ``ModelsLabLLM`` is cheap to
-create, pickles, and works from several event loops in a row.
-"""
+"""``ModelsLabLLM``: ModelsLab's LLM API as a LlamaIndex ``FunctionCallingLLM``, between the pure
+converters of :mod:`._convert` and the adapter's clients (no HTTP here; clients built lazily)."""
 
 from __future__ import annotations
 
@@ -35,6 +31,7 @@ from llama_index.core.base.llms.types import (
     CompletionResponseGen,
     LLMMetadata,
     MessageRole,
+    ToolCallBlock,
 )
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.constants import DEFAULT_TEMPERATURE
@@ -165,7 +162,6 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         # base URL), ``request_timeout``: one setting each, contradictions refused.
         kwargs = merge_aliases({"model": model, "base_url": base_url, **kwargs})
         model = kwargs.pop("model", None) or DEFAULT_MODEL
-        base_url = kwargs.pop("base_url", None)
         with as_setting_errors():
             check_numbers(kwargs)  # before pydantic turns True into 1
         unknown = sorted(set(kwargs) - set(type(self).model_fields))
@@ -194,12 +190,11 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
                 field="is_function_calling_model",
             )
         default_url, url_env = _DEFAULT_URLS[chat]
-        url = resolve_base_url(base_url, default_url, env=url_env)
+        kwargs["base_url"] = resolve_base_url(kwargs.get("base_url"), default_url, env=url_env)
         if is_function_calling_model is None:
             is_function_calling_model = chat and profile.tool_calling
         super().__init__(
             model=model,
-            base_url=url,
             is_chat_model=chat,
             context_window=context_window or profile.context_window,
             is_function_calling_model=is_function_calling_model,
@@ -429,7 +424,9 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         strict: bool | None = None,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        messages = conv.with_user_message(chat_history, user_msg)
+        if isinstance(user_msg, str):
+            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+        messages = [*(chat_history or ()), *([user_msg] if user_msg is not None else ())]
         specs = conv.tool_specs(tools, strict=self.strict if strict is None else strict)
         if specs:
             kwargs["tools"] = specs
@@ -444,8 +441,11 @@ class ModelsLabLLM(ClientSettings, FunctionCallingLLM):
         allow_parallel_tool_calls: bool = False,
         **kwargs: Any,
     ) -> ChatResponse:
-        if not allow_parallel_tool_calls:
-            conv.keep_first_tool_call(response)
+        if not allow_parallel_tool_calls:  # drop every tool call but the first
+            blocks = response.message.blocks
+            calls = [b for b in blocks if isinstance(b, ToolCallBlock)]
+            others = [b for b in blocks if not isinstance(b, ToolCallBlock)]
+            response.message.blocks = others + calls[:1]
         return response
 
     def get_tool_calls_from_response(

@@ -159,10 +159,10 @@ def _add(a: int, b: int) -> int:
 @pytest.mark.parametrize(
     ("tool", "says"),
     [
-        ({"type": "function", "function": {"parameters": {}}}, "has no name"),
-        ({"type": "function", "function": {"name": "", "parameters": {}}}, "has no name"),
-        ({"type": "function", "function": None}, "has no name"),
-        ({"toolSpec": {"description": "Bedrock's shape without a name"}}, "has no name"),
+        ({"type": "function", "function": {"parameters": {}}}, "has no function name"),
+        ({"type": "function", "function": {"name": "", "parameters": {}}}, "has no function name"),
+        ({"type": "function", "function": None}, "has no function name"),
+        ({"toolSpec": {"description": "Bedrock's shape without a name"}}, "has no function name"),
         ({"description": "not a tool"}, "is not a tool LangChain can convert"),
     ],
 )
@@ -176,6 +176,15 @@ def test_a_tool_without_a_name_is_refused_naming_its_position(
     assert caught.value.field == "tools"
     assert isinstance(caught.value, ValueError)
     assert mock.requests == []
+
+
+def test_a_tool_of_another_kind_is_bound_as_given_for_the_server_to_judge(
+    make_chat: MakeChat, mock: Mock
+) -> None:
+    """Only function tools need a name; another kind goes out as given, as in a raw request."""
+    model = make_chat(chat_answer())
+    model.bind_tools([_add, {"type": "web_search_preview"}]).invoke("hi")
+    assert mock.body["tools"][1] == {"type": "web_search_preview"}
 
 
 # --- "choices": null ----------------------------------------------------------------------------

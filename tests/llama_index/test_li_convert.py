@@ -22,6 +22,7 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.tools import FunctionTool
 from pydantic import BaseModel
 
+from llama_index_modelslab import ModelsLabLLM
 from llama_index_modelslab import _convert as conv
 from modelslab_core import (
     BadRequestError,
@@ -361,23 +362,30 @@ def test_usage_kwargs_are_empty_without_usage_and_json_serializable() -> None:
 
 
 def test_the_user_message_goes_after_the_history_which_is_left_as_it_was() -> None:
+    llm = ModelsLabLLM(api_key="k")
     history = [ChatMessage(role=MessageRole.SYSTEM, content="be brief")]
-    messages = conv.with_user_message(history, "hi")
+    messages = llm._prepare_chat_with_tools([], user_msg="hi", chat_history=history)["messages"]
     assert [(m.role, m.content) for m in messages] == [
         (MessageRole.SYSTEM, "be brief"),
         (MessageRole.USER, "hi"),
     ]
     assert len(history) == 1
-    assert conv.with_user_message(None, None) == []
+    assert llm._prepare_chat_with_tools([])["messages"] == []
 
 
 def test_only_the_first_tool_call_is_kept_with_the_text() -> None:
     calls = [ToolCallBlock(tool_call_id=f"c{i}", tool_name="f", tool_kwargs={}) for i in (1, 2)]
     message = ChatMessage(role=MessageRole.ASSISTANT, blocks=[*calls, TextBlock(text="two")])
-    response = ChatResponse(message=message)
-    conv.keep_first_tool_call(response)
+    parallel = ChatResponse(message=message.model_copy(deep=True))
+    response = ModelsLabLLM(api_key="k")._validate_chat_with_tools_response(
+        ChatResponse(message=message), []
+    )
     assert [getattr(b, "tool_call_id", None) for b in response.message.blocks] == [None, "c1"]
     assert response.message.content == "two"
+    kept = ModelsLabLLM(api_key="k")._validate_chat_with_tools_response(
+        parallel, [], allow_parallel_tool_calls=True
+    )
+    assert [getattr(b, "tool_call_id", None) for b in kept.message.blocks] == ["c1", "c2", None]
 
 
 def test_a_refused_schema_asks_again_in_json_mode_and_other_errors_stand() -> None:
