@@ -82,11 +82,9 @@ class RetryPolicy:
         uniform = rng.uniform if rng is not None else random.uniform
         retry_after = error.retry_after if isinstance(error, APIError) else None
         if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
-            hint = min(retry_after, self.max_retry_after)
-            return float(hint * uniform(1.0, 1.0 + self.jitter))
-        base = min(self.initial_delay * (2**attempt), self.max_delay)
-        spread: float = uniform(1 - self.jitter, 1.0)
-        return float(base * spread)
+            return min(retry_after, self.max_retry_after) * uniform(1.0, 1.0 + self.jitter)
+        base = min(self.initial_delay * 2.0**attempt, self.max_delay)
+        return base * uniform(1 - self.jitter, 1.0)
 
 
 class CallPlan:

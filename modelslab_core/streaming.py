@@ -35,13 +35,7 @@ from .errors import (
 )
 from .types import ChatCompletion, ChatCompletionChunk
 
-__all__ = [
-    "AsyncStream",
-    "Stream",
-    "answer_as_chunk",
-    "decode_event",
-    "iter_sse_data",
-]
+__all__ = ["AsyncStream", "Stream", "answer_as_chunk", "decode_event", "iter_sse_data"]
 
 T = TypeVar("T", bound=BaseModel)
 C = TypeVar("C")  # the body's bytes: an iterator, sync or async
@@ -136,7 +130,6 @@ class _SSEParser:
         return out
 
     def _line(self, line: str) -> list[str]:
-        line = line.rstrip("\n")
         if line.startswith("data"):
             self._event_chars += len(line)
         event = self._events.decode(line)
@@ -166,7 +159,13 @@ class _SSEParser:
             if event is not None and event.data.strip() == DONE:
                 out.append(event.data)
         if not out and not self._seen_event:
-            _raise_error_body("".join(self._head))
+            try:
+                body = json.loads("".join(self._head))
+            except ValueError:
+                return out
+            error = body_error(200, body) if isinstance(body, dict) else None
+            if error is not None:
+                raise error
         return out
 
 
@@ -183,18 +182,6 @@ def _error_event_data(data: str) -> str:
     return json.dumps({"error": detail})
 
 
-def _raise_error_body(head: str) -> None:
-    """Raise the error a whole JSON body names (as :func:`error_from_body` maps a non-streamed
-    one), or return when ``head`` is not such a body."""
-    try:
-        body = json.loads(head) if head.lstrip().startswith("{") else None
-    except ValueError:
-        return
-    error = body_error(200, body) if isinstance(body, dict) else None
-    if error is not None:
-        raise error
-
-
 def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
     """The ``data`` payload of each event in a stream of text or byte pieces split anywhere.
 
@@ -204,8 +191,7 @@ def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
     """
     parser = _SSEParser()
     for text in texts:
-        if text:
-            yield from parser.feed(text)
+        yield from parser.feed(text)
     yield from parser.finish()
 
 
@@ -223,16 +209,13 @@ def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | No
         except ValidationError:
             pass  # fall through to the careful path for a precise error
     try:
-        body = json.loads(data)
+        body, what = json.loads(data), "a JSON object"
     except ValueError:
-        # quoting keeps the whole event so that the key is masked before the text is cut.
-        raise InvalidResponseError.quoting(
-            "stream event is not JSON: {!r}", data, status_code=status_code
-        ) from None
+        body, what = None, "JSON"
     if not isinstance(body, dict):
-        raise InvalidResponseError.quoting(
-            "stream event is not a JSON object: {!r}", data, status_code=status_code
-        )
+        # quoting keeps the whole event so that the key is masked before the text is cut.
+        template = f"stream event is not {what}: {{!r}}"
+        raise InvalidResponseError.quoting(template, data, status_code=status_code)
     error = body_error(status_code, body, in_stream=True)
     if error is not None:
         raise error
@@ -294,8 +277,7 @@ class _Events(Generic[T]):
         self._ended = self._model is None
 
     def feed(self, piece: bytes) -> None:
-        if piece:
-            self._datas.extend(self._parser.feed(piece))
+        self._datas.extend(self._parser.feed(piece))
 
     def end(self) -> None:
         self._datas.extend(self._parser.finish())
