@@ -158,7 +158,7 @@ def parse_body(
     body = None  # what an InvalidResponseError carries
     try:
         parsed = json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
         snippet = " ".join(_scrub(content, secret)[:200].decode("utf-8", "replace").split())
         problem = f"HTTP {status_code} with a body that is not JSON: {snippet!r}"
     else:

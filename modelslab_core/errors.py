@@ -501,7 +501,7 @@ def error_from_response(
     body: Any
     try:
         body = json.loads(text)
-    except ValueError:  # empty, HTML, plain text...
+    except (ValueError, RecursionError):  # empty, HTML, text; nested deeper than json reads
         body = None
     fallback = None
     if body is None and text.strip():

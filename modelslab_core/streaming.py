@@ -161,7 +161,7 @@ class _SSEParser:
         if not out and not self._seen_event:
             try:
                 body = json.loads("".join(self._head))
-            except ValueError:
+            except (ValueError, RecursionError):
                 return out
             error = body_error(200, body) if isinstance(body, dict) else None
             if error is not None:
@@ -174,7 +174,7 @@ def _error_event_data(data: str) -> str:
     the server put in it: its JSON if that already names the error, else ``{"error": ...}``."""
     try:
         body = json.loads(data) if data.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict) and body_kind(body) == "error":
         return data
@@ -210,7 +210,7 @@ def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | No
             pass  # fall through to the careful path for a precise error
     try:
         body, what = json.loads(data), "a JSON object"
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
         body, what = None, "JSON"
     if not isinstance(body, dict):
         # quoting keeps the whole event so that the key is masked before the text is cut.
