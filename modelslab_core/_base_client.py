@@ -25,6 +25,7 @@ from .errors import (
     body_error,
     body_kind,
     error_from_response,
+    excerpt,
     redact,
     redact_error,
 )
@@ -126,10 +127,6 @@ def request_id_of(headers: httpx.Headers) -> str | None:
     return None
 
 
-def _scrub(content: bytes, secret: str) -> bytes:
-    return content.replace(secret.encode(), b"***") if secret else content
-
-
 def parse_body(
     status_code: int,
     headers: httpx.Headers,
@@ -150,16 +147,17 @@ def parse_body(
     if status_code >= 400 or status_code < 200:
         raise error_from_response(
             status_code,
-            _scrub(content, secret),
+            content,
             request_id=request_id_of(headers),
             retry_after_header=parse_retry_after(headers.get("retry-after")),
+            secret=secret,
             endpoint=endpoint,
         )
     body = None  # what an InvalidResponseError carries
     try:
         parsed = json.loads(content)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
-        snippet = " ".join(_scrub(content, secret)[:200].decode("utf-8", "replace").split())
+        snippet = " ".join(excerpt(content.decode("utf-8", "replace"), secret).split())
         problem = f"HTTP {status_code} with a body that is not JSON: {snippet!r}"
     else:
         if not isinstance(parsed, dict):

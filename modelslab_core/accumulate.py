@@ -35,9 +35,8 @@ class ChoiceAccumulator:
     tool_calls: dict[int, ToolCall] = field(default_factory=dict)
     finish_reason: str | None = None
 
-    def add_tool_call(self, delta: ToolCallDelta, index: int | None = None) -> ToolCall:
-        """Add a fragment to call number ``index`` (by default the fragment's own)."""
-        index = delta.index if index is None else index
+    def add_tool_call(self, delta: ToolCallDelta, index: int) -> ToolCall:
+        """Add a fragment to call number ``index`` (see :class:`ToolCallSlots`)."""
         call = self.tool_calls.get(index)
         if call is None:
             call = self.tool_calls[index] = ToolCall(id="", function=FunctionCall())

@@ -327,9 +327,7 @@ def retry_after_seconds(value: Any) -> float | None:
         return math.inf
     except ValueError:  # what str.strip() drops and float() does not ("\x1f")
         return None
-    if math.isnan(seconds) or seconds < 0:
-        return None
-    return seconds
+    return None if math.isnan(seconds) or seconds < 0 else seconds
 
 
 #: ``status`` values of a ModelsLab body that reports an error (with HTTP 200 too).

@@ -94,11 +94,10 @@ class _SSEParser:
     def _text(self, piece: str | bytes) -> str:
         if isinstance(piece, str):
             return piece
-        pending = len(self._utf8.getstate()[0])
         try:
             text = self._utf8.decode(piece)
-        except UnicodeDecodeError as exc:
-            at = self._bytes_read - pending + exc.start
+        except UnicodeDecodeError as exc:  # the bytes held back from the last piece come first
+            at = self._bytes_read - len(self._utf8.getstate()[0]) + exc.start
             raise InvalidResponseError(
                 f"the stream is not valid UTF-8: byte {exc.object[exc.start]:#04x} at offset {at}"
             ) from None
