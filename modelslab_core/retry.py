@@ -29,7 +29,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     """
     if not value:
         return None
-    value = value.strip()
     seconds = retry_after_seconds(value)
     if seconds is not None:
         return seconds

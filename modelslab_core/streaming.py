@@ -134,15 +134,10 @@ class _SSEParser:
         event = self._events.decode(line)
         if not line:
             self._event_chars = 0
-        if event is None:
-            return []
-        if event.event == "error":
-            self._seen_event = True
-            return [_error_event_data(event.data)]
-        if event.data:
-            self._seen_event = True
-            return [event.data]
-        return []
+        if event is None or not (event.data or event.event == "error"):
+            return []  # no event ends here, or one without data
+        self._seen_event = True
+        return [_error_event_data(event.data) if event.event == "error" else event.data]
 
     def finish(self) -> list[str]:
         """What the body left unterminated (a last line, an event with no blank line after it)
