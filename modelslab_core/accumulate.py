@@ -1,10 +1,9 @@
 """Merging a stream of chunks into the answer it spells, pure.
 
 Tool-call fragments are keyed by ``index`` (ModelsLab sends ``id`` and ``name`` only in the first
-fragment); several calls may arrive in one chunk. Fragments without an ``index`` (Gemini-style
-parallel calls) are told apart by their ids (:class:`ToolCallSlots`, also used by LangChain's
-stream). The merged answer of a stream equals the
-non-streamed answer of the same request: both frameworks and the tests rely on that.
+fragment), or by their ids when they carry none (:class:`ToolCallSlots`); several calls may
+arrive in one chunk. The merged answer of a stream equals the non-streamed answer of the same
+request: both frameworks and the tests rely on that.
 """
 
 from __future__ import annotations

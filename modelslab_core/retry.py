@@ -1,9 +1,6 @@
-"""The one retry policy, pure: whether to try again after an error, and after how long.
-
-:class:`RetryPolicy` is the rule (which errors, how many times, exponential backoff with jitter,
-a server's ``Retry-After`` / ``retry_after`` as a floor); :class:`CallPlan` applies it to one
-call, with the account gate's rule for 429s, the rate-limit budget and the whole-call deadline.
-"""
+"""The one retry policy, pure: whether to try again after an error, and after how long
+(:class:`RetryPolicy`), applied to one call under the account's gate, the rate-limit budget and
+the whole-call deadline (:class:`CallPlan`)."""
 
 from __future__ import annotations
 
