@@ -53,7 +53,8 @@ _BOM = "\ufeff"
 
 
 class _SSEParser:
-    """Text or bytes in, ``data`` payloads out; the line and event decoders of httpx-sse.
+    """Text or bytes in, ``data`` payloads out (into :attr:`datas`); the line and event decoders
+    of httpx-sse.
 
     Bytes are decoded as strict UTF-8, so a corrupt stream is an error rather than U+FFFD in the
     answer. A byte-order mark before the first event is dropped, as the SSE specification says
@@ -77,6 +78,7 @@ class _SSEParser:
         "_seen_event",
         "_started",
         "_utf8",
+        "datas",
     )
 
     def __init__(self) -> None:
@@ -90,6 +92,7 @@ class _SSEParser:
         self._seen_event = False
         self._head: list[str] = []  # the text before any event, for a JSON body (bounded)
         self._head_chars = 0
+        self.datas: deque[str] = deque()  # the payloads read and not yet taken
 
     def _text(self, piece: str | bytes) -> str:
         if isinstance(piece, str):
@@ -104,20 +107,19 @@ class _SSEParser:
         self._bytes_read += len(piece)
         return text
 
-    def feed(self, piece: str | bytes) -> list[str]:
+    def feed(self, piece: str | bytes) -> None:
         text = self._text(piece)
         if not self._started and text:
             self._started = True
             if text.startswith(_BOM):
                 text = text[1:]
         if not text:
-            return []
+            return
         if not self._seen_event and self._head_chars < _MAX_HEAD:
             self._head.append(text)
             self._head_chars += len(text)
-        out = []
         for line in self._lines.decode(text):
-            out.extend(self._line(line))
+            self._line(line)
         if "\n" in text or "\r" in text:
             self._line_chars = sum(map(len, self._lines.buffer))
         else:
@@ -126,20 +128,19 @@ class _SSEParser:
             raise InvalidResponseError(
                 f"a stream line or event exceeded {MAX_LINE // (1024 * 1024)} MiB without ending"
             )
-        return out
 
-    def _line(self, line: str) -> list[str]:
+    def _line(self, line: str) -> None:
         if line.startswith("data"):
             self._event_chars += len(line)
         event = self._events.decode(line)
         if not line:
             self._event_chars = 0
         if event is None or not (event.data or event.event == "error"):
-            return []  # no event ends here, or one without data
+            return  # no event ends here, or one without data
         self._seen_event = True
-        return [_error_event_data(event.data) if event.event == "error" else event.data]
+        self.datas.append(_error_event_data(event.data) if event.event == "error" else event.data)
 
-    def finish(self) -> list[str]:
+    def finish(self) -> None:
         """What the body left unterminated (a last line, an event with no blank line after it)
         counts only when it is ``[DONE]``: anything else is an event cut off mid-way, and the
         stream, left without ``[DONE]``, is reported incomplete rather than as a bad event.
@@ -147,20 +148,19 @@ class _SSEParser:
         A body that held no event but is one JSON error object (a server that labels its error
         answer ``text/event-stream``) raises that error, mapped as a non-streamed body would be.
         """
-        out = []  # bytes of a character cut off at the end are dropped: the stream is cut
+        # Bytes of a character cut off at the end are dropped: the stream is cut.
         for line in [*self._lines.flush(), ""]:
             event = self._events.decode(line)
             if event is not None and event.data.strip() == DONE:
-                out.append(event.data)
-        if not out and not self._seen_event:
+                self.datas.append(event.data)
+        if not self.datas and not self._seen_event:
             try:
                 body = json.loads("".join(self._head))
             except (ValueError, RecursionError):
-                return out
+                return
             error = body_error(200, body) if isinstance(body, dict) else None
             if error is not None:
                 raise error
-        return out
 
 
 def _error_event_data(data: str) -> str:
@@ -184,9 +184,13 @@ def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
     ``event: error`` comes out as an error object.
     """
     parser = _SSEParser()
+    datas = parser.datas
     for text in texts:
-        yield from parser.feed(text)
-    yield from parser.finish()
+        parser.feed(text)
+        while datas:
+            yield datas.popleft()
+    parser.finish()
+    yield from datas
 
 
 def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | None:
@@ -264,17 +268,17 @@ class _Events(Generic[T]):
         self, model: type[T] | None, status_code: int, items: Iterable[T | _Signal] = ()
     ) -> None:
         self._parser = _SSEParser()
-        self._datas: deque[str] = deque()
+        self._datas = self._parser.datas
         self._items: deque[T | _Signal] = deque(items)  # already decoded or put back
         self._model = model
         self._status = status_code
         self._ended = self._model is None
 
     def feed(self, piece: bytes) -> None:
-        self._datas.extend(self._parser.feed(piece))
+        self._parser.feed(piece)
 
     def end(self) -> None:
-        self._datas.extend(self._parser.finish())
+        self._parser.finish()
         self._ended = True
 
     def put_back(self, item: T | _Signal) -> None:
