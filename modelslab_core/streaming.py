@@ -257,28 +257,24 @@ class _Signal(enum.Enum):
     ENDED = "ended"  #: the body ended and every event was used (without ``[DONE]``: cut off)
 
 
-class _Events(Generic[T]):
+class _Events(_SSEParser, Generic[T]):
     """Bytes in, chunks out, with no I/O: the SSE parser and the event decoder, one chunk (or
     :class:`_Signal`) at a time. Each ``data`` payload is decoded only when it is asked for, so a
     bad event raises after the chunks before it were handed out."""
 
-    __slots__ = ("_datas", "_ended", "_items", "_model", "_parser", "_status")
+    __slots__ = ("_ended", "_items", "_model", "_status")
 
     def __init__(
         self, model: type[T] | None, status_code: int, items: Iterable[T | _Signal] = ()
     ) -> None:
-        self._parser = _SSEParser()
-        self._datas = self._parser.datas
+        super().__init__()
         self._items: deque[T | _Signal] = deque(items)  # already decoded or put back
         self._model = model
         self._status = status_code
         self._ended = self._model is None
 
-    def feed(self, piece: bytes) -> None:
-        self._parser.feed(piece)
-
     def end(self) -> None:
-        self._parser.finish()
+        self.finish()
         self._ended = True
 
     def put_back(self, item: T | _Signal) -> None:
@@ -289,9 +285,9 @@ class _Events(Generic[T]):
         """The next chunk, or what stands in its place."""
         if self._items:
             return self._items.popleft()
-        if self._datas:
+        if self.datas:
             assert self._model is not None
-            chunk = decode_event(self._datas.popleft(), self._model, status_code=self._status)
+            chunk = decode_event(self.datas.popleft(), self._model, status_code=self._status)
             return _Signal.DONE if chunk is None else chunk
         return _Signal.ENDED if self._ended else _Signal.MORE
 
