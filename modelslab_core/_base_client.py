@@ -25,6 +25,7 @@ from .errors import (
     body_error,
     body_kind,
     error_from_response,
+    excerpt,
     redact,
     redact_error,
 )
@@ -42,19 +43,15 @@ logger = logging.getLogger("modelslab_core")
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
 
 
-def _version_of(distribution: str) -> str:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:  # pragma: no cover - only in a broken environment
-        return "unknown"
-
-
 def user_agent(transport: str) -> str:
     """``modelslab-integrations/0.1.0 httpx/0.28.1 aiohttp/3.x (CPython 3.11.7)``: ours, then the
     HTTP stack that really carries the bytes (``transport`` names it; empty for httpx's own)."""
     stack = f"httpx/{httpx.__version__}"
     if transport:
-        stack += f" {transport}/{_version_of(transport)}"
+        try:
+            stack += f" {transport}/{version(transport)}"
+        except PackageNotFoundError:  # pragma: no cover - only in a broken environment
+            stack += f" {transport}/unknown"
     python = f"{platform.python_implementation()} {platform.python_version()}"
     return f"modelslab-integrations/{__version__} {stack} ({python})"
 
@@ -130,16 +127,6 @@ def request_id_of(headers: httpx.Headers) -> str | None:
     return None
 
 
-def _scrub(content: bytes, secret: str) -> bytes:
-    return content.replace(secret.encode(), b"***") if secret else content
-
-
-def _invalid(status_code: int, headers: httpx.Headers, message: str, body: Any = None) -> APIError:
-    return InvalidResponseError(
-        message, status_code=status_code, request_id=request_id_of(headers), body=body
-    )
-
-
 def parse_body(
     status_code: int,
     headers: httpx.Headers,
@@ -160,54 +147,47 @@ def parse_body(
     if status_code >= 400 or status_code < 200:
         raise error_from_response(
             status_code,
-            _scrub(content, secret),
+            content,
             request_id=request_id_of(headers),
             retry_after_header=parse_retry_after(headers.get("retry-after")),
+            secret=secret,
             endpoint=endpoint,
         )
+    body = None  # what an InvalidResponseError carries
     try:
-        body = json.loads(content)
-    except ValueError:
-        snippet = " ".join(_scrub(content, secret)[:200].decode("utf-8", "replace").split())
-        raise _invalid(
-            status_code,
-            headers,
-            f"the API answered HTTP {status_code} with a body that is not JSON: {snippet!r}",
-        ) from None
-    if not isinstance(body, dict):
-        raise _invalid(
-            status_code,
-            headers,
-            f"the API answered HTTP {status_code} with JSON that is not an object",
-        )
-    if body_kind(body) != "answer":  # headers are read only for an error
-        error = body_error(
-            status_code,
-            body,
-            request_id=request_id_of(headers),
-            retry_after_header=parse_retry_after(headers.get("retry-after")),
-            endpoint=endpoint,
-        )
-        assert error is not None
-        redact_error(error, secret)
-        raise error
-    if require_choices and not body.get("choices"):
-        # Absent or empty (``"choices": []``): no answer at all, never an empty one.
-        raise _invalid(
-            status_code,
-            headers,
-            f"the API answered without choices: keys {sorted(body)[:10]}",
-            body,
-        )
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise _invalid(
-            status_code,
-            headers,
-            f"the API answered with an unexpected shape: {exc.errors()[0]['msg']}",
-            body,
-        ) from None
+        parsed = json.loads(content)
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
+        snippet = " ".join(excerpt(content.decode("utf-8", "replace"), secret).split())
+        problem = f"HTTP {status_code} with a body that is not JSON: {snippet!r}"
+    else:
+        if not isinstance(parsed, dict):
+            problem = f"HTTP {status_code} with JSON that is not an object"
+        elif body_kind(parsed) != "answer":
+            error = body_error(
+                status_code,
+                parsed,
+                request_id=request_id_of(headers),
+                retry_after_header=parse_retry_after(headers.get("retry-after")),
+                endpoint=endpoint,
+            )
+            assert error is not None
+            redact_error(error, secret)
+            raise error
+        elif require_choices and not parsed.get("choices"):
+            # Absent or empty (``"choices": []``): no answer at all, never an empty one.
+            body, problem = parsed, f"without choices: keys {sorted(parsed)[:10]}"
+        else:
+            try:
+                return model.model_validate(parsed)
+            except ValidationError as exc:
+                body = parsed
+                problem = f"with an unexpected shape: {exc.errors()[0]['msg']}"
+    raise InvalidResponseError(
+        f"the API answered {problem}",
+        status_code=status_code,
+        request_id=request_id_of(headers),
+        body=body,
+    )
 
 
 class BaseClient(Generic[H]):

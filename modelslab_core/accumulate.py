@@ -1,10 +1,9 @@
 """Merging a stream of chunks into the answer it spells, pure.
 
 Tool-call fragments are keyed by ``index`` (ModelsLab sends ``id`` and ``name`` only in the first
-fragment); several calls may arrive in one chunk. Fragments without an ``index`` (Gemini-style
-parallel calls) are told apart by their ids (:class:`ToolCallSlots`, also used by LangChain's
-stream). The merged answer of a stream equals the
-non-streamed answer of the same request: both frameworks and the tests rely on that.
+fragment), or by their ids when they carry none (:class:`ToolCallSlots`); several calls may
+arrive in one chunk. The merged answer of a stream equals the non-streamed answer of the same
+request: both frameworks and the tests rely on that.
 """
 
 from __future__ import annotations
@@ -35,9 +34,8 @@ class ChoiceAccumulator:
     tool_calls: dict[int, ToolCall] = field(default_factory=dict)
     finish_reason: str | None = None
 
-    def add_tool_call(self, delta: ToolCallDelta, index: int | None = None) -> ToolCall:
-        """Add a fragment to call number ``index`` (by default the fragment's own)."""
-        index = delta.index if index is None else index
+    def add_tool_call(self, delta: ToolCallDelta, index: int) -> ToolCall:
+        """Add a fragment to call number ``index`` (see :class:`ToolCallSlots`)."""
         call = self.tool_calls.get(index)
         if call is None:
             call = self.tool_calls[index] = ToolCall(id="", function=FunctionCall())

@@ -237,9 +237,11 @@ _STATUS_CLASSES: dict[int, type[APIStatusError]] = {
 _UNNAMED = BadRequestError
 
 # Words in an HTTP-200 error envelope's message that tell us which class it really is.
-_AUTH_HINTS = ("api key", "apikey", "api_key", "unauthorized", "unauthenticated")
-_CREDIT_HINTS = ("credit", "insufficient", "balance", "subscription", "wallet")
-_RATE_HINTS = ("rate limit", "too many", "queued requests")
+_HINTS: tuple[tuple[type[APIStatusError], tuple[str, ...]], ...] = (
+    (AuthenticationError, ("api key", "apikey", "api_key", "unauthorized", "unauthenticated")),
+    (RateLimitError, ("rate limit", "too many", "queued requests")),
+    (InsufficientCreditsError, ("credit", "insufficient", "balance", "subscription", "wallet")),
+)
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -325,9 +327,7 @@ def retry_after_seconds(value: Any) -> float | None:
         return math.inf
     except ValueError:  # what str.strip() drops and float() does not ("\x1f")
         return None
-    if math.isnan(seconds) or seconds < 0:
-        return None
-    return seconds
+    return None if math.isnan(seconds) or seconds < 0 else seconds
 
 
 #: ``status`` values of a ModelsLab body that reports an error (with HTTP 200 too).
@@ -355,24 +355,6 @@ def body_kind(body: Mapping[str, Any]) -> BodyKind:
     return "queued" if status in QUEUED_STATUSES else "answer"
 
 
-def envelope_message(body: Mapping[str, Any]) -> str | None:
-    """The human message of any documented error shape, or None when ``body`` is not an error."""
-    if body_kind(body) != "error":
-        return None
-    error = body.get("error")
-    if isinstance(error, Mapping):  # OpenAI style
-        return _as_text(error.get("message")) or _as_text(error) or "Unknown error"
-    if isinstance(error, str):
-        return error.strip()
-    # A status of ERROR_STATUSES; "messege" is how ModelsLab's legacy endpoints spell it.
-    return (
-        _as_text(body.get("message"))
-        or _as_text(body.get("messege"))
-        or _as_text(body.get("errors"))
-        or "Unknown error"
-    )
-
-
 def error_from_body(
     status_code: int,
     body: Any,
@@ -390,16 +372,27 @@ def error_from_body(
     message = code = error_type = None
     retry_after = retry_after_header
     if isinstance(body, Mapping):
-        message = envelope_message(body)
-        if message is None and status_code < 400:
+        kind = body_kind(body)
+        if kind != "error" and status_code < 400:
             return None
         error = body.get("error")
-        if isinstance(error, Mapping):
+        if isinstance(error, Mapping):  # OpenAI style
+            message = _as_text(error.get("message")) or _as_text(error) or "Unknown error"
             code = None if error.get("code") is None else str(error.get("code"))
             error_type = None if error.get("type") is None else str(error.get("type"))
+        elif isinstance(error, str) and error.strip():
+            message = error.strip()
+        elif kind == "error":  # "messege" is how ModelsLab's legacy endpoints spell it
+            message = (
+                _as_text(body.get("message"))
+                or _as_text(body.get("messege"))
+                or _as_text(body.get("errors"))
+                or "Unknown error"
+            )
+        else:  # an HTTP error status with a body of no documented error shape
+            message = _as_text(body.get("message")) or _as_text(body.get("detail"))
         if retry_after is None:
             retry_after = retry_after_seconds(body.get("retry_after"))
-        message = message or _as_text(body.get("message")) or _as_text(body.get("detail"))
     elif status_code < 400:
         return None
     message = message or fallback_text or "the server gave no error message"
@@ -460,19 +453,11 @@ def body_error(
 def _class_for(status_code: int, message: str) -> type[APIStatusError]:
     if status_code in _STATUS_CLASSES:
         return _STATUS_CLASSES[status_code]
-    if status_code >= 500:
-        return ServerError
+    if status_code >= 400:
+        return ServerError if status_code >= 500 else APIStatusError
+    # An HTTP-200 envelope: the message is all we have to classify it.
     lowered = message.lower()
-    if status_code < 400:
-        # An HTTP-200 envelope: the message is all we have to classify it.
-        if any(h in lowered for h in _AUTH_HINTS):
-            return AuthenticationError
-        if any(h in lowered for h in _RATE_HINTS):
-            return RateLimitError
-        if any(h in lowered for h in _CREDIT_HINTS):
-            return InsufficientCreditsError
-        return _UNNAMED
-    return APIStatusError
+    return next((cls for cls, hints in _HINTS if any(h in lowered for h in hints)), _UNNAMED)
 
 
 # How a server that does not take a ``json_schema`` response format says so: OpenAI and vLLM name
@@ -499,11 +484,6 @@ def names_response_format(error: BaseException) -> bool:
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
-def _html_title(text: str) -> str | None:
-    match = _TITLE.search(text)
-    return (" ".join(match.group(1).split()) or None) if match else None
-
-
 def error_from_response(
     status_code: int,
     content: bytes,
@@ -518,14 +498,14 @@ def error_from_response(
     text = redact(content.decode("utf-8", errors="replace"), secret)
     body: Any
     try:
-        body = json.loads(text) if text.strip() else None
-    except ValueError:
+        body = json.loads(text)
+    except (ValueError, RecursionError):  # empty, HTML, text; nested deeper than json reads
         body = None
     fallback = None
     if body is None and text.strip():
-        title = _html_title(text)
-        snippet = title or " ".join(text.split())[:EXCERPT_LIMIT]
-        fallback = f"HTTP {status_code}: {snippet}"
+        title = _TITLE.search(text)
+        snippet = " ".join(title.group(1).split()) if title else ""
+        fallback = f"HTTP {status_code}: {snippet or ' '.join(text.split())[:EXCERPT_LIMIT]}"
     error = error_from_body(
         status_code,
         body if body is not None else text[:2000] or None,

@@ -1,9 +1,6 @@
-"""The one retry policy, pure: whether to try again after an error, and after how long.
-
-:class:`RetryPolicy` is the rule (which errors, how many times, exponential backoff with jitter,
-a server's ``Retry-After`` / ``retry_after`` as a floor); :class:`CallPlan` applies it to one
-call, with the account gate's rule for 429s, the rate-limit budget and the whole-call deadline.
-"""
+"""The one retry policy, pure: whether to try again after an error, and after how long
+(:class:`RetryPolicy`), applied to one call under the account's gate, the rate-limit budget and
+the whole-call deadline (:class:`CallPlan`)."""
 
 from __future__ import annotations
 
@@ -29,7 +26,6 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     """
     if not value:
         return None
-    value = value.strip()
     seconds = retry_after_seconds(value)
     if seconds is not None:
         return seconds
@@ -82,11 +78,9 @@ class RetryPolicy:
         uniform = rng.uniform if rng is not None else random.uniform
         retry_after = error.retry_after if isinstance(error, APIError) else None
         if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
-            hint = min(retry_after, self.max_retry_after)
-            return float(hint * uniform(1.0, 1.0 + self.jitter))
-        base = min(self.initial_delay * (2**attempt), self.max_delay)
-        spread: float = uniform(1 - self.jitter, 1.0)
-        return float(base * spread)
+            return min(retry_after, self.max_retry_after) * uniform(1.0, 1.0 + self.jitter)
+        base = min(self.initial_delay * 2.0**attempt, self.max_delay)
+        return base * uniform(1 - self.jitter, 1.0)
 
 
 class CallPlan:

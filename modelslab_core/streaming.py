@@ -35,13 +35,7 @@ from .errors import (
 )
 from .types import ChatCompletion, ChatCompletionChunk
 
-__all__ = [
-    "AsyncStream",
-    "Stream",
-    "answer_as_chunk",
-    "decode_event",
-    "iter_sse_data",
-]
+__all__ = ["AsyncStream", "Stream", "answer_as_chunk", "decode_event", "iter_sse_data"]
 
 T = TypeVar("T", bound=BaseModel)
 C = TypeVar("C")  # the body's bytes: an iterator, sync or async
@@ -59,7 +53,8 @@ _BOM = "\ufeff"
 
 
 class _SSEParser:
-    """Text or bytes in, ``data`` payloads out; the line and event decoders of httpx-sse.
+    """Text or bytes in, ``data`` payloads out (into :attr:`datas`); the line and event decoders
+    of httpx-sse.
 
     Bytes are decoded as strict UTF-8, so a corrupt stream is an error rather than U+FFFD in the
     answer. A byte-order mark before the first event is dropped, as the SSE specification says
@@ -83,6 +78,7 @@ class _SSEParser:
         "_seen_event",
         "_started",
         "_utf8",
+        "datas",
     )
 
     def __init__(self) -> None:
@@ -96,35 +92,34 @@ class _SSEParser:
         self._seen_event = False
         self._head: list[str] = []  # the text before any event, for a JSON body (bounded)
         self._head_chars = 0
+        self.datas: deque[str] = deque()  # the payloads read and not yet taken
 
     def _text(self, piece: str | bytes) -> str:
         if isinstance(piece, str):
             return piece
-        pending = len(self._utf8.getstate()[0])
         try:
             text = self._utf8.decode(piece)
-        except UnicodeDecodeError as exc:
-            at = self._bytes_read - pending + exc.start
+        except UnicodeDecodeError as exc:  # the bytes held back from the last piece come first
+            at = self._bytes_read - len(self._utf8.getstate()[0]) + exc.start
             raise InvalidResponseError(
                 f"the stream is not valid UTF-8: byte {exc.object[exc.start]:#04x} at offset {at}"
             ) from None
         self._bytes_read += len(piece)
         return text
 
-    def feed(self, piece: str | bytes) -> list[str]:
+    def feed(self, piece: str | bytes) -> None:
         text = self._text(piece)
         if not self._started and text:
             self._started = True
             if text.startswith(_BOM):
                 text = text[1:]
         if not text:
-            return []
+            return
         if not self._seen_event and self._head_chars < _MAX_HEAD:
             self._head.append(text)
             self._head_chars += len(text)
-        out = []
         for line in self._lines.decode(text):
-            out.extend(self._line(line))
+            self._line(line)
         if "\n" in text or "\r" in text:
             self._line_chars = sum(map(len, self._lines.buffer))
         else:
@@ -133,26 +128,19 @@ class _SSEParser:
             raise InvalidResponseError(
                 f"a stream line or event exceeded {MAX_LINE // (1024 * 1024)} MiB without ending"
             )
-        return out
 
-    def _line(self, line: str) -> list[str]:
-        line = line.rstrip("\n")
+    def _line(self, line: str) -> None:
         if line.startswith("data"):
             self._event_chars += len(line)
         event = self._events.decode(line)
         if not line:
             self._event_chars = 0
-        if event is None:
-            return []
-        if event.event == "error":
-            self._seen_event = True
-            return [_error_event_data(event.data)]
-        if event.data:
-            self._seen_event = True
-            return [event.data]
-        return []
+        if event is None or not (event.data or event.event == "error"):
+            return  # no event ends here, or one without data
+        self._seen_event = True
+        self.datas.append(_error_event_data(event.data) if event.event == "error" else event.data)
 
-    def finish(self) -> list[str]:
+    def finish(self) -> None:
         """What the body left unterminated (a last line, an event with no blank line after it)
         counts only when it is ``[DONE]``: anything else is an event cut off mid-way, and the
         stream, left without ``[DONE]``, is reported incomplete rather than as a bad event.
@@ -160,14 +148,19 @@ class _SSEParser:
         A body that held no event but is one JSON error object (a server that labels its error
         answer ``text/event-stream``) raises that error, mapped as a non-streamed body would be.
         """
-        out = []  # bytes of a character cut off at the end are dropped: the stream is cut
+        # Bytes of a character cut off at the end are dropped: the stream is cut.
         for line in [*self._lines.flush(), ""]:
             event = self._events.decode(line)
             if event is not None and event.data.strip() == DONE:
-                out.append(event.data)
-        if not out and not self._seen_event:
-            _raise_error_body("".join(self._head))
-        return out
+                self.datas.append(event.data)
+        if not self.datas and not self._seen_event:
+            try:
+                body = json.loads("".join(self._head))
+            except (ValueError, RecursionError):
+                return
+            error = body_error(200, body) if isinstance(body, dict) else None
+            if error is not None:
+                raise error
 
 
 def _error_event_data(data: str) -> str:
@@ -175,24 +168,12 @@ def _error_event_data(data: str) -> str:
     the server put in it: its JSON if that already names the error, else ``{"error": ...}``."""
     try:
         body = json.loads(data) if data.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict) and body_kind(body) == "error":
         return data
     detail = body if isinstance(body, dict) else {"message": data.strip() or "error event"}
     return json.dumps({"error": detail})
-
-
-def _raise_error_body(head: str) -> None:
-    """Raise the error a whole JSON body names (as :func:`error_from_body` maps a non-streamed
-    one), or return when ``head`` is not such a body."""
-    try:
-        body = json.loads(head) if head.lstrip().startswith("{") else None
-    except ValueError:
-        return
-    error = body_error(200, body) if isinstance(body, dict) else None
-    if error is not None:
-        raise error
 
 
 def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
@@ -203,10 +184,13 @@ def iter_sse_data(texts: Iterable[str | bytes]) -> Iterator[str]:
     ``event: error`` comes out as an error object.
     """
     parser = _SSEParser()
+    datas = parser.datas
     for text in texts:
-        if text:
-            yield from parser.feed(text)
-    yield from parser.finish()
+        parser.feed(text)
+        while datas:
+            yield datas.popleft()
+    parser.finish()
+    yield from datas
 
 
 def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | None:
@@ -223,16 +207,13 @@ def decode_event(data: str, model: type[T], *, status_code: int = 200) -> T | No
         except ValidationError:
             pass  # fall through to the careful path for a precise error
     try:
-        body = json.loads(data)
-    except ValueError:
-        # quoting keeps the whole event so that the key is masked before the text is cut.
-        raise InvalidResponseError.quoting(
-            "stream event is not JSON: {!r}", data, status_code=status_code
-        ) from None
+        body, what = json.loads(data), "a JSON object"
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than json reads
+        body, what = None, "JSON"
     if not isinstance(body, dict):
-        raise InvalidResponseError.quoting(
-            "stream event is not a JSON object: {!r}", data, status_code=status_code
-        )
+        # quoting keeps the whole event so that the key is masked before the text is cut.
+        template = f"stream event is not {what}: {{!r}}"
+        raise InvalidResponseError.quoting(template, data, status_code=status_code)
     error = body_error(status_code, body, in_stream=True)
     if error is not None:
         raise error
@@ -276,29 +257,24 @@ class _Signal(enum.Enum):
     ENDED = "ended"  #: the body ended and every event was used (without ``[DONE]``: cut off)
 
 
-class _Events(Generic[T]):
+class _Events(_SSEParser, Generic[T]):
     """Bytes in, chunks out, with no I/O: the SSE parser and the event decoder, one chunk (or
     :class:`_Signal`) at a time. Each ``data`` payload is decoded only when it is asked for, so a
     bad event raises after the chunks before it were handed out."""
 
-    __slots__ = ("_datas", "_ended", "_items", "_model", "_parser", "_status")
+    __slots__ = ("_ended", "_items", "_model", "_status")
 
     def __init__(
         self, model: type[T] | None, status_code: int, items: Iterable[T | _Signal] = ()
     ) -> None:
-        self._parser = _SSEParser()
-        self._datas: deque[str] = deque()
+        super().__init__()
         self._items: deque[T | _Signal] = deque(items)  # already decoded or put back
         self._model = model
         self._status = status_code
         self._ended = self._model is None
 
-    def feed(self, piece: bytes) -> None:
-        if piece:
-            self._datas.extend(self._parser.feed(piece))
-
     def end(self) -> None:
-        self._datas.extend(self._parser.finish())
+        self.finish()
         self._ended = True
 
     def put_back(self, item: T | _Signal) -> None:
@@ -309,9 +285,9 @@ class _Events(Generic[T]):
         """The next chunk, or what stands in its place."""
         if self._items:
             return self._items.popleft()
-        if self._datas:
+        if self.datas:
             assert self._model is not None
-            chunk = decode_event(self._datas.popleft(), self._model, status_code=self._status)
+            chunk = decode_event(self.datas.popleft(), self._model, status_code=self._status)
             return _Signal.DONE if chunk is None else chunk
         return _Signal.ENDED if self._ended else _Signal.MORE
 

@@ -226,10 +226,17 @@ def test_utf8_split_inside_a_character_across_pieces_is_fine() -> None:
     assert list(iter_sse_data(pieces)) == list(iter_sse_data([payload]))
 
 
-def test_invalid_utf8_names_its_offset() -> None:
-    raw = b"data: ok\n\n" + b"data: \xff\n\n"
-    with pytest.raises(e.InvalidResponseError, match="0xff at offset 16"):
-        list(iter_sse_data([raw[:12], raw[12:]]))
+@pytest.mark.parametrize(
+    ("pieces", "message"),
+    [
+        ([b"data: ok\n\ndat", b"a: \xff\n\n"], "0xff at offset 16"),
+        # A character's first bytes held back from one piece count from where they stood.
+        ([b"data: ok\n\ndata: a\xe2\x82", b"(\n\n"], "0xe2 at offset 17"),
+    ],
+)
+def test_invalid_utf8_names_its_offset(pieces: list[bytes], message: str) -> None:
+    with pytest.raises(e.InvalidResponseError, match=message):
+        list(iter_sse_data(pieces))
 
 
 @MODES
