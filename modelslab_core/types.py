@@ -47,14 +47,10 @@ class WireModel(BaseModel):
 _Item = TypeVar("_Item")
 
 
-def _none_as_empty(value: Any) -> Any:
-    return [] if value is None else value
-
-
 #: ``choices`` of an answer or chunk: ``null`` reads as none. Some OpenAI-compatible servers send
 #: the ``stream_options.include_usage`` chunk with ``"choices": null`` instead of ``[]``: the
 #: answer streamed before it is complete, and must not be lost to a validation error.
-Choices = Annotated[list[_Item], BeforeValidator(_none_as_empty)]
+Choices = Annotated[list[_Item], BeforeValidator(lambda value: [] if value is None else value)]
 
 
 # --- messages and tool calls -------------------------------------------------------------------
