@@ -186,8 +186,7 @@ class _Leftovers(NamedTuple):
 
 #: Closings of dropped async streams, scheduled on their loops (kept until done).
 _closing: set[asyncio.Task[None]] = set()
-#: The janitor: the thread that settles dropped streams while guarded streams are out, and runs
-#: the garbage collector for a caller held at a full gate with nothing moving.
+#: The janitor thread (see the module's docstring), while guarded streams are out.
 _janitor: threading.Thread | None = None
 _janitor_lock = threading.Lock()
 
