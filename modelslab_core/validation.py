@@ -38,8 +38,7 @@ _INTEGERS = frozenset({"n", "max_tokens", "top_k", "seed"})
 
 def check_numbers(values: Mapping[str, Any]) -> None:
     """Refuse a bool or a non-finite number (NaN, infinity) in a field that takes a number, with
-    a :class:`ParameterError` naming the field. Runs on the values as given, before pydantic would
-    turn ``True`` into ``1``; NaN would go out as a bare ``NaN`` token, which is not JSON."""
+    a :class:`ParameterError` naming the field: run on the values as given, before pydantic."""
     for name in _NUMBERS:
         value = values.get(name)
         if isinstance(value, bool):
