@@ -300,19 +300,18 @@ def settle_dropped() -> None:
     their loops."""
     while True:
         try:
-            leftovers = _dropped.popleft()
+            permit, response, chunks, loop = _dropped.popleft()
         except IndexError:
             return
-        leftovers.permit.release()
-        chunks, loop = leftovers.chunks, leftovers.loop
+        permit.release()
         if loop is None:
             with contextlib.suppress(Exception):
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
-                leftovers.response.close()
+                response.close()
         else:
-            _close_on(leftovers.response, chunks, loop)
+            _close_on(response, chunks, loop)
 
 
 def _close_on(response: httpx.Response, chunks: Any, loop: asyncio.AbstractEventLoop) -> None:
