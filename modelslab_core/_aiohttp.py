@@ -30,7 +30,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from httpx_aiohttp import HttpxAiohttpClient
 from httpx_aiohttp.transport import AiohttpResponseStream, AiohttpTransport
 
-__all__ = ["PACE", "PacedAiohttpClient"]
+from ._pools import _KeepsNoCookies
+
+__all__ = ["PACE", "SharedAsyncClient"]
 
 #: Bodies up to this size fit aiohttp's write buffer (its high-water mark is 64 KiB): they are
 #: handed over in one piece and never wait for the server to read. Longer ones are paced.
@@ -133,9 +135,9 @@ class _Transport(AiohttpTransport):
             ) from None
 
 
-class PacedAiohttpClient(HttpxAiohttpClient):
-    """``HttpxAiohttpClient`` on :class:`_Transport`, for direct and proxied connections (built
-    by the shared pools only, which give it no transport of their own)."""
+class SharedAsyncClient(_KeepsNoCookies, HttpxAiohttpClient):
+    """A shared per-loop async pool: ``HttpxAiohttpClient`` on :class:`_Transport`, for direct
+    and proxied connections (the pools give it no transport of their own), keeping no cookies."""
 
     def _init_transport(self, *args: Any, **kwargs: Any) -> httpx.AsyncBaseTransport:
         return _rebuilt(super()._init_transport(*args, **kwargs))

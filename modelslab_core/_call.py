@@ -186,58 +186,53 @@ class _Leftovers(NamedTuple):
 
 #: Closings of dropped async streams, scheduled on their loops (kept until done).
 _closing: set[asyncio.Task[None]] = set()
+#: The janitor thread (see the module's docstring), while guarded streams are out.
+_janitor: threading.Thread | None = None
+_janitor_lock = threading.Lock()
 
 
-class _Janitor:
-    """The thread that settles dropped streams while guarded streams are out, and runs the
-    garbage collector for a caller held at a full gate with nothing moving."""
+def _ensure_janitor() -> None:
+    global _janitor
+    with _janitor_lock:
+        if _janitor is None:
+            _janitor = threading.Thread(
+                target=_sweep, name="modelslab-dropped-streams", daemon=True
+            )
+            _janitor.start()
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
 
-    def ensure(self) -> None:
-        with self.lock:
-            if self.thread is None:
-                self.thread = threading.Thread(
-                    target=self._run, name="modelslab-dropped-streams", daemon=True
-                )
-                self.thread.start()
-
-    def _run(self) -> None:
-        progress: dict[int, tuple[int, float]] = {}
-        while True:
-            time.sleep(_TICK)
+def _sweep() -> None:
+    global _janitor
+    progress: dict[int, tuple[int, float]] = {}
+    while True:
+        time.sleep(_TICK)
+        settle_dropped()
+        with _janitor_lock:
+            if not _live and not _dropped:
+                _janitor = None
+                return
+        if _starved(progress):
+            gc.collect()
             settle_dropped()
-            with self.lock:
-                if not _live and not _dropped:
-                    self.thread = None
-                    return
-            if self._starved(progress):
-                gc.collect()
-                settle_dropped()
-
-    @staticmethod
-    def _starved(progress: dict[int, tuple[int, float]]) -> bool:
-        """True when a gate of a stream still out has callers waiting and has admitted none
-        for :data:`COLLECT_AFTER` seconds."""
-        now = time.monotonic()
-        starved = False
-        gates = {id(gate): gate for _, gate in _snapshot() if gate is not None}
-        for key, gate in gates.items():
-            stats = gate.stats()
-            admitted, since = progress.get(key, (-1, now))
-            if stats.admitted != admitted or not stats.waiting:
-                progress[key] = (stats.admitted, now)
-            elif now - since >= COLLECT_AFTER:
-                progress[key] = (stats.admitted, now)
-                starved = True
-        for key in set(progress) - set(gates):
-            del progress[key]
-        return starved
 
 
-_janitor = _Janitor()
+def _starved(progress: dict[int, tuple[int, float]]) -> bool:
+    """True when a gate of a stream still out has callers waiting and has admitted none for
+    :data:`COLLECT_AFTER` seconds."""
+    now = time.monotonic()
+    starved = False
+    gates = {id(gate): gate for _, gate in _snapshot() if gate is not None}
+    for key, gate in gates.items():
+        stats = gate.stats()
+        admitted, since = progress.get(key, (-1, now))
+        if stats.admitted != admitted or not stats.waiting:
+            progress[key] = (stats.admitted, now)
+        elif now - since >= COLLECT_AFTER:
+            progress[key] = (stats.admitted, now)
+            starved = True
+    for key in set(progress) - set(gates):
+        del progress[key]
+    return starved
 
 
 def _snapshot() -> list[tuple[weakref.finalize[Any, Any], FlowGate | None]]:
@@ -251,10 +246,10 @@ def _snapshot() -> list[tuple[weakref.finalize[Any, Any], FlowGate | None]]:
 
 def _forget_after_fork() -> None:
     # What a forked child inherited belongs to the parent (its pools, its gates, its thread).
-    global _janitor
+    global _janitor, _janitor_lock
     _dropped.clear()
     _live.clear()
-    _janitor = _Janitor()
+    _janitor, _janitor_lock = None, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
@@ -289,7 +284,7 @@ def guard_stream(
     finalizer = weakref.finalize(stream, _dropped_unclosed, key, leftovers)
     finalizer.atexit = False
     _live[key] = (finalizer, gate)
-    _janitor.ensure()
+    _ensure_janitor()
 
 
 def _closed(key: int, permit: Permit) -> None:
@@ -305,19 +300,18 @@ def settle_dropped() -> None:
     their loops."""
     while True:
         try:
-            leftovers = _dropped.popleft()
+            permit, response, chunks, loop = _dropped.popleft()
         except IndexError:
             return
-        leftovers.permit.release()
-        chunks, loop = leftovers.chunks, leftovers.loop
+        permit.release()
         if loop is None:
             with contextlib.suppress(Exception):
                 close = getattr(chunks, "close", None)
                 if close is not None:
                     close()
-                leftovers.response.close()
+                response.close()
         else:
-            _close_on(leftovers.response, chunks, loop)
+            _close_on(response, chunks, loop)
 
 
 def _close_on(response: httpx.Response, chunks: Any, loop: asyncio.AbstractEventLoop) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import functools
 import os
 import threading
 import weakref
@@ -82,17 +81,6 @@ class SharedSyncClient(_KeepsNoCookies, httpx.Client):
     proxies and CAs honoured; timeouts are set per request by the ModelsLab clients)."""
 
 
-@functools.cache
-def _shared_async_class() -> type[httpx.AsyncClient]:
-    from ._aiohttp import PacedAiohttpClient  # aiohttp is imported on the first async call
-
-    class SharedAsyncClient(_KeepsNoCookies, PacedAiohttpClient):
-        """A shared per-loop async pool on the aiohttp transport (with the write timeout and the
-        end of a broken body it misses: :mod:`._aiohttp`), keeping no cookies."""
-
-    return SharedAsyncClient
-
-
 class _Shared:
     """The process's pools. Replaced whole in a forked child."""
 
@@ -152,8 +140,9 @@ async def async_pool() -> httpx.AsyncClient:
         return entry[0]
     for closed in [old for old in list(shared.by_loop) if old.is_closed()]:
         shared.by_loop.pop(closed, None)  # closed without shutting down: its guard never ran
-    limits = pool_limits(ASYNC_MAX_CONNECTIONS)
-    client = _shared_async_class()(limits=limits, timeout=None)
+    from ._aiohttp import SharedAsyncClient  # aiohttp is imported on the first async call
+
+    client = SharedAsyncClient(limits=pool_limits(ASYNC_MAX_CONNECTIONS), timeout=None)
     guard = _close_with_loop(shared, loop, client)
     await guard.__anext__()  # started: the loop now tracks it and closes it at shutdown
     shared.by_loop[loop] = (client, guard)

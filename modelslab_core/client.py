@@ -177,8 +177,7 @@ class ModelsLabClientBase(BaseClient[httpx.Client]):
                 try:
                     chunks = body_bytes(response, plan, self.config.timeout)
                     if not self._is_event_stream(response):
-                        data = b"".join(chunks)
-                        response.close()
+                        data = b"".join(chunks)  # read whole: closed
                         answer = answer_as_chunk(self._parse(response, data, answer_model))
                         finish(permit, None)
                         return Stream.of_answer(response, answer)  # type: ignore[arg-type]
@@ -347,8 +346,7 @@ class AsyncModelsLabClientBase(BaseClient[httpx.AsyncClient]):
                 try:
                     chunks = abody_bytes(response, plan, self.config.timeout)
                     if not self._is_event_stream(response):
-                        data = b"".join([chunk async for chunk in chunks])
-                        await response.aclose()
+                        data = b"".join([chunk async for chunk in chunks])  # read whole: closed
                         answer = answer_as_chunk(self._parse(response, data, answer_model))
                         finish(permit, None)
                         return AsyncStream.of_answer(response, answer)  # type: ignore[arg-type]

@@ -47,14 +47,10 @@ class WireModel(BaseModel):
 _Item = TypeVar("_Item")
 
 
-def _none_as_empty(value: Any) -> Any:
-    return [] if value is None else value
-
-
 #: ``choices`` of an answer or chunk: ``null`` reads as none. Some OpenAI-compatible servers send
 #: the ``stream_options.include_usage`` chunk with ``"choices": null`` instead of ``[]``: the
 #: answer streamed before it is complete, and must not be lost to a validation error.
-Choices = Annotated[list[_Item], BeforeValidator(_none_as_empty)]
+Choices = Annotated[list[_Item], BeforeValidator(lambda value: [] if value is None else value)]
 
 
 # --- messages and tool calls -------------------------------------------------------------------
@@ -139,14 +135,10 @@ class _SamplingFields(WireModel):
             self._check_values({**self.__dict__, name: value})
         super().__setattr__(name, value)
 
-    @classmethod
-    def _check_raw(cls, values: Mapping[str, Any]) -> None:
-        validation.check_numbers(values)
-
-    @classmethod
-    def _check_values(cls, values: Mapping[str, Any]) -> None:
-        """Check the whole request's field values (the ranges ModelsLab documents)."""
-        raise NotImplementedError
+    #: The checks of the values as given, and of the whole request's values (the ranges
+    #: ModelsLab documents); each request adds its own fields' checks.
+    _check_raw = staticmethod(validation.check_numbers)
+    _check_values = staticmethod(validation.check_params)
 
     @classmethod
     def of(cls, request: Self | Mapping[str, Any]) -> Self:
@@ -181,16 +173,14 @@ class ChatRequest(_SamplingFields):
     parallel_tool_calls: bool | None = None
     response_format: dict[str, Any] | None = None
 
-    @classmethod
-    def _check_raw(cls, values: Mapping[str, Any]) -> None:
+    @staticmethod
+    def _check_raw(values: Mapping[str, Any]) -> None:
         validation.check_numbers(values)
         tools = values.get("tools")
         if isinstance(tools, Sequence) and not isinstance(tools, str):
             validation.check_tools(tools)
 
-    @classmethod
-    def _check_values(cls, values: Mapping[str, Any]) -> None:
-        validation.check_chat_fields(values)
+    _check_values = staticmethod(validation.check_chat_fields)
 
 
 class CompletionRequest(_SamplingFields):
@@ -202,9 +192,7 @@ class CompletionRequest(_SamplingFields):
     )
     prompt: str | list[str] = ""
 
-    @classmethod
-    def _check_values(cls, values: Mapping[str, Any]) -> None:
-        validation.check_completion_fields(values)
+    _check_values = staticmethod(validation.check_completion_fields)
 
 
 # --- responses ---------------------------------------------------------------------------------

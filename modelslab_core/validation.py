@@ -38,8 +38,7 @@ _INTEGERS = frozenset({"n", "max_tokens", "top_k", "seed"})
 
 def check_numbers(values: Mapping[str, Any]) -> None:
     """Refuse a bool or a non-finite number (NaN, infinity) in a field that takes a number, with
-    a :class:`ParameterError` naming the field. Runs on the values as given, before pydantic would
-    turn ``True`` into ``1``; NaN would go out as a bare ``NaN`` token, which is not JSON."""
+    a :class:`ParameterError` naming the field: run on the values as given, before pydantic."""
     for name in _NUMBERS:
         value = values.get(name)
         if isinstance(value, bool):
@@ -102,25 +101,25 @@ def check_params(params: Mapping[str, Any]) -> None:
             raise ParameterError("stop sequences must be non-empty strings", field="stop")
 
 
-def check_chat_fields(values: Mapping[str, Any]) -> None:
+def check_chat_fields(params: Mapping[str, Any]) -> None:
     """Check a chat request's field values (its tools are checked as they are given, by
     :func:`check_tools`)."""
-    if not values.get("messages"):
+    if not params.get("messages"):
         raise ParameterError("messages must hold at least one message", field="messages")
-    if not values.get("model"):
+    if not params.get("model"):
         raise ParameterError("model must be a non-empty model id", field="model")
-    check_params(values)
+    check_params(params)
 
 
-def check_completion_fields(values: Mapping[str, Any]) -> None:
+def check_completion_fields(params: Mapping[str, Any]) -> None:
     """Check a text-completion request's field values."""
-    prompt = values.get("prompt")
+    prompt = params.get("prompt")
     if not prompt or (isinstance(prompt, list) and not all(isinstance(p, str) for p in prompt)):
         raise ParameterError("prompt must be a non-empty string or list of strings", field="prompt")
-    if not values.get("model"):
+    if not params.get("model"):
         raise ParameterError("model must be a non-empty model id", field="model")
-    check_params(values)
-    max_tokens = values.get("max_tokens")
+    check_params(params)
+    max_tokens = params.get("max_tokens")
     if max_tokens is not None and max_tokens > MAX_COMPLETION_TOKENS:
         raise ParameterError(
             f"max_tokens must be between 1 and {MAX_COMPLETION_TOKENS} for text completions, "
