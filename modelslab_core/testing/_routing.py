@@ -62,11 +62,8 @@ def redacted(
     query: str,
 ) -> RecordedRequest:
     """Build the log entry of a request with every key replaced by ``"***"``."""
-    headers = dict(headers)
-    for name in ("authorization", "x-api-key"):
-        if name in headers:
-            headers[name] = REDACTED
-    recorded_body: dict[str, Any] | None = None
-    if isinstance(body, dict):
-        recorded_body = {**body, "key": REDACTED} if "key" in body else body
-    return RecordedRequest(method, path, headers, recorded_body, placement, query)
+    hidden = {name: REDACTED for name in ("authorization", "x-api-key") if name in headers}
+    if isinstance(body, dict) and "key" in body:
+        body = {**body, "key": REDACTED}
+    body = body if isinstance(body, dict) else None
+    return RecordedRequest(method, path, headers | hidden, body, placement, query)

@@ -22,7 +22,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
@@ -44,6 +43,7 @@ from ._routing import ROUTES, RecordedRequest, find_key, redacted
 from ._webserver import EVENT_STREAM, JSON, SERVER, WebServer, reset_after, send_half
 from ._wire import (
     DONE_EVENT,
+    KEEP_ALIVE,
     POPULAR_MODELS,
     Choice,
     answer_body,
@@ -156,11 +156,7 @@ class LocalModelsLab:
         self.api_key = api_key
         self.host = host
         self.stream_delay = float(stream_delay)
-        self.queue_limit = queue_limit
-        self.latency = float(latency)
-        self.retry_after = retry_after
-        self.rate_limit_message = rate_limit_message
-        self._queue_settings = (queue_limit, self.latency, retry_after, rate_limit_message)
+        self._queue_settings = (queue_limit, float(latency), retry_after, rate_limit_message)
         self._ssl = ssl_context
         self._requested_port = port
         self._port = 0
@@ -177,10 +173,7 @@ class LocalModelsLab:
         self._runner: web.ServerRunner | None = None
         self._transports: dict[web.RequestHandler, asyncio.Transport] = {}
         self.in_flight = self.queued = 0
-        self.set_fault_rate(0.0)
-        self.reset_stats()
-
-    # ------------------------------------------------------------------ URLs
+        self.reset()
 
     @property
     def port(self) -> int:
@@ -209,8 +202,6 @@ class LocalModelsLab:
     def uncensored_base_url(self) -> str:
         """The uncensored-chat base URL (``/chat/completions`` and ``/completions``)."""
         return f"{self.url}/api/uncensored-chat/v1"
-
-    # ------------------------------------------------------------------ script, log, stats
 
     def enqueue(self, *replies: Reply) -> None:
         """Queue replies (FIFO) for the next chat and completion requests."""
@@ -298,8 +289,6 @@ class LocalModelsLab:
             self._log.clear()
         self.reset_stats()
 
-    # ------------------------------------------------------------------ lifecycle
-
     def start(self) -> Self:
         """Start listening in a background thread; return ``self``."""
         if self._thread is not None:
@@ -338,12 +327,7 @@ class LocalModelsLab:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -374,8 +358,6 @@ class LocalModelsLab:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    # ------------------------------------------------------------------ requests
-
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
         self.request_count += 1
@@ -397,8 +379,8 @@ class LocalModelsLab:
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         raw = await request.read()
         body: Any = None
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            body = json.loads(raw) if raw else None
+        with contextlib.suppress(ValueError):  # UnicodeDecodeError is one too
+            body = json.loads(raw)
         names = dict.fromkeys(name.lower() for name in request.headers)
         headers = {name: ", ".join(request.headers.getall(name)) for name in names}
         target, _, query = request.raw_path.partition("?")
@@ -477,8 +459,6 @@ class LocalModelsLab:
             self.faults_injected += 1
             return self._rng.choice(self._fault_replies)
 
-    # ------------------------------------------------------------------ playing replies
-
     async def _play(self, reply: Reply | None, call: _Call) -> web.StreamResponse:
         match reply:
             case ResponseReply(status, body, content_type, headers):
@@ -489,10 +469,10 @@ class LocalModelsLab:
             case KeepAliveReply():
                 return await self._keep_alive(reply, call)
             case ResetReply(after_bytes):
-                payload = self._payload(self._answer(None, call), call)
+                payload = self._payload(None, call)
                 return await reset_after(call.request, payload, call.stream, after_bytes)
             case CutStreamReply() if not call.stream:
-                return await send_half(call.request, self._payload(self._answer(None, call), call))
+                return await send_half(call.request, self._payload(None, call))
             case CutStreamReply(after) | StreamErrorReply(after_chunks=after):
                 events = first_chunks(stream_events(self._answer(None, call), call.usage), after)
                 if isinstance(reply, StreamErrorReply):  # its event, then a clean end
@@ -557,16 +537,17 @@ class LocalModelsLab:
 
     async def _keep_alive(self, reply: KeepAliveReply, call: _Call) -> web.StreamResponse:
         response = await self._prepare(call, EVENT_STREAM if call.stream else JSON)
-        beat = b": keep-alive\n\n" if call.stream else b" "
+        beat = KEEP_ALIVE.encode() if call.stream else b" "
         loop = asyncio.get_running_loop()
         end = loop.time() + reply.seconds
         while loop.time() < end:
             await response.write(beat)
             await asyncio.sleep(min(reply.interval, max(end - loop.time(), 0.0)))
-        await response.write_eof(self._payload(self._answer(reply.then, call), call))
+        await response.write_eof(self._payload(reply.then, call))
         return response
 
-    def _payload(self, answer: dict[str, Any], call: _Call) -> bytes:
+    def _payload(self, reply: AnswerReply | None, call: _Call) -> bytes:
         """The answer as the request asked for it: its SSE events, or its JSON body."""
+        answer = self._answer(reply, call)
         text = "".join(stream_events(answer, call.usage)) if call.stream else _dumps(answer)
         return text.encode("utf-8")
