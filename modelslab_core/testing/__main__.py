@@ -19,7 +19,8 @@ from ._wire import POPULAR_MODELS
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the server, print its URLs and ``READY``, and serve until interrupted."""
     parser = argparse.ArgumentParser(
         prog="python -m modelslab_core.testing",
         description="Serve an offline, ModelsLab-compatible LLM API on this machine.",
@@ -36,12 +37,6 @@ def _parser() -> argparse.ArgumentParser:
     add("--rate-limit-message", default=QUEUE_LIMIT_MESSAGE, help="a queue-limit 429's message")
     model_help = "a model id to accept besides ModelsLab's (repeatable); others get HTTP 404"
     add("--model", action="append", default=[], dest="models", help=model_help)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Start the server, print its URLs and ``READY``, and serve until interrupted."""
-    parser = _parser()
     options = vars(parser.parse_args(argv))  # named as LocalModelsLab's arguments
     if options["queue_limit"] is not None and options["queue_limit"] < 1:
         parser.error("--queue-limit must be >= 1")

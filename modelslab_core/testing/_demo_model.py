@@ -47,9 +47,6 @@ def _limit(text: str, body: Mapping[str, Any], max_words: int | None) -> Choice:
     return {"content": text[: words[max_words - 1].end() if max_words > 0 else 0]}, "length"
 
 
-# ----------------------------------------------------------------------------- values
-
-
 def _mention(word: str) -> re.Pattern[str]:
     """Match ``word`` as a whole word, any case, "_" matching a space too."""
     return re.compile(r"(?<!\w)" + re.escape(word).replace("_", "[_ ]") + r"(?!\w)", re.I)
@@ -140,9 +137,6 @@ def fill_schema(
     return True if kind == "boolean" else values.string()
 
 
-# ----------------------------------------------------------------------------- tools
-
-
 def tool_specs(body: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """The tools a request offers, as (name, parameters): ``tools``, or legacy ``functions``."""
     raw = body.get("tools") if isinstance(body.get("tools"), list) else body.get("functions")
@@ -218,9 +212,6 @@ def _react_turn(messages: Sequence[Mapping[str, Any]], system: str, question: st
         name, arguments = select_tool_calls(tools, None, question)[0]
         return f"{_REACT_ACT}{name}\nAction Input: {arguments}"
     return _REACT_DONE + (question.strip() or EMPTY)
-
-
-# ----------------------------------------------------------------------------- answers
 
 
 def chat_choice(body: Mapping[str, Any]) -> Choice:

@@ -256,8 +256,6 @@ class AnswerReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class ResponseReply(Reply):
-    """A fixed response (``status``, ``body``, ``content_type``, ``headers``), sent as it is."""
-
     kind: ClassVar[ReplyKind] = "response"
     status: int
     body: bytes
@@ -267,8 +265,6 @@ class ResponseReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class CutStreamReply(Reply):
-    """The default answer's first ``after_chunks`` chunks, then a clean end (no ``[DONE]``)."""
-
     kind: ClassVar[ReplyKind] = "cut_stream"
     after_chunks: int
 
@@ -284,16 +280,12 @@ class StreamErrorReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class ResetReply(Reply):
-    """The first ``after_bytes`` of the response, then a TCP reset."""
-
     kind: ClassVar[ReplyKind] = "reset"
     after_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
 class SlowReply(Reply):
-    """Wait ``seconds``, then play ``then`` (or the demo model)."""
-
     kind: ClassVar[ReplyKind] = "slow"
     seconds: float
     then: Reply | None = None
@@ -301,8 +293,6 @@ class SlowReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class KeepAliveReply(Reply):
-    """Keep-alive bytes every ``interval`` for ``seconds``, then ``then`` (or the demo model)."""
-
     kind: ClassVar[ReplyKind] = "keep_alive"
     seconds: float
     interval: float

@@ -9,6 +9,7 @@ asked, and ``data: [DONE]``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -201,11 +202,9 @@ def split_pieces(text: str) -> list[str]:
 
 def _thirds(arguments: str) -> list[str]:
     """Split tool-call arguments into up to 3 pieces (at least one character each)."""
-    size = len(arguments)
-    if size < 6:
-        return [arguments[: size // 2], arguments[size // 2 :]] if size >= 2 else [arguments]
-    third = size // 3
-    return [arguments[:third], arguments[third : 2 * third], arguments[2 * third :]]
+    parts = 3 if len(arguments) >= 6 else 2 if len(arguments) >= 2 else 1
+    cuts = [len(arguments) // parts * i for i in range(parts)] + [len(arguments)]
+    return [arguments[start:end] for start, end in itertools.pairwise(cuts)]
 
 
 def stream_events(body: Mapping[str, Any], include_usage: bool) -> list[str]:
