@@ -236,24 +236,18 @@ def stream_events(body: Mapping[str, Any], include_usage: bool) -> list[str]:
             *({"content": piece} for piece in split_pieces(content or "")),
         ]
         for position, call in enumerate(message.get("tool_calls") or []):
-            name, arguments = call["function"]["name"], call["function"]["arguments"]
+            function = {"name": call["function"]["name"], "arguments": ""}
             opening = {"index": position, "id": call["id"], "type": "function"}
-            deltas.append(
-                {"tool_calls": [{**opening, "function": {"name": name, "arguments": ""}}]}
-            )
+            deltas.append({"tool_calls": [{**opening, "function": function}]})
             deltas += [
                 {"tool_calls": [{"index": position, "function": {"arguments": piece}}]}
-                for piece in _thirds(arguments)
+                for piece in _thirds(call["function"]["arguments"])
             ]
         for delta in deltas:
             add({"index": index, "delta": delta, "finish_reason": None})
-    for choice in body["choices"]:
-        finish = choice["finish_reason"]
-        if chat:
-            add({"index": choice["index"], "delta": {}, "finish_reason": finish})
-        else:
-            text = {"text": "", "logprobs": None, "finish_reason": finish, "stop_reason": None}
-            add({"index": choice["index"], **text})
+    for choice in body["choices"]:  # the finish reason takes _NOT_DONE's place in the keys
+        end = {"delta": {}} if chat else {"text": "", "logprobs": None, **_NOT_DONE}
+        add({"index": choice["index"], **end, "finish_reason": choice["finish_reason"]})
     if include_usage:
         events.append(f"data: {_dumps({**head, 'choices': [], 'usage': body['usage']})}\n\n")
     events.append(DONE_EVENT)
