@@ -246,7 +246,7 @@ def stream_events(body: Mapping[str, Any], include_usage: bool) -> list[str]:
         for delta in deltas:
             add({"index": index, "delta": delta, "finish_reason": None})
     for choice in body["choices"]:  # the finish reason takes _NOT_DONE's place in the keys
-        end = {"delta": {}} if chat else {"text": "", "logprobs": None, **_NOT_DONE}
+        end: dict[str, Any] = {"delta": {}} if chat else {"text": "", "logprobs": None, **_NOT_DONE}
         add({"index": choice["index"], **end, "finish_reason": choice["finish_reason"]})
     if include_usage:
         events.append(f"data: {_dumps({**head, 'choices': [], 'usage': body['usage']})}\n\n")
