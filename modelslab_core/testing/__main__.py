@@ -1,9 +1,6 @@
-"""Run the local ModelsLab server from the command line.
-
-``python -m modelslab_core.testing [--host 127.0.0.1] [--port 0] [--api-key KEY]
-[--queue-limit N] [--latency SECONDS] [--model ID ...]`` prints the base URLs, one per line,
-then ``READY``, and serves until Ctrl-C or SIGTERM.
-"""
+"""Run the local ModelsLab server: ``python -m modelslab_core.testing [options]`` (``--help``
+lists them) prints the base URLs, one per line, then ``READY``, and serves until Ctrl-C or
+SIGTERM."""
 
 from __future__ import annotations
 

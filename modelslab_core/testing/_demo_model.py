@@ -1,13 +1,9 @@
 """The demo model: what the local server answers when no reply is scripted (pure functions).
 
-It echoes the last user message; calls the offered tools with arguments taken from the user's
-words; answers a tool turn with the tools' results (unless ``tool_choice`` forces a tool: then
-it calls one it has not called yet, with the results' values); fills a ``json_schema`` response
-format (or the keys a ``json_object`` request names) from the user's words; plays ReAct turns
-when the system prompt asks for them; adds a ``reasoning_content`` for reasoning models;
-continues a text completion with its prompt's last line. ``stop`` and ``max_tokens`` (in
-words) are honoured. That is what ``make demo``, the examples and agents need; tests wanting
-more script replies.
+It echoes the last user message, calls the offered tools and fills JSON schemas with values
+from the user's words, answers with tool results, plays ReAct turns and reasoning models, and
+continues a text completion (docs/testing.md, "The default model", gives each rule). That is
+what ``make demo``, the examples and agents need; tests wanting more script replies.
 """
 
 from __future__ import annotations

@@ -210,8 +210,7 @@ class Reply:
         event: dict[str, Any] = {"status": "error", "message": message}
         if style == "openai":
             event = {"error": {"message": message, "type": "server_error", "code": 502}}
-        data = json.dumps(event, ensure_ascii=False).encode("utf-8")
-        return StreamErrorReply(data, max(int(after_chunks), 0))
+        return StreamErrorReply(json.dumps(event, ensure_ascii=False), max(int(after_chunks), 0))
 
     @classmethod
     def reset_connection(cls, after_bytes: int = 0) -> ResetReply:
@@ -271,10 +270,10 @@ class CutStreamReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class StreamErrorReply(Reply):
-    """An SSE stream with the error ``event`` (JSON bytes) after ``after_chunks`` chunks."""
+    """An SSE stream with the error ``event`` (JSON) after ``after_chunks`` chunks."""
 
     kind: ClassVar[ReplyKind] = "stream_error"
-    event: bytes
+    event: str
     after_chunks: int
 
 

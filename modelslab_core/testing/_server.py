@@ -476,7 +476,7 @@ class LocalModelsLab:
             case CutStreamReply(after) | StreamErrorReply(after_chunks=after):
                 events = first_chunks(stream_events(self._answer(None, call), call.usage), after)
                 if isinstance(reply, StreamErrorReply):  # its event, then a clean end
-                    events += [f"data: {reply.event.decode('utf-8')}\n\n", DONE_EVENT]
+                    events += [f"data: {reply.event}\n\n", DONE_EVENT]
                 return await self._send_events(call, events)
             case AnswerReply() | None:
                 answer = self._answer(reply, call)
