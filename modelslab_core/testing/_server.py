@@ -405,11 +405,9 @@ class LocalModelsLab:
         if not isinstance(body, dict):
             return _error(400, "The request body must be a JSON object.")
         chat = kind == "chat"
-        problem = request_error(body, chat)
-        if problem is not None:
+        if (problem := request_error(body, chat)) is not None:
             return _error(422, problem, errors={"messages" if chat else "prompt": [problem]})
-        problem = unknown_model(body, self._accepted)
-        if problem is not None:
+        if (problem := unknown_model(body, self._accepted)) is not None:
             return _error(404, problem)
         call = _Call(request, body, chat, uncensored, wants_stream(body), wants_usage(body))
         identity = target.encode() + b"\n" + raw

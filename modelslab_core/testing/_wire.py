@@ -33,7 +33,8 @@ PROCESSING = ": OPENROUTER PROCESSING\n\n"
 DONE_EVENT = "data: [DONE]\n\n"
 _PROCESSING_EVERY = 64
 _NOT_DONE = {"finish_reason": None, "stop_reason": None}
-_PIECE_RE = re.compile(r"\s*\S+")
+#: A word with the blanks before it; the text's trailing blanks join the last piece.
+_PIECE_RE = re.compile(r"\s*\S+(?:\s+\Z)?|\s+\Z")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -193,11 +194,7 @@ def _tokens(message: Mapping[str, Any]) -> int:
 
 def split_pieces(text: str) -> list[str]:
     """Split ``text`` into word-sized pieces whose concatenation is exactly ``text``."""
-    pieces = _PIECE_RE.findall(text)
-    rest = text[sum(len(piece) for piece in pieces) :]
-    if rest:
-        pieces[-1:] = [(pieces[-1] if pieces else "") + rest]
-    return pieces
+    return _PIECE_RE.findall(text)
 
 
 def _thirds(arguments: str) -> list[str]:
