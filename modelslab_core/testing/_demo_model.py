@@ -231,7 +231,7 @@ def chat_choice(body: Mapping[str, Any]) -> Choice:
     elif trailing and not (tools and forced):
         text = results if results.strip() else "The tool returned no text."
     elif tools and tool_choice != "none" and (messages[-1].get("role") == "user" or forced):
-        source = f"{results}\n{question}" if trailing else question  # the results' values
+        source = f"{results}\n{question}" if trailing else question  # called again: results' values
         if trailing and _forced_name(tool_choice) is None:  # "required": one not called yet
             functions = [c.get("function") for c in earlier_calls(messages) if isinstance(c, dict)]
             called = {f.get("name") for f in functions if isinstance(f, dict)}
