@@ -160,9 +160,10 @@ class LocalModelsLab:
         self._ssl = ssl_context
         self._requested_port = port
         self._port = 0
-        self._models = tuple(models) if models is not None else POPULAR_MODELS
-        self._accepted = self._known = frozenset(model.lower() for model in self._models)
-        self._created = int(time.time())
+        models = tuple(models) if models is not None else POPULAR_MODELS
+        self._accepted = self._known = frozenset(model.lower() for model in models)
+        listed = {"object": "model", "created": int(time.time()), "owned_by": "modelslab"}
+        self._model_list = {"object": "list", "data": [{"id": m, **listed} for m in models]}
         self._lock = threading.Lock()
         self._replies: deque[Reply] = deque()
         self._log: deque[RecordedRequest] = deque(maxlen=max(int(max_recorded_requests), 0))
@@ -397,11 +398,7 @@ class LocalModelsLab:
         if key is None or (self.api_key is not None and key != self.api_key):
             return _response(200, INVALID_KEY_BODY)
         if kind == "models":
-            listed = [
-                {"id": m, "object": "model", "created": self._created, "owned_by": "modelslab"}
-                for m in self._models
-            ]
-            return _response(200, {"object": "list", "data": listed})
+            return _response(200, self._model_list)
         if not isinstance(body, dict):
             return _error(400, "The request body must be a JSON object.")
         chat = kind == "chat"
