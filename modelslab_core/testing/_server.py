@@ -384,10 +384,10 @@ class LocalModelsLab:
             body = json.loads(raw)
         names = dict.fromkeys(name.lower() for name in request.headers)
         headers = {name: ", ".join(request.headers.getall(name)) for name in names}
-        target, _, query = request.raw_path.partition("?")
         key, placement = find_key(headers, body)
         with self._lock:
-            self._log.append(redacted(request.method, target, headers, body, placement, query))
+            self._log.append(redacted(request.method, request.raw_path, headers, body, placement))
+        target = request.raw_path.partition("?")[0]
         route = ROUTES.get(target.rstrip("/") or "/")
         if route is None:
             return _error(404, "Route not found")
