@@ -444,10 +444,9 @@ class LocalModelsLab:
         with self._lock:
             if self._replies:
                 return self._replies.popleft()
-            if self._fault_rate <= 0:
+            if self._fault_rate <= 0 or identity in self._faulted:  # only once_per_request adds
                 return None
-            identity = identity if self._fault_once else b""
-            if identity in self._faulted or self._rng.random() >= self._fault_rate:
+            if self._rng.random() >= self._fault_rate:
                 return None
             if self._fault_once:
                 self._faulted.add(identity)
