@@ -12,8 +12,7 @@ can be scripted with :class:`Reply` objects to play errors and connection faults
         ...  # point a client at server.base_url with key "test-key"
 
 The pytest fixtures ``modelslab_server`` and ``modelslab_server_session`` come from
-:mod:`modelslab_core.testing.pytest_plugin`. This package imports nothing from the rest of
-``modelslab_core``; the server module imports aiohttp (a dependency of ``modelslab_core``).
+:mod:`modelslab_core.testing.pytest_plugin`.
 """
 
 from __future__ import annotations

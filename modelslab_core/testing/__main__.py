@@ -1,9 +1,6 @@
-"""Run the local ModelsLab server from the command line.
-
-``python -m modelslab_core.testing [--host 127.0.0.1] [--port 0] [--api-key KEY]
-[--queue-limit N] [--latency SECONDS] [--model ID ...]`` prints the base URLs, one per line,
-then ``READY``, and serves until Ctrl-C or SIGTERM.
-"""
+"""Run the local ModelsLab server: ``python -m modelslab_core.testing [options]`` (``--help``
+lists them) prints the base URLs, one per line, then ``READY``, and serves until Ctrl-C or
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -19,7 +16,8 @@ from ._wire import POPULAR_MODELS
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the server, print its URLs and ``READY``, and serve until interrupted."""
     parser = argparse.ArgumentParser(
         prog="python -m modelslab_core.testing",
         description="Serve an offline, ModelsLab-compatible LLM API on this machine.",
@@ -36,12 +34,6 @@ def _parser() -> argparse.ArgumentParser:
     add("--rate-limit-message", default=QUEUE_LIMIT_MESSAGE, help="a queue-limit 429's message")
     model_help = "a model id to accept besides ModelsLab's (repeatable); others get HTTP 404"
     add("--model", action="append", default=[], dest="models", help=model_help)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Start the server, print its URLs and ``READY``, and serve until interrupted."""
-    parser = _parser()
     options = vars(parser.parse_args(argv))  # named as LocalModelsLab's arguments
     if options["queue_limit"] is not None and options["queue_limit"] < 1:
         parser.error("--queue-limit must be >= 1")

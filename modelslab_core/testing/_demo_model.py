@@ -1,13 +1,9 @@
 """The demo model: what the local server answers when no reply is scripted (pure functions).
 
-It echoes the last user message; calls the offered tools with arguments taken from the user's
-words; answers a tool turn with the tools' results (unless ``tool_choice`` forces a tool: then
-it calls one it has not called yet, with the results' values); fills a ``json_schema`` response
-format (or the keys a ``json_object`` request names) from the user's words; plays ReAct turns
-when the system prompt asks for them; adds a ``reasoning_content`` for reasoning models;
-continues a text completion with its prompt's last line. ``stop`` and ``max_tokens`` (in
-words) are honoured. That is what ``make demo``, the examples and agents need; tests wanting
-more script replies.
+It echoes the last user message, calls the offered tools and fills JSON schemas with values
+from the user's words, answers with tool results, plays ReAct turns and reasoning models, and
+continues a text completion (docs/testing.md, "The default model", gives each rule). That is
+what ``make demo``, the examples and agents need; tests wanting more script replies.
 """
 
 from __future__ import annotations
@@ -45,9 +41,6 @@ def _limit(text: str, body: Mapping[str, Any], max_words: int | None) -> Choice:
     if max_words is None or len(words) <= max_words:
         return {"content": text}, "stop"
     return {"content": text[: words[max_words - 1].end() if max_words > 0 else 0]}, "length"
-
-
-# ----------------------------------------------------------------------------- values
 
 
 def _mention(word: str) -> re.Pattern[str]:
@@ -140,9 +133,6 @@ def fill_schema(
     return True if kind == "boolean" else values.string()
 
 
-# ----------------------------------------------------------------------------- tools
-
-
 def tool_specs(body: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     """The tools a request offers, as (name, parameters): ``tools``, or legacy ``functions``."""
     raw = body.get("tools") if isinstance(body.get("tools"), list) else body.get("functions")
@@ -168,9 +158,9 @@ def _forced_name(tool_choice: Any) -> str | None:
 
 def select_tool_calls(
     tools: Sequence[tuple[str, Mapping[str, Any]]], tool_choice: Any, text: str
-) -> list[tuple[str, str]]:
-    """The calls (name, JSON arguments) for ``text``: the forced tool, else each tool the text
-    names (in the text's order), else the first tool; arguments from the text's values."""
+) -> list[dict[str, Any]]:
+    """The tool calls (without ids) for ``text``: the forced tool, else each tool the text names
+    (in the text's order), else the first tool; arguments from the text's values."""
     forced = _forced_name(tool_choice)
     if forced is not None:
         chosen = [next((tool for tool in tools if tool[0] == forced), (forced, {}))]
@@ -180,13 +170,12 @@ def select_tool_calls(
         )
         chosen = [tools[i] for _, i in found] or list(tools[:1])
     values = Values(text, [name for name, _ in tools])
-    return [
-        (
-            name,
-            json.dumps(fill_schema(parameters, values) if parameters else {}, ensure_ascii=False),
-        )
-        for name, parameters in chosen
-    ]
+    calls = []
+    for name, parameters in chosen:
+        arguments = fill_schema(parameters, values) if parameters else {}
+        function = {"name": name, "arguments": json.dumps(arguments, ensure_ascii=False)}
+        calls.append({"id": None, "type": "function", "function": function})
+    return calls
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -215,12 +204,9 @@ def _react_turn(messages: Sequence[Mapping[str, Any]], system: str, question: st
             found = {}
         tools.append((name.strip(), found if isinstance(found, Mapping) else {}))
     if tools and last.get("role") == "user":
-        name, arguments = select_tool_calls(tools, None, question)[0]
-        return f"{_REACT_ACT}{name}\nAction Input: {arguments}"
+        function = select_tool_calls(tools, None, question)[0]["function"]
+        return f"{_REACT_ACT}{function['name']}\nAction Input: {function['arguments']}"
     return _REACT_DONE + (question.strip() or EMPTY)
-
-
-# ----------------------------------------------------------------------------- answers
 
 
 def chat_choice(body: Mapping[str, Any]) -> Choice:
@@ -239,15 +225,13 @@ def chat_choice(body: Mapping[str, Any]) -> Choice:
     schema = spec.get("schema") if isinstance(spec, Mapping) else None
     results = "\n".join(filter(None, (message_text(m.get("content")) for m in reversed(trailing))))
     forced = tool_choice in ("required", "any", True) or _forced_name(tool_choice) is not None
-    calls: list[tuple[str, str]] = []
+    calls: list[dict[str, Any]] = []
     if "Thought:" in system and "Action Input:" in system and "Answer:" in system:
         text = _react_turn(messages, system, question)
     elif trailing and not (tools and forced):
         text = results if results.strip() else "The tool returned no text."
     elif tools and tool_choice != "none" and (messages[-1].get("role") == "user" or forced):
-        source = question
-        if trailing:  # a tool must be called again, with the results' values
-            source = f"{results}\n{question}"
+        source = f"{results}\n{question}" if trailing else question  # called again: results' values
         if trailing and _forced_name(tool_choice) is None:  # "required": one not called yet
             functions = [c.get("function") for c in earlier_calls(messages) if isinstance(c, dict)]
             called = {f.get("name") for f in functions if isinstance(f, dict)}
@@ -262,9 +246,7 @@ def chat_choice(body: Mapping[str, Any]) -> Choice:
         text = question if question.strip() else EMPTY
     message: dict[str, Any]
     if calls:
-        functions = [{"name": name, "arguments": arguments} for name, arguments in calls]
-        tool_calls = [{"id": None, "type": "function", "function": f} for f in functions]
-        message, finish = {"content": None, "tool_calls": tool_calls}, "tool_calls"
+        message, finish = {"content": None, "tool_calls": calls}, "tool_calls"
     else:
         message, finish = _limit(text, body, whole_number(body.get("max_tokens")))
     model = (named_model(body) or "").lower()

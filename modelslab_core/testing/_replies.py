@@ -210,8 +210,7 @@ class Reply:
         event: dict[str, Any] = {"status": "error", "message": message}
         if style == "openai":
             event = {"error": {"message": message, "type": "server_error", "code": 502}}
-        data = json.dumps(event, ensure_ascii=False).encode("utf-8")
-        return StreamErrorReply(data, max(int(after_chunks), 0))
+        return StreamErrorReply(json.dumps(event, ensure_ascii=False), max(int(after_chunks), 0))
 
     @classmethod
     def reset_connection(cls, after_bytes: int = 0) -> ResetReply:
@@ -256,8 +255,6 @@ class AnswerReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class ResponseReply(Reply):
-    """A fixed response (``status``, ``body``, ``content_type``, ``headers``), sent as it is."""
-
     kind: ClassVar[ReplyKind] = "response"
     status: int
     body: bytes
@@ -267,33 +264,27 @@ class ResponseReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class CutStreamReply(Reply):
-    """The default answer's first ``after_chunks`` chunks, then a clean end (no ``[DONE]``)."""
-
     kind: ClassVar[ReplyKind] = "cut_stream"
     after_chunks: int
 
 
 @dataclass(frozen=True, slots=True)
 class StreamErrorReply(Reply):
-    """An SSE stream with the error ``event`` (JSON bytes) after ``after_chunks`` chunks."""
+    """An SSE stream with the error ``event`` (JSON) after ``after_chunks`` chunks."""
 
     kind: ClassVar[ReplyKind] = "stream_error"
-    event: bytes
+    event: str
     after_chunks: int
 
 
 @dataclass(frozen=True, slots=True)
 class ResetReply(Reply):
-    """The first ``after_bytes`` of the response, then a TCP reset."""
-
     kind: ClassVar[ReplyKind] = "reset"
     after_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
 class SlowReply(Reply):
-    """Wait ``seconds``, then play ``then`` (or the demo model)."""
-
     kind: ClassVar[ReplyKind] = "slow"
     seconds: float
     then: Reply | None = None
@@ -301,8 +292,6 @@ class SlowReply(Reply):
 
 @dataclass(frozen=True, slots=True)
 class KeepAliveReply(Reply):
-    """Keep-alive bytes every ``interval`` for ``seconds``, then ``then`` (or the demo model)."""
-
     kind: ClassVar[ReplyKind] = "keep_alive"
     seconds: float
     interval: float

@@ -54,19 +54,13 @@ def find_key(headers: dict[str, str], body: Any) -> tuple[str | None, KeyPlaceme
 
 
 def redacted(
-    method: str,
-    path: str,
-    headers: dict[str, str],
-    body: Any,
-    placement: KeyPlacement | None,
-    query: str,
+    method: str, target: str, headers: dict[str, str], body: Any, placement: KeyPlacement | None
 ) -> RecordedRequest:
-    """Build the log entry of a request with every key replaced by ``"***"``."""
-    headers = dict(headers)
-    for name in ("authorization", "x-api-key"):
-        if name in headers:
-            headers[name] = REDACTED
-    recorded_body: dict[str, Any] | None = None
-    if isinstance(body, dict):
-        recorded_body = {**body, "key": REDACTED} if "key" in body else body
-    return RecordedRequest(method, path, headers, recorded_body, placement, query)
+    """The log entry of a request to ``target`` (its path and query), every key replaced by
+    ``"***"``."""
+    path, _, query = target.partition("?")
+    hidden = {name: REDACTED for name in ("authorization", "x-api-key") if name in headers}
+    if isinstance(body, dict) and "key" in body:
+        body = {**body, "key": REDACTED}
+    body = body if isinstance(body, dict) else None
+    return RecordedRequest(method, path, headers | hidden, body, placement, query)

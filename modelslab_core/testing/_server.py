@@ -22,7 +22,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
@@ -44,6 +43,7 @@ from ._routing import ROUTES, RecordedRequest, find_key, redacted
 from ._webserver import EVENT_STREAM, JSON, SERVER, WebServer, reset_after, send_half
 from ._wire import (
     DONE_EVENT,
+    KEEP_ALIVE,
     POPULAR_MODELS,
     Choice,
     answer_body,
@@ -156,17 +156,14 @@ class LocalModelsLab:
         self.api_key = api_key
         self.host = host
         self.stream_delay = float(stream_delay)
-        self.queue_limit = queue_limit
-        self.latency = float(latency)
-        self.retry_after = retry_after
-        self.rate_limit_message = rate_limit_message
-        self._queue_settings = (queue_limit, self.latency, retry_after, rate_limit_message)
+        self._queue_settings = (queue_limit, float(latency), retry_after, rate_limit_message)
         self._ssl = ssl_context
         self._requested_port = port
         self._port = 0
-        self._models = tuple(models) if models is not None else POPULAR_MODELS
-        self._accepted = self._known = frozenset(model.lower() for model in self._models)
-        self._created = int(time.time())
+        models = tuple(models) if models is not None else POPULAR_MODELS
+        self._accepted = self._known = frozenset(model.lower() for model in models)
+        listed = {"object": "model", "created": int(time.time()), "owned_by": "modelslab"}
+        self._model_list = {"object": "list", "data": [{"id": m, **listed} for m in models]}
         self._lock = threading.Lock()
         self._replies: deque[Reply] = deque()
         self._log: deque[RecordedRequest] = deque(maxlen=max(int(max_recorded_requests), 0))
@@ -177,10 +174,7 @@ class LocalModelsLab:
         self._runner: web.ServerRunner | None = None
         self._transports: dict[web.RequestHandler, asyncio.Transport] = {}
         self.in_flight = self.queued = 0
-        self.set_fault_rate(0.0)
-        self.reset_stats()
-
-    # ------------------------------------------------------------------ URLs
+        self.reset()
 
     @property
     def port(self) -> int:
@@ -209,8 +203,6 @@ class LocalModelsLab:
     def uncensored_base_url(self) -> str:
         """The uncensored-chat base URL (``/chat/completions`` and ``/completions``)."""
         return f"{self.url}/api/uncensored-chat/v1"
-
-    # ------------------------------------------------------------------ script, log, stats
 
     def enqueue(self, *replies: Reply) -> None:
         """Queue replies (FIFO) for the next chat and completion requests."""
@@ -298,8 +290,6 @@ class LocalModelsLab:
             self._log.clear()
         self.reset_stats()
 
-    # ------------------------------------------------------------------ lifecycle
-
     def start(self) -> Self:
         """Start listening in a background thread; return ``self``."""
         if self._thread is not None:
@@ -338,12 +328,7 @@ class LocalModelsLab:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -374,8 +359,6 @@ class LocalModelsLab:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    # ------------------------------------------------------------------ requests
-
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.in_flight += 1
         self.request_count += 1
@@ -397,14 +380,14 @@ class LocalModelsLab:
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
         raw = await request.read()
         body: Any = None
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            body = json.loads(raw) if raw else None
+        with contextlib.suppress(ValueError):  # UnicodeDecodeError is one too
+            body = json.loads(raw)
         names = dict.fromkeys(name.lower() for name in request.headers)
         headers = {name: ", ".join(request.headers.getall(name)) for name in names}
-        target, _, query = request.raw_path.partition("?")
         key, placement = find_key(headers, body)
         with self._lock:
-            self._log.append(redacted(request.method, target, headers, body, placement, query))
+            self._log.append(redacted(request.method, request.raw_path, headers, body, placement))
+        target = request.raw_path.partition("?")[0]
         route = ROUTES.get(target.rstrip("/") or "/")
         if route is None:
             return _error(404, "Route not found")
@@ -415,19 +398,13 @@ class LocalModelsLab:
         if key is None or (self.api_key is not None and key != self.api_key):
             return _response(200, INVALID_KEY_BODY)
         if kind == "models":
-            listed = [
-                {"id": m, "object": "model", "created": self._created, "owned_by": "modelslab"}
-                for m in self._models
-            ]
-            return _response(200, {"object": "list", "data": listed})
+            return _response(200, self._model_list)
         if not isinstance(body, dict):
             return _error(400, "The request body must be a JSON object.")
         chat = kind == "chat"
-        problem = request_error(body, chat)
-        if problem is not None:
+        if (problem := request_error(body, chat)) is not None:
             return _error(422, problem, errors={"messages" if chat else "prompt": [problem]})
-        problem = unknown_model(body, self._accepted)
-        if problem is not None:
+        if (problem := unknown_model(body, self._accepted)) is not None:
             return _error(404, problem)
         call = _Call(request, body, chat, uncensored, wants_stream(body), wants_usage(body))
         identity = target.encode() + b"\n" + raw
@@ -467,17 +444,14 @@ class LocalModelsLab:
         with self._lock:
             if self._replies:
                 return self._replies.popleft()
-            if self._fault_rate <= 0:
+            if self._fault_rate <= 0 or identity in self._faulted:  # only once_per_request adds
                 return None
-            identity = identity if self._fault_once else b""
-            if identity in self._faulted or self._rng.random() >= self._fault_rate:
+            if self._rng.random() >= self._fault_rate:
                 return None
             if self._fault_once:
                 self._faulted.add(identity)
             self.faults_injected += 1
             return self._rng.choice(self._fault_replies)
-
-    # ------------------------------------------------------------------ playing replies
 
     async def _play(self, reply: Reply | None, call: _Call) -> web.StreamResponse:
         match reply:
@@ -489,14 +463,14 @@ class LocalModelsLab:
             case KeepAliveReply():
                 return await self._keep_alive(reply, call)
             case ResetReply(after_bytes):
-                payload = self._payload(self._answer(None, call), call)
+                payload = self._payload(None, call)
                 return await reset_after(call.request, payload, call.stream, after_bytes)
             case CutStreamReply() if not call.stream:
-                return await send_half(call.request, self._payload(self._answer(None, call), call))
+                return await send_half(call.request, self._payload(None, call))
             case CutStreamReply(after) | StreamErrorReply(after_chunks=after):
                 events = first_chunks(stream_events(self._answer(None, call), call.usage), after)
                 if isinstance(reply, StreamErrorReply):  # its event, then a clean end
-                    events += [f"data: {reply.event.decode('utf-8')}\n\n", DONE_EVENT]
+                    events += [f"data: {reply.event}\n\n", DONE_EVENT]
                 return await self._send_events(call, events)
             case AnswerReply() | None:
                 answer = self._answer(reply, call)
@@ -557,16 +531,17 @@ class LocalModelsLab:
 
     async def _keep_alive(self, reply: KeepAliveReply, call: _Call) -> web.StreamResponse:
         response = await self._prepare(call, EVENT_STREAM if call.stream else JSON)
-        beat = b": keep-alive\n\n" if call.stream else b" "
+        beat = KEEP_ALIVE.encode() if call.stream else b" "
         loop = asyncio.get_running_loop()
         end = loop.time() + reply.seconds
         while loop.time() < end:
             await response.write(beat)
             await asyncio.sleep(min(reply.interval, max(end - loop.time(), 0.0)))
-        await response.write_eof(self._payload(self._answer(reply.then, call), call))
+        await response.write_eof(self._payload(reply.then, call))
         return response
 
-    def _payload(self, answer: dict[str, Any], call: _Call) -> bytes:
+    def _payload(self, reply: AnswerReply | None, call: _Call) -> bytes:
         """The answer as the request asked for it: its SSE events, or its JSON body."""
+        answer = self._answer(reply, call)
         text = "".join(stream_events(answer, call.usage)) if call.stream else _dumps(answer)
         return text.encode("utf-8")

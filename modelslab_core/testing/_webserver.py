@@ -1,8 +1,7 @@
-"""The local server's HTTP layer: aiohttp's low-level web server, answering in HTTP/1.1 and
-counting the connections of its :class:`~._server.LocalModelsLab`, and the connection faults
-it plays by taking over the transport: a body cut short and a TCP reset after a given number of
-bytes (the bytes of a reset response, its head included, are written exactly as aiohttp would
-have sent them)."""
+"""The local server's HTTP layer: aiohttp's low-level web server (HTTP/1.1, connections
+counted) and the connection faults it plays by taking over the transport: a body cut short, and
+a TCP reset after a given number of bytes (aiohttp writes no part of a head, so the reset
+response's bytes are written here, exactly as aiohttp would have sent them)."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ asked, and ``data: [DONE]``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,8 @@ PROCESSING = ": OPENROUTER PROCESSING\n\n"
 DONE_EVENT = "data: [DONE]\n\n"
 _PROCESSING_EVERY = 64
 _NOT_DONE = {"finish_reason": None, "stop_reason": None}
-_PIECE_RE = re.compile(r"\s*\S+")
+#: A word with the blanks before it; the text's trailing blanks join the last piece.
+_PIECE_RE = re.compile(r"\s*\S+(?:\s+\Z)?|\s+\Z")
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -192,20 +194,14 @@ def _tokens(message: Mapping[str, Any]) -> int:
 
 def split_pieces(text: str) -> list[str]:
     """Split ``text`` into word-sized pieces whose concatenation is exactly ``text``."""
-    pieces = _PIECE_RE.findall(text)
-    rest = text[sum(len(piece) for piece in pieces) :]
-    if rest:
-        pieces[-1:] = [(pieces[-1] if pieces else "") + rest]
-    return pieces
+    return _PIECE_RE.findall(text)
 
 
 def _thirds(arguments: str) -> list[str]:
     """Split tool-call arguments into up to 3 pieces (at least one character each)."""
-    size = len(arguments)
-    if size < 6:
-        return [arguments[: size // 2], arguments[size // 2 :]] if size >= 2 else [arguments]
-    third = size // 3
-    return [arguments[:third], arguments[third : 2 * third], arguments[2 * third :]]
+    parts = 3 if len(arguments) >= 6 else 2 if len(arguments) >= 2 else 1
+    cuts = [len(arguments) // parts * i for i in range(parts)] + [len(arguments)]
+    return [arguments[start:end] for start, end in itertools.pairwise(cuts)]
 
 
 def stream_events(body: Mapping[str, Any], include_usage: bool) -> list[str]:
@@ -237,24 +233,18 @@ def stream_events(body: Mapping[str, Any], include_usage: bool) -> list[str]:
             *({"content": piece} for piece in split_pieces(content or "")),
         ]
         for position, call in enumerate(message.get("tool_calls") or []):
-            name, arguments = call["function"]["name"], call["function"]["arguments"]
+            function = {"name": call["function"]["name"], "arguments": ""}
             opening = {"index": position, "id": call["id"], "type": "function"}
-            deltas.append(
-                {"tool_calls": [{**opening, "function": {"name": name, "arguments": ""}}]}
-            )
+            deltas.append({"tool_calls": [{**opening, "function": function}]})
             deltas += [
                 {"tool_calls": [{"index": position, "function": {"arguments": piece}}]}
-                for piece in _thirds(arguments)
+                for piece in _thirds(call["function"]["arguments"])
             ]
         for delta in deltas:
             add({"index": index, "delta": delta, "finish_reason": None})
-    for choice in body["choices"]:
-        finish = choice["finish_reason"]
-        if chat:
-            add({"index": choice["index"], "delta": {}, "finish_reason": finish})
-        else:
-            text = {"text": "", "logprobs": None, "finish_reason": finish, "stop_reason": None}
-            add({"index": choice["index"], **text})
+    for choice in body["choices"]:  # the finish reason takes _NOT_DONE's place in the keys
+        end: dict[str, Any] = {"delta": {}} if chat else {"text": "", "logprobs": None, **_NOT_DONE}
+        add({"index": choice["index"], **end, "finish_reason": choice["finish_reason"]})
     if include_usage:
         events.append(f"data: {_dumps({**head, 'choices': [], 'usage': body['usage']})}\n\n")
     events.append(DONE_EVENT)

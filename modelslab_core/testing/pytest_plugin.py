@@ -39,7 +39,7 @@ def modelslab_server_session(request: pytest.FixtureRequest) -> Iterator[LocalMo
     from ._server import LocalModelsLab
     from ._wire import POPULAR_MODELS
 
-    extra = [str(model) for model in request.config.getini("modelslab_models")]
+    extra = request.config.getini("modelslab_models")
     with LocalModelsLab(models=[*POPULAR_MODELS, *extra]) as server:
         yield server
 
