@@ -355,13 +355,15 @@ class BaseClient(Generic[H]):
 
     def _encode(self, body: dict[str, Any]) -> bytes:
         """The JSON body, with the key inside when ``key_placement="body"`` (ModelsLab's legacy
-        style). NaN and infinities are refused (they are not JSON), and so is text that is not
-        valid Unicode (a lone surrogate): a :class:`ParameterError` naming where, never the body
-        (which may hold the key)."""
+        style). NaN and infinities (not JSON), a body nested too deeply to encode and text that is
+        not valid Unicode (a lone surrogate) are refused: a :class:`ParameterError` naming where,
+        never the body (which may hold the key)."""
         try:
             text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         except ValueError as exc:
             raise ParameterError(f"the request cannot be sent as JSON: {exc}") from None
+        except RecursionError:
+            raise ParameterError("the request cannot be sent as JSON: nested too deeply") from None
         try:
             encoded = text.encode()
         except UnicodeEncodeError as exc:

@@ -202,6 +202,29 @@ async def test_nan_in_a_request_never_goes_out_as_invalid_json(
     assert both.seen == [] and KEY not in str(info.value)
 
 
+def _nested(depth: int) -> dict[str, Any]:
+    inner: dict[str, Any] = {}
+    outer = inner
+    for _ in range(depth):
+        inner["a"] = {}
+        inner = inner["a"]
+    return outer
+
+
+@pytest.mark.parametrize("placement", ["bearer", "body"])
+async def test_a_request_nested_too_deeply_for_json_is_a_parameter_error_before_sending(
+    is_async: bool, placement: str
+) -> None:
+    both = Both(answer, is_async, key_placement=placement)
+    request = {**ASK, "metadata": _nested(100_000)}
+    with pytest.raises(ParameterError, match="nested too deeply") as info:
+        if is_async:
+            await both.aclient.chat(request)
+        else:
+            both.client.chat(request)
+    assert both.seen == [] and KEY not in str(info.value)
+
+
 @pytest.mark.parametrize("placement", ["bearer", "body"])
 async def test_a_lone_surrogate_is_a_clear_error_without_the_body(
     is_async: bool, placement: str
